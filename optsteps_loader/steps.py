@@ -1,0 +1,55 @@
+"""The record `get()` returns: one registry entry as plain, immutable data.
+
+Every sequence has N+1 values for N = nfe steps, noisiest node first. ``lambdas`` is the half-log-SNR
+λ = log α − log σ (strictly increasing); ``sigmas`` = σ/α (k-diffusion / diffusers convention, decreasing);
+``timesteps`` is what the model takes as its time input (ints for discrete schedules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Steps:
+    """One optimized step schedule (an entry of the registry)."""
+
+    schedule: str
+    nfe: int
+    order: int
+    p: float
+    solver: str
+    t: tuple[float, ...]
+    lambdas: tuple[float, ...]
+    alpha_t: tuple[float, ...]
+    sigma_t: tuple[float, ...]
+    sigmas: tuple[float, ...]
+    timesteps: tuple[float | int, ...]
+    step_orders: tuple[int, ...]
+    tau: int
+    objective: float
+    params: dict[str, Any] = field(default_factory=dict)
+    time_input: str = "t"
+    quality: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def sigmas_with_zero(self) -> tuple[float, ...]:
+        """σ/α with a trailing 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention."""
+        return (*self.sigmas, 0.0)
+
+    def to_numpy(self) -> dict[str, Any]:
+        """The sequences as float64 numpy arrays (imports numpy only when called)."""
+        import numpy as np
+
+        return {name: np.asarray(getattr(self, name), dtype=np.float64) for name in _SEQUENCES}
+
+    def to_torch(self, device: Any = None, dtype: Any = None) -> dict[str, Any]:
+        """The sequences as torch tensors (float64 unless ``dtype``); imports torch only when called."""
+        import torch
+
+        dtype = torch.float64 if dtype is None else dtype
+        return {name: torch.tensor(getattr(self, name), dtype=dtype, device=device) for name in _SEQUENCES}
+
+
+_SEQUENCES = ("t", "lambdas", "alpha_t", "sigma_t", "sigmas", "timesteps")
