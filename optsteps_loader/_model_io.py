@@ -1,0 +1,110 @@
+"""What the torch samplers share: calling the model, turning its output into x̂_0, and the update itself.
+
+Private to :mod:`optsteps_loader.unipc` and :mod:`optsteps_loader.dpmpp`; imports torch, so the loader
+package never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ._coefficients import LinearStep
+
+PREDICTIONS = ("epsilon", "sample", "v", "flow")
+
+
+def initial_noise_scale(steps: Any) -> float:
+    """Standard deviation of the data-independent start: ``x = initial_noise_scale(steps) * randn(...)``.
+
+    The marginal at the first node is x_T = α_T x_0 + σ_T ε. Dropping the (small) α_T x_0 term gives
+    x_T ~ N(0, σ_T²), so this returns σ_t[0]: ≈ 1 for VP schedules (diffusers uses exactly 1), σ_max (e.g. 80)
+    for EDM, and the flow σ of the first node for rectified flow.
+    """
+    return float(steps.sigma_t[0])
+
+
+def x0_coefficients(steps: Any, prediction: str) -> tuple[tuple[float, float], ...]:
+    """(a_i, b_i) per node with x̂_0 = a_i · x + b_i · output, from the model's parameterisation.
+
+    With x = α x_0 + σ ε:
+
+    - ``epsilon`` (output ε):           x̂_0 = (x − σ ε)/α;
+    - ``sample`` (output x_0):          x̂_0 = output;
+    - ``v`` (diffusers v = α ε − σ x_0): x̂_0 = (α x − σ v)/(α² + σ²)  (= α x − σ v for VP);
+    - ``flow`` (velocity u = ε − x_0):  x̂_0 = (x − σ u)/(α + σ)       (= x − σ u for α = 1 − σ).
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    coefficients = []
+    for alpha, sigma in zip(steps.alpha_t, steps.sigma_t, strict=True):
+        alpha, sigma = float(alpha), float(sigma)
+        if prediction == "epsilon":
+            coefficients.append((1.0 / alpha, -sigma / alpha))
+        elif prediction == "sample":
+            coefficients.append((0.0, 1.0))
+        elif prediction == "v":
+            norm = alpha * alpha + sigma * sigma
+            coefficients.append((alpha / norm, -sigma / norm))
+        else:
+            norm = alpha + sigma
+            coefficients.append((1.0 / norm, -sigma / norm))
+    return tuple(coefficients)
+
+
+def timestep_values(steps: Any, x: torch.Tensor) -> torch.Tensor:
+    """All nodes' model time inputs as one tensor on x's device (one copy, before the loop).
+
+    ``torch.long`` when every value is an int (discrete models), else x's dtype.
+    """
+    values = list(steps.timesteps)
+    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return torch.tensor(values, dtype=torch.long if integer else x.dtype, device=x.device)
+
+
+class Denoiser:
+    """``denoiser(x, i)`` calls ``model(x, timestep)`` at node i and returns x̂_0 (no host sync)."""
+
+    __slots__ = ("_coefficients", "_model", "_timesteps")
+
+    def __init__(self, model: Callable[..., torch.Tensor], steps: Any, prediction: str, x: torch.Tensor):
+        if not callable(model):
+            raise ValueError(f"model must be callable as model(x, timestep), got {type(model).__name__}")
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError("x must be a floating-point torch.Tensor")
+        if len(steps.timesteps) != len(steps.lambdas):
+            raise ValueError(
+                f"steps has {len(steps.timesteps)} timesteps for {len(steps.lambdas)} nodes; they must agree"
+            )
+        self._model = model
+        self._coefficients = x0_coefficients(steps, prediction)
+        self._timesteps = timestep_values(steps, x)
+
+    def __call__(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        output = self._model(x, self._timesteps[i].expand(x.shape[:1]))
+        a, b = self._coefficients[i]
+        if a == 0.0:
+            return output if b == 1.0 else output * b
+        return torch.add(x * a, output, alpha=b)
+
+
+def combine(step: LinearStep, x: torch.Tensor, predictions: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``step.scale · x + Σ_j step.weights[j] · predictions[j]`` with Python-float weights."""
+    out = x * step.scale
+    for weight, prediction in zip(step.weights, predictions, strict=False):
+        out = out.add_(prediction, alpha=weight)
+    return out
+
+
+def event(steps: Any, i: int, x: torch.Tensor, denoised: torch.Tensor) -> dict[str, Any]:
+    """The dict handed to a sampler's ``callback`` at node i."""
+    return {
+        "i": i,
+        "x": x,
+        "denoised": denoised,
+        "t": steps.t[i],
+        "sigma": steps.sigmas[i],
+        "timestep": steps.timesteps[i],
+    }
