@@ -13,7 +13,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Steps:
-    """One optimized step schedule (an entry of the registry)."""
+    """One optimized step schedule (an entry of the registry).
+
+    Records returned by ``optsteps_loader.get()`` come from a cache and are shared: their mappings
+    (``params``, ``quality``, ``provenance``) are read-only ``MappingProxyType`` views, nested lists tuples.
+    """
 
     schedule: str
     nfe: int
@@ -33,6 +37,9 @@ class Steps:
     time_input: str = "t"
     quality: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    objective_uniform_lambda: float | None = None  # F at the uniform-λ grid (the baseline the optimum beats)
+    objective_uniform_t: float | None = None  # F at the uniform-t grid
+    timestep_collisions: tuple[tuple[int, int], ...] = ()  # node pairs whose integer timesteps coincide
 
     def sigmas_with_zero(self) -> tuple[float, ...]:
         """σ/α with a trailing 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention."""

@@ -1,0 +1,221 @@
+"""The public functions `get`, `available`, `info` (re-exported by the package).
+
+Arguments are validated first (TypeError / ValueError naming the argument), then the registry is read
+through `_registry` (which verifies and caches), then the lookup fails with a domain error that says what
+exists. ``solver`` accepts ``"unipc"`` and ``"dpmpp"``: the paper's bound is the same for UniPC and
+DPM-Solver++ (METHOD.md §2), so both read the same entries; ``Steps.solver`` records which one was asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from . import _registry as _r
+from .errors import EntryNotFoundError, ScheduleNotFoundError
+
+TYPE_CHECKING = False  # `typing` costs more import time than this whole package
+if TYPE_CHECKING:
+    from .steps import Steps
+
+SOLVERS = ("unipc", "dpmpp")
+ORDERS = (1, 2, 3)
+
+
+def get(schedule: str, nfe: int, *, order: int = 3, p: float | None = None, solver: str = "unipc",
+        source: str | os.PathLike[str] | None = None, revision: str | None = None,
+        shift: float | None = None) -> Steps:
+    """The optimized steps for ``schedule`` at ``nfe`` model evaluations.
+
+    Args:
+        schedule: a schedule key, e.g. ``"vp-linear"``, ``"scaled-linear"``, ``"edm"``, ``"flow"``.
+        nfe: number of steps N (the result has N+1 nodes, noisiest first).
+        order: the solver order the steps were optimized for (1, 2 or 3).
+        p: the objective's exponent; ``None`` takes the schedule's measured-best default (``defaults.p``).
+        solver: ``"unipc"`` or ``"dpmpp"`` (same entries, see the module docstring).
+        source: ``None`` (``$OPTSTEPS_REGISTRY_DIR``, else the registry bundled with the package), a folder
+            with the registry layout, or ``"hub"`` (see `optsteps_loader.hub`).
+        revision: with ``source="hub"``: a branch, tag or commit of the Hub dataset repo.
+        shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant.
+
+    Raises:
+        TypeError, ValueError: a bad argument (the message names it).
+        ScheduleNotFoundError: unknown schedule (with close matches and the list of schedules).
+        EntryNotFoundError: no such nfe/order/p/shift (with the grid that exists and the builder command).
+        RegistryIntegrityError: a file fails its hash or structural checks.
+        RegistryUnavailableError: no registry at ``source`` / the Hub cannot be reached.
+
+    Example:
+        >>> steps = get("vp-linear", 6)                     # doctest: +SKIP
+        >>> len(steps.t), steps.lambdas[0] < steps.lambdas[-1]  # doctest: +SKIP
+        (7, True)
+    """
+    if not isinstance(schedule, str):
+        raise TypeError(f"schedule must be a str such as 'vp-linear', not {_kind(schedule)}")
+    nfe = _int_arg("nfe", nfe)
+    order = _int_arg("order", order)
+    if order not in ORDERS:
+        raise ValueError(f"order must be 1, 2 or 3, got {order}")
+    if p is not None:
+        p = _real_arg("p", p, minimum=0.0)
+    if not isinstance(solver, str) or solver not in SOLVERS:
+        raise (ValueError if isinstance(solver, str) else TypeError)(
+            f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {_kind(solver)}")
+    if shift is not None:
+        shift = _real_arg("shift", shift, minimum=0.0, strict=True)
+    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift))
+
+
+def available(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
+    """What the registry holds, from its index alone: ``{schedule: [variant, ...]}``, each variant a dict
+    with ``params`` (flow: ``{"shift": 3.0}``), ``nfe``, ``orders``, ``p``, ``path``, ``entries``."""
+
+    def listing(src: _r.Source) -> dict:
+        index = _r.load_index(src)
+        keys = ("params", "nfe", "orders", "p", "path", "entries")
+        return {name: [{k: _copy(rec.get(k)) for k in keys} for rec in recs]
+                for name, recs in sorted(index.by_schedule.items())}
+
+    return _run(source, revision, listing)
+
+
+def info(schedule: str, *, shift: float | None = None, source: str | os.PathLike[str] | None = None,
+         revision: str | None = None) -> dict:
+    """A schedule's parameters and defaults: its file's ``schedule`` and ``defaults`` blocks, plus
+    ``params``, ``path``, ``data_version``, ``provenance`` and the ``variants`` (params) that exist."""
+    if not isinstance(schedule, str):
+        raise TypeError(f"schedule must be a str such as 'vp-linear', not {_kind(schedule)}")
+    if shift is not None:
+        shift = _real_arg("shift", shift, minimum=0.0, strict=True)
+
+    def describe(src: _r.Source) -> dict:
+        index = _r.load_index(src)
+        rec = select(index, schedule, shift, src.label)
+        obj = _r.load_data(src, rec).obj
+        return {"schedule": _copy(obj["schedule"]), "defaults": _copy(obj["defaults"]),
+                "params": _copy(rec["params"]), "path": rec["path"], "data_version": obj.get("data_version"),
+                "provenance": _copy(obj.get("provenance", {})),
+                "variants": [_copy(r["params"]) for r in index.by_schedule[schedule]]}
+
+    return _run(source, revision, describe)
+
+
+def _run(source: object, revision: object, fn):
+    """``fn(source)``; under ``HF_HUB_OFFLINE`` with nothing cached, ``fn(local registry)`` and a warning."""
+    try:
+        return fn(_r.resolve_source(source, revision))
+    except _r.OfflineMiss as miss:
+        import warnings
+
+        local = _r.resolve_source(None)
+        warnings.warn(f"{miss}; using the local registry at {local.label} instead", stacklevel=3)
+        return fn(local)
+
+
+def _get(src: _r.Source, schedule: str, nfe: int, order: int, p: float | None, solver: str,
+         shift: float | None) -> Steps:
+    data = _r.load_data(src, select(_r.load_index(src), schedule, shift, src.label))
+    if p is None:
+        p = data.obj["defaults"]["p"]
+    key = (nfe, order, p, solver)
+    steps = data.steps.get(key)
+    if steps is None:
+        entry = data.entries.get((nfe, order, p))
+        if entry is None:
+            raise _missing_entry(data, nfe, order, p, src.label)
+        steps = data.steps[key] = _r.make_steps(data, entry, solver, src.label)
+    return steps
+
+
+def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> dict:
+    """The index record of a schedule key and (flow only) shift; ``None`` means shift 1.0 or the only one."""
+    recs = index.by_schedule.get(schedule)
+    if recs is None:
+        import difflib
+
+        names = sorted(index.by_schedule)
+        close = difflib.get_close_matches(schedule, names, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ScheduleNotFoundError(
+            f"unknown schedule {schedule!r} in {label}.{hint} Schedules: {', '.join(names) or 'none'}")
+    shifts = [rec["params"].get("shift") for rec in recs]
+    if shift is not None and all(s is None for s in shifts):
+        raise ValueError(f"shift= only applies to flow schedules; {schedule!r} has no shift parameter")
+    if shift is None and len(recs) == 1:
+        return recs[0]
+    want = 1.0 if shift is None else shift
+    for rec in recs:
+        if rec["params"].get("shift", 1.0) == want:
+            return rec
+    have = ", ".join(_num(s) for s in shifts if s is not None)
+    raise EntryNotFoundError(f"{schedule!r} in {label} has no variant with shift={_num(want)};"
+                             f" shifts available: {have}")
+
+
+def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str) -> EntryNotFoundError:
+    """The error for an (nfe, order, p) the file lacks: what exists, and how to compute the missing entry."""
+    rec = data.rec
+    here = [key[0] for key in data.entries if key[1] == order and key[2] == p]
+    shift = rec["params"].get("shift")
+    command = (f"python -m builder solve --schedule {rec['schedule']} --nfe {nfe} --order {order}"
+               f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json")
+    return EntryNotFoundError(
+        f"{rec['schedule']} ({rec['path']} in {label}) has no entry nfe={nfe}, order={order}, p={_num(p)}."
+        f" It has orders {', '.join(map(str, rec['orders']))} and p {', '.join(_num(x) for x in rec['p'])};"
+        f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}")
+
+
+def ranges(values: list[int]) -> str:
+    """[3, 4, 5, 6, 8, 10, 11] -> '3-6, 8, 10, 11'."""
+    runs: list[list[int]] = []
+    for v in sorted(set(values)):
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs]
+    return ", ".join(parts) or "none"
+
+
+def _num(x: object) -> str:
+    """1.0 -> '1', 0.5 -> '0.5' (how p and shift read in messages and commands)."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() and abs(x) < 1e15 else str(x)
+
+
+def _kind(value: object) -> str:
+    """A safe description of a bad argument (repr only for plain scalars)."""
+    shown = f" {value!r:.40}" if type(value) in (str, bytes, int, float, bool) else ""
+    return f"{type(value).__name__}{shown}"
+
+
+def _int_arg(name: str, value: object) -> int:
+    if type(value) is not int:
+        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+            raise TypeError(f"{name} must be an int, not {_kind(value)}")
+        value = value.__index__()  # numpy integers and friends
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _real_arg(name: str, value: object, minimum: float, strict: bool = False) -> float:
+    if type(value) not in (int, float):
+        import numbers
+
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, not {_kind(value)}")
+    try:
+        x = float(value)
+    except (OverflowError, ValueError, TypeError):
+        x = math.nan
+    if not math.isfinite(x) or x < minimum or (strict and x == minimum):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {_num(minimum)}, "
+                         f"got {_kind(value)}")
+    return x
+
+
+def _copy(obj: object) -> object:
+    """A private deep copy of JSON data, so callers cannot edit the cache."""
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    return [_copy(v) for v in obj] if isinstance(obj, list) else obj

@@ -1,0 +1,39 @@
+"""The loader's exceptions: one domain error per way a lookup can fail.
+
+``ScheduleNotFoundError`` and ``EntryNotFoundError`` subclass ``KeyError`` (as zoneinfo's
+``ZoneInfoNotFoundError`` does): callers who think "lookup failed" can catch the builtin, callers who want
+precision catch ours. Bad argument *types* and *values* are plain ``TypeError`` / ``ValueError`` naming the
+argument. Everything else about the data is a ``RegistryIntegrityError``; a registry that cannot be reached at
+all (missing folder, Hub down, offline with nothing cached) is a ``RegistryUnavailableError``.
+"""
+
+from __future__ import annotations
+
+
+class OptstepsError(Exception):
+    """Base class of every error the loader raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message; show it as written
+        return str(self.args[0]) if self.args else ""
+
+
+class ScheduleNotFoundError(OptstepsError, KeyError):
+    """No schedule of that name in the registry (the message lists close matches and all schedules)."""
+
+
+class EntryNotFoundError(OptstepsError, KeyError):
+    """The schedule exists but not with this NFE / order / p / shift.
+
+    The message lists the grid that exists and the builder command that computes the missing entry.
+    """
+
+
+class RegistryIntegrityError(OptstepsError):
+    """A registry file is not what the index promises: hash mismatch, invalid or truncated JSON, a missing
+    key, sequences of the wrong length, non-monotone λ, non-finite numbers, an unsafe path, a listed file
+    that is absent. The message names the file and the problem. No partly read result is ever returned."""
+
+
+class RegistryUnavailableError(OptstepsError, OSError):
+    """The registry cannot be reached: no folder/index at the given place, or a Hub download that failed
+    (404, 5xx, truncated transfer, ``huggingface_hub`` not installed). The message names the source."""

@@ -1,0 +1,188 @@
+"""Small, valid fixture registries in the exact format of docs/registry-format.md, for tests and benchmarks.
+
+The schedules are closed-form (no optimizer): nodes on a uniform-λ grid, slightly warped by (order, p) so
+that every entry differs. Canonical bytes, sha256 and sizes in the index are exactly what the builder writes,
+so the loader cannot tell these from a real registry; tests never depend on the committed ``registry/``.
+
+- ``vp-linear``: DPM-Solver's continuous VP, β(t) = β0 + t(β1 − β0), log α = −(β1−β0)t²/4 − β0 t/2,
+  t ∈ [1e-3, 1], ``time_input`` "t".
+- ``ddpm-linear``: the same curve read as the 1000-step DDPM schedule (β 1e-4 → 0.02 is β0=0.1, β1=20 over
+  N=1000), integer ``timesteps`` round((t − 1/1000)·1000) and their collisions, ``time_input`` "timestep".
+- ``flow``: rectified flow α = 1 − t, σ = t, with the SD3/FLUX shift t' = s t / (1 + (s − 1) t);
+  one file per shift, ``params`` {"shift": s}, ``time_input`` "1000*sigma".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+DATA_VERSION = "2026.01.01"
+GENERATOR = "tests.registry_factory"
+DEFAULTS = {"order": 3, "p": 1, "solver": "unipc", "tau": "auto"}
+VP = {"beta_0": 0.1, "beta_1": 20.0}
+
+
+def canonical_bytes(obj: object) -> bytes:
+    """The registry's canonical serialization (docs/registry-format.md)."""
+    text = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    return text.encode("ascii")
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Atomic write: a temporary file in the target folder, then a rename over the destination."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# --- closed-form schedules -------------------------------------------------------------------------------
+
+def _vp_log_alpha(t: float) -> float:
+    return -(VP["beta_1"] - VP["beta_0"]) / 4 * t * t - VP["beta_0"] / 2 * t
+
+
+def _vp_lambda(t: float) -> float:
+    la = _vp_log_alpha(t)
+    return la - 0.5 * math.log(-math.expm1(2 * la))
+
+
+def _vp_t_of_lambda(lam: float) -> float:
+    """Inverse of λ(t): log α = −½ log(1 + e^{−2λ}) solved as a t² + b t + c = 0 (stable root)."""
+    a, b = (VP["beta_1"] - VP["beta_0"]) / 4, VP["beta_0"] / 2
+    c = -0.5 * math.log1p(math.exp(-2 * lam))
+    return -2 * c / (b + math.sqrt(b * b - 4 * a * c))
+
+
+def _grid(lam_start: float, lam_end: float, nfe: int, order: int, p: float) -> list[float]:
+    """Uniform in λ, warped by (order, p) so entries differ; strictly increasing, fixed ends."""
+    k = 1.0 + 0.05 * p + 0.02 * (order - 1)
+    return [lam_start + (lam_end - lam_start) * (i / nfe) ** k for i in range(nfe + 1)]
+
+
+def _vp_nodes(nfe: int, order: int, p: float) -> dict:
+    lams = _grid(_vp_lambda(1.0), _vp_lambda(1e-3), nfe, order, p)
+    t = [1.0] + [_vp_t_of_lambda(x) for x in lams[1:-1]] + [1e-3]
+    alpha = [math.exp(_vp_log_alpha(x)) for x in t]
+    sigma = [math.sqrt(-math.expm1(2 * _vp_log_alpha(x))) for x in t]
+    return {"t": t, "lambda": [_vp_lambda(x) for x in t], "alpha_t": alpha, "sigma_t": sigma,
+            "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)]}
+
+
+def _flow_nodes(nfe: int, order: int, p: float, shift: float) -> dict:
+    lams = _grid(math.log(1e-3 / 0.999), math.log(0.999 / 1e-3), nfe, order, p)
+    base = [1.0 / (1.0 + math.exp(x)) for x in lams]  # unshifted t of each λ
+    t = [shift * x / (1.0 + (shift - 1.0) * x) for x in base]
+    return {"t": t, "lambda": [math.log((1 - x) / x) for x in t], "alpha_t": [1 - x for x in t], "sigma_t": t,
+            "sigmas": [x / (1 - x) for x in t], "timesteps": [1000.0 * x for x in t]}
+
+
+SCHEDULES = {
+    "vp-linear": {"family": "vp-continuous", "params": VP, "time_input": "t",
+                  "description": "continuous VP, linear beta 0.1 -> 20 (fixture)"},
+    "ddpm-linear": {"family": "vp-discrete", "params": {"beta_start": 1e-4, "beta_end": 0.02, "steps": 1000},
+                    "time_input": "timestep", "description": "discrete DDPM, linear beta (fixture)"},
+    "flow": {"family": "flow", "params": {}, "time_input": "1000*sigma",
+             "description": "rectified flow alpha = 1 - t, sigma = t, shifted (fixture)"},
+}
+
+
+def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0) -> dict:
+    """One registry entry with every key of docs/registry-format.md."""
+    if schedule == "flow":
+        nodes = _flow_nodes(nfe, order, p, shift)
+    else:
+        nodes = _vp_nodes(nfe, order, p)
+        if schedule == "ddpm-linear":
+            nodes["timesteps"] = [round((x - 1 / 1000) * 1000) for x in nodes["t"]]
+        else:
+            nodes["timesteps"] = list(nodes["t"])
+    ts = nodes["timesteps"]
+    collisions = [[i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1)
+                  if schedule == "ddpm-linear" and ts[i] == ts[j]]
+    inputs = canonical_bytes({"schedule": schedule, "shift": shift, "nfe": nfe, "order": order, "p": p,
+                              "tau": 3})
+    objective = 1.0 / nfe**order * (1.0 + 0.1 * p)
+    return {"nfe": nfe, "order": order, "p": p, "tau": 3, "solver": "unipc", "init": "unif",
+            "step_orders": [min(order, i + 1, nfe - i) for i in range(nfe)], **nodes,
+            "timestep_collisions": collisions, "objective": objective,
+            "objective_uniform_lambda": objective * 1.25, "objective_uniform_t": objective * 2.0,
+            "optimizer": {"success": True, "status": 1, "message": "closed-form fixture", "nit": 0, "nfev": 1,
+                          "starts": 1},
+            "input_hash": sha256(inputs), "quality": None}
+
+
+def make_file(schedule: str, nfes, orders, ps, shift: float | None = None) -> dict:
+    """One data file: ``schedule``/``defaults`` blocks and entries sorted by (order, p, nfe)."""
+    spec = SCHEDULES[schedule]
+    params = dict(spec["params"]) if shift is None else {"shift": shift}
+    probe = make_entry(schedule, 2, 1, 0, shift or 1.0)
+    entries = [make_entry(schedule, n, k, p, shift or 1.0) for k in orders for p in ps for n in nfes]
+    return {"schema_version": 1, "data_version": DATA_VERSION,
+            "provenance": {"builder": GENERATOR, "numpy": "fixture", "scipy": "fixture"},
+            "schedule": {"name": schedule, "family": spec["family"], "params": params,
+                         "t_start": probe["t"][0], "t_end": probe["t"][-1],
+                         "lambda_start": probe["lambda"][0], "lambda_end": probe["lambda"][-1],
+                         "time_input": spec["time_input"], "description": spec["description"]},
+            "defaults": dict(DEFAULTS), "entries": entries}
+
+
+def make_registry(root: str | os.PathLike, *, schedules=("vp-linear", "ddpm-linear", "flow"),
+                  nfes=range(3, 9), orders=(1, 2, 3), ps=(0, 1, 2), shifts=(1.0, 3.0)) -> Path:
+    """Write a registry folder (``index.json`` + ``v1/*.json``) under ``root`` and return ``root``."""
+    root = Path(root)
+    nfes, orders, ps = sorted(nfes), sorted(orders), sorted(ps)
+    records = []
+    for schedule in schedules:
+        variants = [(f"v1/flow-shift{s:g}.json", s) for s in shifts] if schedule == "flow" else [
+            (f"v1/{schedule}.json", None)]
+        for rel, shift in variants:
+            obj = make_file(schedule, nfes, orders, ps, shift)
+            data = canonical_bytes(obj)
+            write_bytes(root / rel, data)
+            params = {} if shift is None else {"shift": shift}
+            records.append({"path": rel, "schedule": schedule, "params": params,
+                            "sha256": sha256(data), "bytes": len(data), "entries": len(obj["entries"]),
+                            "nfe": nfes, "orders": orders, "p": ps})
+    write_index(root, records)
+    return root
+
+
+def write_index(root: Path, records: list[dict], **overrides) -> dict:
+    index = {"schema_version": 1, "data_version": DATA_VERSION, "generator": GENERATOR,
+             "license": "CC-BY-4.0", "citation": "Xue et al., CVPR 2024 (fixture)",
+             "files": sorted(records, key=lambda r: r["path"]),
+             **overrides}
+    write_bytes(Path(root) / "index.json", canonical_bytes(index))
+    return index
+
+
+def read_json(root: str | os.PathLike, rel: str) -> dict:
+    return json.loads((Path(root) / rel).read_bytes())
+
+
+def rewrite(root: str | os.PathLike, rel: str, obj: object, *, rehash: bool = True) -> None:
+    """Replace a data file with ``obj`` (canonical bytes); with ``rehash`` also update its index record."""
+    write_bytes(Path(root) / rel, canonical_bytes(obj))
+    if rehash:
+        rehash_index(root)
+
+
+def rehash_index(root: str | os.PathLike) -> None:
+    """Recompute ``sha256`` and ``bytes`` of every present file in the index (after a deliberate edit)."""
+    root = Path(root)
+    index = read_json(root, "index.json")
+    for rec in index["files"]:
+        path = root / rec["path"]
+        if path.is_file():
+            data = path.read_bytes()
+            rec["sha256"], rec["bytes"] = sha256(data), len(data)
+    write_bytes(root / "index.json", canonical_bytes(index))
