@@ -1,0 +1,142 @@
+"""``source="hub"``: read the registry from a Hugging Face Hub dataset repo, through ``huggingface_hub``.
+
+Imported only when ``source="hub"`` is used, and ``huggingface_hub`` (``pip install 'optsteps[hub]'``) only
+inside its functions. The repo id is `DEFAULT_REPO_ID`, or ``$OPTSTEPS_HUB_REPO``; the repo holds the
+registry folder as is (``index.json`` at its root, ``v1/*.json``). What a call does:
+
+1. ``index.json`` is fetched with ``hf_hub_download(repo_type="dataset", revision=...)`` into the ordinary HF
+   cache (``HF_HOME`` / ``HF_HUB_CACHE``), and checked against the content hash the Hub names it by (below).
+2. Data files are fetched *at the commit the index came from* (the snapshot folder HF stored it in), so the
+   index and the files are one snapshot even if the branch moves in between. Each file's sha256 is compared
+   with the index before it is parsed; a file that fails is deleted from the HF cache (blob and snapshot link)
+   before the `RegistryIntegrityError` is raised, so the cache never keeps it and the next call fetches anew.
+3. Paths are remembered for the rest of the process (one request per file, not per `get()`); a new commit on
+   the branch is seen after `optsteps_loader.clear_cache()` or in a new process.
+
+Offline (``HF_HUB_OFFLINE=1``): files come from the HF cache; if one is not there, the API falls back to the
+local registry (``$OPTSTEPS_REGISTRY_DIR`` or the bundled one) with a ``UserWarning``. Any other failure
+(404, 5xx, a truncated transfer, no ``huggingface_hub``) is a `RegistryUnavailableError`, with the Hub
+client's exception as its ``__cause__``.
+
+Why the index can be trusted. Every data file is pinned by the index's sha256, so everything rests on the
+index. The Hub serves each file with its git object id as ETag (sha1 of the git blob; sha256 for LFS) and HF
+names the cached blob after it; we recompute that id from the bytes, which catches corruption in transit or
+on disk. With ``revision`` a 40-hex commit id, git's content addressing fixes that object id, so the index,
+and through it every file, is exactly what was published in that commit, as far as one trusts the Hub (over
+HTTPS) to serve its git objects faithfully. A branch or tag gives whatever it points to today (tags can be
+moved by the repo's owners): for reproducible results pin a commit; ``Steps.provenance["source"]`` names the
+commit each result came from.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._registry import OfflineMiss, Source, read_bytes
+from .errors import RegistryIntegrityError, RegistryUnavailableError
+
+DEFAULT_REPO_ID = "optsteps/optsteps-registry"
+ENV_REPO = "OPTSTEPS_HUB_REPO"
+_sources: dict[tuple, Source] = {}
+
+
+def repo_id() -> str:
+    """The Hub dataset repo read by ``source="hub"``: ``$OPTSTEPS_HUB_REPO`` or `DEFAULT_REPO_ID`."""
+    return os.environ.get(ENV_REPO) or DEFAULT_REPO_ID
+
+
+def clear_cache() -> None:
+    """Forget the Hub files fetched by this process (the HF cache on disk is left alone)."""
+    _sources.clear()
+
+
+def source(revision: str | None = None) -> Source:
+    """A `Source` over the Hub repo at ``revision`` (a branch, tag or commit; ``None`` = ``main``)."""
+    if revision is not None and not isinstance(revision, str):
+        raise TypeError(f"revision must be a str (branch, tag or commit), not {type(revision).__name__}")
+    try:
+        import huggingface_hub as hf
+    except ImportError:
+        raise RegistryUnavailableError(
+            "source='hub' needs huggingface_hub: pip install 'optsteps[hub]'") from None
+    repo = repo_id()
+    offline = _offline(hf)
+    key = (repo, revision, hf.constants.ENDPOINT, hf.constants.HF_HUB_CACHE, offline)
+    src = _sources.get(key)
+    if src is None:
+        src = _sources[key] = _open(hf, repo, revision, offline)
+    return src
+
+
+def _offline(hf) -> bool:
+    is_offline = getattr(hf.constants, "is_offline_mode", None)
+    return bool(is_offline() if callable(is_offline) else hf.constants.HF_HUB_OFFLINE)
+
+
+def _open(hf, repo: str, revision: str | None, offline: bool) -> Source:
+    files: dict[str, str] = {}  # repo path -> local path, for this process
+
+    def discard(path: str) -> None:
+        """Delete a bad download from the HF cache: the blob first, then the snapshot link to it."""
+        for p in dict.fromkeys((os.path.realpath(path), path)):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        for rel in [rel for rel, p in files.items() if p == path]:
+            del files[rel]
+
+    index_path = _download(hf, repo, "index.json", revision, offline)
+    _check_blob_name(index_path, discard)
+    folder = os.path.basename(os.path.dirname(index_path))
+    commit = folder if _is_hex(folder, 40) else None
+    pinned = commit or revision
+    label = f"hub:{repo}@{revision or 'main'}"
+    if commit and commit != revision:
+        label += f" (commit {commit})"
+
+    def locate(rel: str) -> str:
+        path = files.get(rel)
+        if path is None:
+            path = files[rel] = _download(hf, repo, rel, pinned, offline)
+        return path
+
+    return Source(label, index_path, locate, discard)
+
+
+def _download(hf, repo: str, filename: str, revision: str | None, offline: bool) -> str:
+    where = f"{filename} of the Hub dataset {repo}@{revision or 'main'}"
+    try:
+        from . import __version__
+
+        return hf.hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset", revision=revision,
+                                  library_name="optsteps", library_version=__version__)
+    except Exception as err:  # every failure of the Hub client means: not available
+        if offline:
+            raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else ""
+        raise RegistryUnavailableError(f"cannot fetch {where}: {type(err).__name__}: {first}") from err
+
+
+def _is_hex(name: str, length: int) -> bool:
+    return len(name) == length and all(c in "0123456789abcdef" for c in name)
+
+
+def _check_blob_name(path: str, discard) -> None:
+    """Check a cached file against the content hash HF named its blob after (the Hub's ETag)."""
+    import hashlib
+
+    blob = os.path.realpath(path)
+    name = os.path.basename(blob)
+    data = read_bytes(blob, path)
+    if _is_hex(name, 40):  # git object id of a regular file: sha1(b"blob <size>\0" + bytes)
+        got = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    elif _is_hex(name, 64):  # LFS file: sha256 of the bytes
+        got = hashlib.sha256(data).hexdigest()
+    else:  # a copy, not a symlink (no symlink support): nothing to compare with
+        return
+    if got != name:
+        discard(path)
+        raise RegistryIntegrityError(f"{path}: the Hub named this file {name} but its bytes hash to {got};"
+                                     " it was removed from the HF cache, try again")
