@@ -1,0 +1,168 @@
+"""optsteps_loader.diffusers: a registry entry in a diffusers scheduler makes ``step()`` follow our grid."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from optsteps_loader import dpmpp, unipc
+from optsteps_loader.diffusers import configure_scheduler
+from tests._sampler_fixtures import (
+    GRID_TIMESTEPS,
+    SD_BETAS,
+    discrete_steps,
+    flow_steps,
+    make_steps,
+    relative_error,
+    run_diffusers,
+    toy_model,
+    vp_uniform_lambda,
+)
+
+diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def _x(*shape, seed=0):
+    return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _sd_steps():
+    return discrete_steps(diffusers.UniPCMultistepScheduler(**SD_BETAS).alphas_cumprod, GRID_TIMESTEPS)
+
+
+@pytest.mark.parametrize("variant", ["bh1", "bh2"])
+@pytest.mark.parametrize("order", [2, 3])
+def test_unipc_scheduler_follows_entry(variant, order):
+    steps = _sd_steps()
+    scheduler = diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=order, solver_type=variant)
+    scheduler.set_timesteps(25)  # whatever was there before is replaced
+    assert configure_scheduler(scheduler, steps) is scheduler
+    assert scheduler.timesteps.tolist() == GRID_TIMESTEPS[:-1]
+    assert scheduler.sigmas.tolist() == list(steps.sigmas)  # N+1 values, no appended 0
+    assert scheduler.num_inference_steps == steps.nfe
+    x = _x(2, 4, 3, 3)
+    ours = unipc.sample(toy_model, x, steps, order=order, variant=variant)
+    assert relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_dpmpp_scheduler_follows_entry(order):
+    steps = _sd_steps()
+    scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=order)
+    configure_scheduler(scheduler, steps)
+    x = _x(2, 4, 3, 3)
+    ours = dpmpp.sample(toy_model, x, steps, order=order)
+    assert (
+        relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6
+    )  # float32 cast inside diffusers
+
+
+def test_pipeline_style_set_timesteps_reapplies_entry():
+    """Pipelines call set_timesteps(num_inference_steps, device=...) themselves: the entry survives, and the
+    multistep state is reset so a second run gives the same result."""
+    steps = _sd_steps()
+    scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=3), steps)
+    x = _x(3, 5)
+    first = run_diffusers(scheduler, toy_model, x)
+    scheduler.set_timesteps(steps.nfe, device="cpu")
+    assert scheduler.timesteps.tolist() == GRID_TIMESTEPS[:-1]
+    assert torch.equal(run_diffusers(scheduler, toy_model, x), first)
+    scheduler.set_timesteps(num_inference_steps=steps.nfe, mu=0.7)  # a dynamic-shift mu is ignored
+    with pytest.raises(ValueError, match=f"num_inference_steps={steps.nfe}"):
+        scheduler.set_timesteps(steps.nfe + 1)
+    with pytest.raises(ValueError, match="custom sigmas"):
+        scheduler.set_timesteps(sigmas=[0.5, 0.1])
+    clone = copy.deepcopy(scheduler)  # the patched method follows the copy, not the original
+    clone.set_timesteps(steps.nfe)
+    assert clone.set_timesteps.__self__ is clone
+    del scheduler.set_timesteps  # diffusers' own method again
+    scheduler.set_timesteps(4)
+    assert len(scheduler.timesteps) == 4
+
+
+def test_real_pipeline_with_tiny_unet():
+    """DDPMPipeline + a tiny random UNet2DModel + DPMSolverMultistepScheduler configured with an entry: the
+    pipeline's output equals our sampler's on the same noise (float32)."""
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
+    scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=2)
+    steps = discrete_steps(scheduler.alphas_cumprod, [999, 800, 550, 300, 120, 30, 5])
+    configure_scheduler(scheduler, steps)
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        image = pipe(
+            batch_size=2,
+            generator=torch.Generator().manual_seed(5),
+            num_inference_steps=steps.nfe,
+            output_type="pt",
+        ).images
+        noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+        ours = dpmpp.sample(lambda x, t: unet(x, t).sample, noise, steps, order=2)
+    assert relative_error(image, (ours / 2 + 0.5).clamp(0, 1)) < 1e-5
+
+
+def test_timestep_collisions_follow_grid_order():
+    """Nodes whose rounded timesteps coincide: diffusers looks the first timestep up and, when it occurs
+    twice, starts at the *second* occurrence; begin_index = 0 keeps it on the grid."""
+    sched = diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2, solver_type="bh1")
+    ref = discrete_steps(sched.alphas_cumprod, [999, 998, 600, 300, 40])
+    # node 1 keeps its own α, σ but gets the same integer timestep as node 0
+    steps = make_steps(list(ref.alpha_t), list(ref.sigma_t), [999, 999, 600, 300, 40], order=2)
+    x = _x(2, 3)
+    ours = unipc.sample(toy_model, x, steps)
+    configure_scheduler(sched, steps)
+    assert relative_error(run_diffusers(sched, toy_model, x), ours) < 1e-6
+    configure_scheduler(sched, steps)
+    sched._begin_index = None  # what diffusers' own set_timesteps leaves: it starts at node 1 and
+    try:  # runs off the end of the grid (diffusers 0.42 stops on an internal assert)
+        off_grid = run_diffusers(sched, toy_model, x)
+    except (AssertionError, IndexError):
+        return
+    assert relative_error(off_grid, ours) > 1e-3
+
+
+def test_flow_entry_needs_flow_scheduler():
+    steps = flow_steps([0.999, 0.9, 0.7, 0.45, 0.25, 0.1, 0.03])
+    scheduler = diffusers.UniPCMultistepScheduler(
+        solver_order=3, solver_type="bh1", prediction_type="flow_prediction", use_flow_sigmas=True
+    )
+    configure_scheduler(scheduler, steps)
+    assert scheduler.sigmas.tolist() == list(steps.sigma_t)  # the flow σ, not σ/α
+    assert scheduler.timesteps.dtype == torch.float32
+    x = _x(2, 6)
+    ours = unipc.sample(toy_model, x, steps, prediction="flow")
+    assert relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6
+    with pytest.raises(ValueError, match="use_flow_sigmas=True"):
+        configure_scheduler(diffusers.UniPCMultistepScheduler(), steps)
+    with pytest.raises(ValueError, match="not a rectified-flow schedule"):
+        configure_scheduler(scheduler, vp_uniform_lambda(5))
+
+
+def test_rejections():
+    steps = _sd_steps()
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        configure_scheduler(diffusers.EulerDiscreteScheduler(), steps)
+    edm = make_steps([1.0] * 4, [80.0, 10.0, 1.0, 0.002], [80.0, 10.0, 1.0, 0.002])
+    with pytest.raises(ValueError, match="EDM"):
+        configure_scheduler(diffusers.UniPCMultistepScheduler(), edm)
+    linear_betas = diffusers.UniPCMultistepScheduler()  # ddpm-linear betas: not Stable Diffusion's
+    with pytest.raises(ValueError, match="does not match this scheduler's noise schedule"):
+        configure_scheduler(linear_betas, steps)
+    configure_scheduler(linear_betas, steps, check_schedule=False)
+    with pytest.raises(ValueError, match="solver_p"):
+        configure_scheduler(
+            diffusers.UniPCMultistepScheduler(solver_p=diffusers.DPMSolverMultistepScheduler()), steps
+        )
