@@ -134,7 +134,7 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
         import difflib
 
         names = sorted(index.by_schedule)
-        close = difflib.get_close_matches(schedule, names, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(schedule.lower().replace("_", "-"), names, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ScheduleNotFoundError(
             f"unknown schedule {schedule!r} in {label}.{hint} Schedules: {', '.join(names) or 'none'}")

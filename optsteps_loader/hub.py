@@ -56,6 +56,7 @@ def source(revision: str | None = None) -> Source:
         raise TypeError(f"revision must be a str (branch, tag or commit), not {type(revision).__name__}")
     try:
         import huggingface_hub as hf
+        import huggingface_hub.constants  # noqa: F401 (the package's lazy __init__ does not load it)
     except ImportError:
         raise RegistryUnavailableError(
             "source='hub' needs huggingface_hub: pip install 'optsteps[hub]'") from None
