@@ -115,9 +115,18 @@ def _download(hf, repo: str, filename: str, revision: str | None, offline: bool)
     except Exception as err:  # every failure of the Hub client means: not available
         if offline:
             raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
-        text = str(err).strip()
-        first = text.splitlines()[0] if text else ""
-        raise RegistryUnavailableError(f"cannot fetch {where}: {type(err).__name__}: {first}") from err
+        raise RegistryUnavailableError(f"cannot fetch {where}: {_describe(err)}") from err
+
+
+def _describe(err: BaseException) -> str:
+    """The first line of an exception and of the exceptions it was raised from (the HTTP status is often
+    in the cause: HF reports a 5xx as "cannot find the file in the local cache")."""
+    parts = []
+    while err is not None and len(parts) < 3:
+        lines = str(err).strip().splitlines()
+        parts.append(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+        err = err.__cause__ or err.__context__
+    return " <- ".join(parts)
 
 
 def _is_hex(name: str, length: int) -> bool:
