@@ -1,0 +1,159 @@
+"""The ``optsteps`` command through click's CliRunner (and once as ``python -m optsteps_loader``)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+click_testing = pytest.importorskip("click.testing")
+
+from optsteps_loader import clear_cache, get  # noqa: E402
+from optsteps_loader.cli import build_cli, main  # noqa: E402
+from tests import registry_factory as factory  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(monkeypatch):
+    monkeypatch.delenv("OPTSTEPS_REGISTRY_DIR", raising=False)
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory) -> Path:
+    return factory.make_registry(tmp_path_factory.mktemp("registry"), nfes=(3, 4, 5, 6, 8))
+
+
+def run(*args: str):
+    return click_testing.CliRunner().invoke(build_cli(), list(args), catch_exceptions=False)
+
+
+def test_list_table_and_json(reg):
+    result = run("list", "--source", str(reg))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["schedule", "params", "nfe", "orders", "p"]
+    assert "flow         shift=3  3-6, 8  1,2,3   0,1,2" in lines
+    listing = json.loads(run("list", "--source", str(reg), "--format", "json").output)
+    assert sorted(listing) == ["ddpm-linear", "flow", "vp-linear"]
+
+
+def test_list_uses_the_environment_variable(reg, monkeypatch):
+    monkeypatch.setenv("OPTSTEPS_REGISTRY_DIR", str(reg))
+    assert "vp-linear" in run("list").output
+
+
+def test_show_table(reg):
+    result = run("show", "vp-linear", "--nfe", "6", "--source", str(reg))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("vp-linear nfe=6 order=3 p=1 solver=unipc (data 2026.01.01)")
+    assert lines[2].split()[:3] == ["i", "t", "lambda"] and len(lines) == 3 + 7
+    assert lines[3].split()[0] == "0" and lines[-1].split()[0] == "6"
+
+
+def test_show_json_is_the_whole_record(reg):
+    result = run("show", "flow", "--nfe", "4", "--shift", "3", "--order", "2", "--p", "0",
+                 "--source", str(reg), "--format", "json")
+    record = json.loads(result.output)
+    steps = get("flow", 4, shift=3, order=2, p=0, source=reg)
+    assert record["t"] == list(steps.t) and record["params"] == {"shift": 3.0}
+    assert record["provenance"]["optimizer"]["starts"] == 1 and record["order"] == 2
+
+
+def _assignment(line: str) -> tuple[str, list]:
+    name, value = line.split("=", 1)
+    return name, ast.literal_eval(value)
+
+
+def test_show_diffusers_discrete_and_flow(reg):
+    out = run("show", "ddpm-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
+    values = dict(_assignment(line) for line in out.splitlines() if not line.startswith("#"))
+    steps = get("ddpm-linear", 5, source=reg)
+    assert values["timesteps"] == list(steps.timesteps[:-1])
+    assert all(type(x) is int for x in values["timesteps"])
+    assert values["sigmas"] == list(steps.sigmas[:-1])
+    out = run("show", "flow", "--nfe", "5", "--shift", "3", "--source", str(reg), "--format",
+              "diffusers").output
+    values = dict(_assignment(line) for line in out.splitlines() if not line.startswith("#"))
+    flow = get("flow", 5, shift=3, source=reg)
+    assert values["sigmas"] == list(flow.sigma_t[:-1]) and values["timesteps"] == list(flow.timesteps[:-1])
+    out = run("show", "vp-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
+    assert "timesteps=" not in out  # continuous time: no integer timesteps to give
+
+
+def test_show_k_diffusion(reg):
+    out = run("show", "vp-linear", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
+    name, sigmas = _assignment(out.splitlines()[-1])
+    assert name == "sigmas" and sigmas == list(get("vp-linear", 3, source=reg).sigmas_with_zero())
+    out = run("show", "flow", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
+    assert _assignment(out.splitlines()[-1])[1] == [*get("flow", 3, source=reg).sigma_t, 0.0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("show", "vp-lineer", "--nfe", "6"), "Did you mean 'vp-linear'"),
+    (("show", "vp-linear", "--nfe", "7"), "python -m builder solve --schedule vp-linear --nfe 7"),
+    (("show", "vp-linear", "--nfe", "0"), "nfe must be >= 1"),
+    (("show", "vp-linear", "--nfe", "6", "--order", "5"), "order must be 1, 2 or 3"),
+    (("show", "vp-linear", "--nfe", "6", "--shift", "3"), "only applies to flow"),
+])
+def test_errors_are_one_line_without_traceback(reg, args, message):
+    result = run(*args, "--source", str(reg))
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+
+
+def test_usage_errors_exit_2(reg):
+    assert run("show", "vp-linear", "--source", str(reg)).exit_code == 2  # --nfe missing
+    assert run("show", "vp-linear", "--nfe", "six", "--source", str(reg)).exit_code == 2
+    assert run("show", "vp-linear", "--nfe", "6", "--format", "csv", "--source", str(reg)).exit_code == 2
+
+
+def test_verify_ok_and_failing(reg, tmp_path):
+    result = run("verify", "--source", str(reg))
+    assert result.exit_code == 0 and result.output.startswith(f"ok: {reg} (data 2026.01.01): 4 files")
+    assert "schema: " in result.output
+    broken = factory.make_registry(tmp_path, schedules=("vp-linear",))
+    (broken / "v1" / "vp-linear.json").write_bytes(b"{}")
+    result = run("verify", "--source", str(broken))
+    assert result.exit_code == 1 and "sha256 mismatch" in result.output and "Traceback" not in result.output
+    (broken / "v1" / "vp-linear.json").unlink()
+    result = run("verify", "--source", str(broken), "--allow-missing")
+    assert result.exit_code == 0 and "missing: v1/vp-linear.json" in result.output
+
+
+def test_missing_registry(tmp_path):
+    result = run("list", "--source", str(tmp_path / "none"))
+    assert result.exit_code == 1 and "no registry at" in result.output
+
+
+def test_main_and_version(reg, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and "0.1.0" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["show", "nope", "--nfe", "3", "--source", str(reg)])
+    assert done.value.code == 1 and "unknown schedule 'nope'" in capsys.readouterr().err
+
+
+def test_main_without_click(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "click", None)
+    with pytest.raises(SystemExit) as done:
+        main(["list"])
+    assert done.value.code == 2 and "pip install 'optsteps[cli]'" in capsys.readouterr().err
+
+
+def test_python_dash_m(reg):
+    command = [sys.executable, "-m", "optsteps_loader", "show", "vp-linear", "--nfe", "3",
+               "--source", str(reg), "--format", "k-diffusion"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1].startswith("sigmas=[")
