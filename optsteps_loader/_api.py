@@ -34,7 +34,8 @@ def get(schedule: str, nfe: int, *, order: int = 3, p: float | None = None, solv
         p: the objective's exponent; ``None`` takes the schedule's measured-best default (``defaults.p``).
         solver: ``"unipc"`` or ``"dpmpp"`` (same entries, see the module docstring).
         source: ``None`` (``$OPTSTEPS_REGISTRY_DIR``, else the registry bundled with the package), a folder
-            with the registry layout, or ``"hub"`` (see `optsteps_loader.hub`).
+            with the registry layout (a folder named ``hub``: pass ``"./hub"``), or ``"hub"`` (see
+            `optsteps_loader.hub`: fetched, verified and cached).
         revision: with ``source="hub"``: a branch, tag or commit of the Hub dataset repo.
         shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant.
 

@@ -90,11 +90,12 @@ def clear_cache() -> None:
 
 
 def _cached(key: tuple, load):
+    """LRU lookup. Threads may race to load the same file twice; none ever sees a partial result."""
     value = _cache.pop(key, None)
     if value is None:
         value = load()
         if len(_cache) >= _CACHE_SIZE:
-            del _cache[next(iter(_cache))]
+            _cache.pop(next(iter(_cache), None), None)
     _cache[key] = value
     return value
 
@@ -241,6 +242,8 @@ class DataFile:
                 raise _fail(where, f"entries[{i}]: duplicate (nfe, order, p) = {key}")
             self.entries[key] = e
         grid = [sorted({k[j] for k in self.entries}) for j in range(3)]
+        if defaults["p"] not in grid[2]:
+            raise _fail(where, f"defaults.p = {defaults['p']} has no entries (p in the file: {grid[2]})")
         count = rec.get("entries", len(entries))
         if grid != [rec["nfe"], rec["orders"], sorted(rec["p"])] or len(entries) != count:
             raise _fail(where, f"its entries (nfe {grid[0]}, orders {grid[1]}, p {grid[2]};"

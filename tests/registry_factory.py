@@ -132,7 +132,9 @@ def make_file(schedule: str, nfes, orders, ps, shift: float | None = None) -> di
                          "t_start": probe["t"][0], "t_end": probe["t"][-1],
                          "lambda_start": probe["lambda"][0], "lambda_end": probe["lambda"][-1],
                          "time_input": spec["time_input"], "description": spec["description"]},
-            "defaults": dict(DEFAULTS), "entries": entries}
+            "defaults": {**DEFAULTS, "order": 3 if 3 in orders else max(orders),
+                         "p": DEFAULTS["p"] if DEFAULTS["p"] in ps else min(ps)},
+            "entries": entries}
 
 
 def make_registry(root: str | os.PathLike, *, schedules=("vp-linear", "ddpm-linear", "flow"),

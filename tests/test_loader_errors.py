@@ -204,6 +204,7 @@ def test_structurally_invalid_entry(work, edit, message):
     (lambda o: o.__setitem__("schema_version", 2), "not a schema_version 1 registry file"),
     (lambda o: o["schedule"].__setitem__("name", "edm"), "schedule.name 'edm' is not the index's"),
     (lambda o: o["defaults"].__setitem__("p", -1), "defaults.p must be a number >= 0"),
+    (lambda o: o["defaults"].__setitem__("p", 5), "defaults.p = 5 has no entries"),
     (lambda o: o["entries"].pop(), "do not match the index"),
     (lambda o: o["entries"].append(dict(o["entries"][0])), "duplicate \\(nfe, order, p\\)"),
     (lambda o: o["entries"][0].pop("nfe"), "entries\\[0\\]: needs an int 'nfe'"),
