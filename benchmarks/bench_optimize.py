@@ -1,0 +1,71 @@
+"""Time our solve against the released way of solving the same problem, in the same run.
+
+Baseline ("released"): trust-constr with 2-point finite-difference gradients of a loop-based objective,
+one uniform-λ start, scipy's default options (builder.reference.solve_released_way) — how the paper's
+``step_optim.py`` solves it. Ours: ``builder.optimize.solve`` with the exact gradient, ``--init unif``
+(same start) and ``--init best`` (multi-start). Problem: vp-linear, p = 2, τ = 3 (the released problem).
+
+    python benchmarks/bench_optimize.py [--repeat 3] [--nfe 5 6 8 10 15 20] [--p 2]
+
+Prints, per NFE, the median wall time of each and the ratio released/ours, and the three optima F.
+Run on one core for the per-solve figures: ``taskset -c 0 python benchmarks/bench_optimize.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+from builder.optimize import solve
+from builder.reference import solve_released_way
+from builder.schedules import get_schedule
+
+
+def _median_time(fn, repeat: int):
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nfe", type=int, nargs="+", default=[5, 6, 8, 10, 15, 20])
+    parser.add_argument("--p", type=float, default=2.0)
+    parser.add_argument("--tau", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--schedule", default="vp-linear")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    sched = get_schedule(args.schedule)
+
+    header = (
+        f"{'nfe':>4} {'released s':>11} {'ours(unif) s':>13} {'ratio':>7} {'ours(best) s':>13} "
+        f"{'F released':>12} {'F ours unif':>12} {'F ours best':>12}"
+    )
+    print(f"{args.schedule} p={args.p:g} tau={args.tau}; median of {args.repeat} runs each")
+    print(header)
+    for nfe in args.nfe:
+        t_ref, ref = _median_time(
+            lambda n=nfe: solve_released_way(sched.lambda_start, sched.lambda_end, n, args.p, args.tau),
+            args.repeat,
+        )
+        t_unif, unif = _median_time(
+            lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="unif"), args.repeat
+        )
+        t_best, best = _median_time(
+            lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="best"), args.repeat
+        )
+        print(
+            f"{nfe:>4} {t_ref:>11.3f} {t_unif:>13.3f} {t_ref / t_unif:>6.1f}x {t_best:>13.3f} "
+            f"{ref.fun:>12.6g} {unif.fun:>12.6g} {best.fun:>12.6g}"
+            + ("" if best.fun <= ref.fun * (1 + 1e-9) else "  (best above released)")
+        )
+
+
+if __name__ == "__main__":
+    main()

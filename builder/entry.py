@@ -1,0 +1,100 @@
+"""Turn one optimisation result into a registry entry (docs/registry-format.md, "Entry").
+
+Pure: a dict of plain Python values, no I/O. The node arrays are computed from t (float64), so the
+entry's t, λ, α, σ and σ/α are mutually consistent to rounding; the endpoints are the schedule's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from ._canonical import sha256_of
+from .schedules import Schedule
+
+
+def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | str) -> dict[str, Any]:
+    """The inputs that determine an entry's problem (hashed into ``input_hash``)."""
+    return {
+        "schedule": schedule.name,
+        "params": schedule.params,
+        "t_start": schedule.t_start,
+        "t_end": schedule.t_end,
+        "nfe": int(nfe),
+        "order": int(order),
+        "p": float(p),
+        "tau": tau,
+    }
+
+
+def input_hash(key: dict[str, Any]) -> str:
+    """``sha256:`` of the problem key's canonical JSON."""
+    return sha256_of(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
+
+
+def node_arrays(schedule: Schedule, t: np.ndarray) -> dict[str, list[Any]]:
+    """t, λ, α, σ, σ/α and the model's time input at the nodes t (noisiest first)."""
+    t = np.asarray(t, dtype=np.float64)
+    alpha, sigma = schedule.marginal_alpha(t), schedule.marginal_sigma(t)
+    timesteps = schedule.model_time(t)
+    if schedule.family == "vp-discrete":
+        timesteps_list: list[Any] = [int(v) for v in timesteps]
+    else:
+        timesteps_list = [float(v) for v in timesteps]
+    return {
+        "t": [float(v) for v in t],
+        "lambda": [float(v) for v in schedule.marginal_lambda(t)],
+        "alpha_t": [float(v) for v in alpha],
+        "sigma_t": [float(v) for v in sigma],
+        "sigmas": [float(v) for v in sigma / alpha],
+        "timesteps": timesteps_list,
+    }
+
+
+def collisions(timesteps: list[Any]) -> list[list[int]]:
+    """Every pair [i, j], i < j, of nodes whose (rounded) timesteps coincide, sorted."""
+    return [
+        [i, j]
+        for i in range(len(timesteps))
+        for j in range(i + 1, len(timesteps))
+        if timesteps[i] == timesteps[j]
+    ]
+
+
+def make_entry(schedule: Schedule, result: OptimizeResult, tau_spec: int | str) -> dict[str, Any]:
+    """The registry entry for ``result`` (an OptimizeResult from ``builder.optimize.solve``)."""
+    nodes = node_arrays(schedule, result.t)
+    key = problem_key(schedule, result.nfe, result.order, result.p, tau_spec)
+    return {
+        "nfe": int(result.nfe),
+        "order": int(result.order),
+        "p": _number(result.p),
+        "tau": int(result.tau),
+        "solver": "unipc",
+        "init": str(result.init),
+        "step_orders": [int(k) for k in result.step_orders],
+        **nodes,
+        "timestep_collisions": collisions(nodes["timesteps"]),
+        "objective": float(result.fun),
+        "objective_uniform_lambda": float(result.objective_uniform_lambda),
+        "objective_uniform_t": float(result.objective_uniform_t),
+        "optimizer": {
+            "success": bool(result.success),
+            "status": int(result.status),
+            "message": str(result.message),
+            "nit": int(result.nit),
+            "nfev": int(result.nfev),
+            "starts": int(result.starts),
+        },
+        "input_hash": input_hash(key),
+        "quality": None,
+    }
+
+
+def _number(value: float) -> int | float:
+    """Whole numbers as ints (p = 2 rather than 2.0) so keys read naturally in JSON."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
