@@ -117,7 +117,8 @@ def solve(
 ) -> OptimizeResult:
     """Optimised N-step grid for ``schedule``; returns an OptimizeResult with, besides scipy's fields,
     ``lambdas``, ``t``, ``timesteps``, ``nfe``, ``order``, ``p``, ``tau``, ``init``, ``step_orders``,
-    ``objective_uniform_lambda``, ``objective_uniform_t``, ``starts`` and ``seconds``.
+    ``objective_uniform_lambda``, ``objective_uniform_t``, ``starts``, ``seconds`` and ``candidates`` (one
+    dict per start: ``init``, ``lambdas``, ``fun``, ``valid`` — the local optima the multi-start found).
     """
     if isinstance(schedule, str):
         schedule = get_schedule(schedule)
@@ -131,12 +132,15 @@ def solve(
     started = time.perf_counter()
     starts = _starting_grids(schedule, nfe, init)
     best: OptimizeResult | None = None
+    candidates = []
     for name, grid in starts:
         result = _solve_from(grid, p, tau_int, order, opts, callback)
         result.init = name
+        candidates.append({"init": name, "lambdas": result.lambdas, "fun": result.fun, "valid": result.valid})
         if best is None or _better(result, best):
             best = result
     assert best is not None
+    best.candidates = candidates
 
     lam = best.lambdas
     t = schedule.inverse_lambda(lam)
