@@ -35,18 +35,10 @@ def cli() -> None:
 @cli.command()
 @click.option("--schedule", required=True, help=f"Schedule key: {', '.join(SCHEDULE_NAMES)}.")
 @click.option("--nfe", required=True, type=click.IntRange(2, MAX_NFE), help="Number of steps (= NFE).")
-@click.option(
-    "--order", default=3, show_default=True, type=click.IntRange(1, 3), help="Maximum solver order."
-)
-@click.option(
-    "--p", "p", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Error model σ^p/α."
-)
-@click.option(
-    "--tau", default="auto", show_default=True, help="Truncation τ: 'auto' (3 if NFE ≤ 7 else 0) or int."
-)
-@click.option(
-    "--init", default="best", show_default=True, type=click.Choice(INIT_CHOICES), help="Starting grid."
-)
+@click.option("--order", default=3, show_default=True, type=click.IntRange(1, 3), help="Maximum solver order.")
+@click.option("--p", "p", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Error model σ^p/α.")
+@click.option("--tau", default="auto", show_default=True, help="Truncation τ: 'auto' (3 if NFE ≤ 7 else 0) or int.")
+@click.option("--init", default="best", show_default=True, type=click.Choice(INIT_CHOICES), help="Starting grid.")
 @click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def solve(
@@ -121,9 +113,7 @@ def solve(
     help="Rebuild a slice: schedule=, nfe=, order=, p=, shift= (repeatable; all must match).",
 )
 @click.option("--schedule", "schedules", multiple=True, help="Rebuild only this schedule (repeatable).")
-@click.option(
-    "--workers", type=click.IntRange(1), default=None, help="Worker processes (default: all cores)."
-)
+@click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes (default: all cores).")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -132,8 +122,13 @@ def solve(
     "or $OPTSTEPS_BUILD_CACHE).",
 )
 @click.option(
-    "--check", is_flag=True, help="Rebuild into a temporary folder and fail on any byte difference."
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Grid spec (default: builder/spec.json).",
 )
+@click.option("--check", is_flag=True, help="Rebuild into a temporary folder and fail on any byte difference.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def sweep(
     registry: Path,
@@ -141,6 +136,7 @@ def sweep(
     schedules: tuple[str, ...],
     workers: int | None,
     cache_dir: Path | None,
+    spec_path: Path | None,
     check: bool,
     no_progress: bool,
 ) -> None:
@@ -159,14 +155,13 @@ def sweep(
                 get_schedule(name)
             except ScheduleNotFoundError as exc:
                 raise click.ClickException(str(exc)) from None
-    kwargs = {"selection": selection or None, "workers": workers, "progress": not no_progress}
+    spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
+    kwargs = {"spec": spec, "selection": selection or None, "workers": workers, "progress": not no_progress}
     if check:
         diffs = sweep_mod.check(registry, **kwargs)
         if diffs:
             click.echo("\n\n".join(diffs), err=True)
-            raise click.ClickException(
-                f"{len(diffs)} file(s) differ from a rebuild: commit the rebuilt registry"
-            )
+            raise click.ClickException(f"{len(diffs)} file(s) differ from a rebuild: commit the rebuilt registry")
         click.echo(f"{registry}: byte-identical to a rebuild")
         return
     files = sweep_mod.build(registry, cache_dir=cache_dir, **kwargs)
@@ -175,9 +170,7 @@ def sweep(
 
 @cli.command()
 @click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_REGISTRY)
-@click.option(
-    "--allow-missing", is_flag=True, help="Accept files listed in the index but absent (vendored subset)."
-)
+@click.option("--allow-missing", is_flag=True, help="Accept files listed in the index but absent (vendored subset).")
 def validate(path: Path, allow_missing: bool) -> None:
     """Check a registry folder: schemas, hashes, canonical bytes and invariants."""
     from .validate import format_report, validate_registry
