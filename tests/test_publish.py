@@ -335,3 +335,45 @@ def test_register_adds_the_command():
 
     register(group)
     assert group.commands["publish"] is publish_command
+
+
+# ---- docs/vendoring.md: the recipe works as written
+
+
+def vendor(registry: Path, dest: Path, rel: str) -> Path:
+    for name in ("index.json", rel):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes((registry / name).read_bytes())
+    return dest
+
+
+def test_vendored_single_file_verifies_with_allow_missing(registry, tmp_path):
+    from builder.validate import validate_registry
+    from optsteps_loader.cli import build_cli
+
+    folder = vendor(registry, tmp_path / "_optsteps", "v1/vp-linear.json")
+    runner = CliRunner()
+    out = runner.invoke(build_cli(), ["verify", "--source", str(folder), "--allow-missing"])
+    assert out.exit_code == 0, out.output
+    assert "1 files" in out.output and "missing: v1/flow-shift1.json, v1/flow-shift3.json" in out.output
+    assert runner.invoke(build_cli(), ["verify", "--source", str(folder)]).exit_code == 1  # subset needs the flag
+    assert validate_registry(folder, allow_missing=True).ok
+    assert optsteps_loader.get("vp-linear", 4, source=folder).t == optsteps_loader.get(
+        "vp-linear", 4, source=registry).t
+    (folder / "v1/vp-linear.json").write_bytes((folder / "v1/vp-linear.json").read_bytes().replace(b"1", b"2", 1))
+    out = runner.invoke(build_cli(), ["verify", "--source", str(folder), "--allow-missing"])
+    assert out.exit_code == 1 and "Error:" in out.output and "Traceback" not in out.output
+
+
+def test_the_stdlib_snippet_in_the_docs(registry, tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "vendoring.md").read_text(encoding="utf-8")
+    code = text.split("### Without optsteps installed", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/vendoring.md", "exec"), namespace)  # our own documentation
+    folder = vendor(registry, tmp_path / "_optsteps", "v1/vp-linear.json")
+    index = json.loads((registry / "index.json").read_bytes())
+    assert namespace["verify_vendored"](folder, ["v1/vp-linear.json"]) == (
+        index["data_version"], index["license"], index["citation"])
+    (folder / "v1/vp-linear.json").write_bytes(b"{}\n")
+    with pytest.raises(AssertionError, match="v1/vp-linear.json"):
+        namespace["verify_vendored"](folder, ["v1/vp-linear.json"])
