@@ -181,5 +181,21 @@ def validate(path: Path, allow_missing: bool) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--schedule", default="vp-linear", show_default=True, help="Schedule key.")
+@click.option("--nfe", default=6, show_default=True, type=click.IntRange(2, MAX_NFE), help="Number of steps.")
+@click.option("--variant", default="bh2", show_default=True, type=click.Choice(["bh1", "bh2"]), help="UniPC B(h).")
+def demo(schedule: str, nfe: int, variant: str) -> None:
+    """Solve, load the shipped entry, and measure its sample error against baselines."""
+    from optsteps_loader import OptstepsError
+
+    from .demo import format_demo, run_demo
+
+    try:
+        click.echo(format_demo(run_demo(schedule, nfe, variant=variant)))
+    except (OptstepsError, ScheduleNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def main() -> None:
     cli(prog_name="python -m builder")

@@ -1,11 +1,14 @@
 """Sweep the declarative grid (``builder/spec.json``) through the optimiser into a registry folder.
 
-    tasks  = schedule variants × NFE × order × p          (from the spec; ``only`` filters a slice)
-    solve  = each task in a worker process, largest NFE first, cached as one small JSON per task
-    write  = assemble every file and the index in canonical bytes, atomically
+    tasks     = schedule variants × NFE × order × p       (from the spec; ``only`` filters a slice)
+    solve     = each task's multi-start optimisation         (expensive; cached as ``solve-<key>.json``)
+    finalize  = entry from the solved task: selection and quality figures (cheap; ``entry-<key>.json``)
+    write     = assemble every file and the index in canonical bytes, atomically
 
-Resumable: each finished task is stored in the cache folder under a key that hashes the task and the
-builder's source code, so a killed sweep rerun solves only what is missing, and assembling from the
+Both stages run in worker processes, largest NFE first. Resumable: each finished stage is stored in the
+cache folder under a key that hashes the task and the source code it depends on (the numerical modules
+for ``solve``; those plus the finalize modules for ``finalize``), so a killed sweep rerun does only what
+is missing, a change to the quality code re-finalizes without re-optimising, and assembling from the
 cache gives exactly the bytes an uninterrupted run gives. Deterministic: results depend only on the
 inputs (no clocks, seeds are fixed, worker order does not matter because assembly sorts).
 """
@@ -31,7 +34,8 @@ from .schedules import Schedule, get_schedule
 
 SPEC_PATH = Path(__file__).with_name("spec.json")
 SCHEMA_VERSION = 1
-_CODE_FILES = ("schedules.py", "objective.py", "optimize.py", "entry.py")
+_SOLVE_CODE = ("schedules.py", "objective.py", "optimize.py", "entry.py")
+_FINALIZE_CODE: tuple[str, ...] = ("sweep.py",)  # modules (relative to builder/) that finalize_entry depends on
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,11 @@ class Task:
     def make_schedule(self) -> Schedule:
         return get_schedule(self.schedule, **dict(self.params))
 
-    def cache_key(self) -> str:
-        """Hash of the task and of the builder's numerical source code (so stale caches never apply)."""
-        payload = json.dumps(
-            [self.__dict__ | {"params": list(self.params)}, code_fingerprint()], sort_keys=True
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+    def cache_key(self, stage: str = "entry") -> str:
+        """Hash of the task and of the source code the stage depends on (so stale caches never apply)."""
+        modules = _SOLVE_CODE if stage == "solve" else _SOLVE_CODE + _FINALIZE_CODE
+        payload = json.dumps([self.__dict__ | {"params": list(self.params)}, code_fingerprint(modules), stage])
+        return f"{stage}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
 
     def label(self) -> str:
         params = "".join(f" {k}={v}" for k, v in self.params)
@@ -91,15 +94,15 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
 
 
 @functools.cache
-def code_fingerprint() -> str:
-    """sha256 over the numerical modules' source, plus the builder, numpy and scipy versions."""
+def code_fingerprint(modules: tuple[str, ...]) -> str:
+    """sha256 over the modules' source (paths relative to builder/), the builder, numpy and scipy versions."""
     import numpy
     import scipy
 
     digest = hashlib.sha256(f"{__version__} {numpy.__version__} {scipy.__version__}".encode())
     here = Path(__file__).parent
-    for name in _CODE_FILES:
-        digest.update((here / name).read_bytes())
+    for name in modules:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -111,9 +114,7 @@ def parse_only(expressions: Iterable[str]) -> dict[str, set[str]]:
         key, sep, values = expr.partition("=")
         key = key.strip()
         if not sep or key not in allowed or not values.strip():
-            raise ValueError(
-                f"bad --only {expr!r}: write KEY=V1,V2 with KEY one of {', '.join(sorted(allowed))}"
-            )
+            raise ValueError(f"bad --only {expr!r}: write KEY=V1,V2 with KEY one of {', '.join(sorted(allowed))}")
         selection.setdefault(key, set()).update(v.strip() for v in values.split(","))
     return selection
 
@@ -147,17 +148,41 @@ def tasks_of(spec: Spec, selection: dict[str, set[str]] | None = None) -> list[T
     return out
 
 
-def compute(task: Task) -> dict[str, Any]:
-    """Solve one task into its registry entry (pure: same task, same entry)."""
+def solve_task(task: Task) -> dict[str, Any]:
+    """Stage 1 (expensive): the multi-start optimisation, as plain data.
+
+    ``entry``: the registry entry of the lowest-bound start (``quality`` None); ``candidates``: every
+    start's local optimum (``init``, ``lambdas``, ``fun``, ``valid``), for selection in :func:`finalize_entry`.
+    """
     schedule = task.make_schedule()
     result = solve(schedule, task.nfe, order=task.order, p=task.p, tau=task.tau, init=task.init)
-    return make_entry(schedule, result, task.tau)
+    candidates = [
+        {"init": c["init"], "lambdas": [float(v) for v in c["lambdas"]], "fun": float(c["fun"]), "valid": c["valid"]}
+        for c in result.candidates
+    ]
+    return {"entry": make_entry(schedule, result, task.tau), "candidates": candidates}
+
+
+def finalize_entry(task: Task, solved: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2 (cheap): the registry entry from a solved task. Today: the lowest-bound start, unmeasured."""
+    return solved["entry"]
+
+
+def compute(task: Task) -> dict[str, Any]:
+    """One task into its registry entry (pure: same task, same entry)."""
+    return finalize_entry(task, solve_task(task))
 
 
 def _compute_into_cache(task: Task, cache_dir: str) -> str:
-    entry = compute(task)
-    path = Path(cache_dir) / f"{task.cache_key()}.json"
-    atomic_write_bytes(path, canonical_bytes({"task": task.label(), "entry": entry}))
+    folder = Path(cache_dir)
+    solve_path = folder / f"{task.cache_key('solve')}.json"
+    if solve_path.exists():
+        solved = json.loads(solve_path.read_text())["solved"]
+    else:
+        solved = solve_task(task)
+        atomic_write_bytes(solve_path, canonical_bytes({"task": task.label(), "solved": solved}))
+    entry = finalize_entry(task, solved)
+    atomic_write_bytes(folder / f"{task.cache_key()}.json", canonical_bytes({"task": task.label(), "entry": entry}))
     return task.label()
 
 
@@ -199,9 +224,7 @@ def run_tasks(
 def _progress_bar(todo: int, total: int, enabled: bool) -> Callable[[str | None], None]:
     from tqdm import tqdm
 
-    bar = tqdm(
-        total=todo, desc=f"solving ({total - todo} of {total} cached)", unit="entry", disable=not enabled
-    )
+    bar = tqdm(total=todo, desc=f"solving ({total - todo} of {total} cached)", unit="entry", disable=not enabled)
 
     def update(label: str | None) -> None:
         if label is None:
