@@ -197,5 +197,15 @@ def demo(schedule: str, nfe: int, variant: str) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _register_plugins() -> None:
+    """Commands that live beside the modules they drive."""
+    from .publish import publish_command
+
+    cli.add_command(publish_command, "publish")
+
+
+_register_plugins()
+
+
 def main() -> None:
     cli(prog_name="python -m builder")
