@@ -206,6 +206,12 @@ def _register_plugins() -> None:
 
 _register_plugins()
 
+from .quality.cli import measure_defaults, quality, report  # noqa: E402
+
+cli.add_command(quality)
+cli.add_command(report)
+cli.add_command(measure_defaults)
+
 
 def main() -> None:
     cli(prog_name="python -m builder")

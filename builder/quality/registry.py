@@ -22,8 +22,8 @@ every distinct valid local optimum is measured on the *standard* set, and the on
 chosen when it beats the lowest-bound optimum beyond noise (paired log-ratio < −2·se); otherwise the
 lowest-bound optimum stays (``selection`` "lowest-bound"). For a "benchmark" choice the entry also
 carries the *held-out* figures (:func:`builder.quality.evaluate.held_out_problems`: other mixtures,
-dimensions and noises, never used to choose) of the chosen grid against the lowest-bound grid, the best
-baseline and uniform-λ, so the win is shown on problems not used to choose it.
+dimensions and noises, never used to choose) of the chosen grid against the lowest-bound grid and the best
+baseline, so the win is shown on problems not used to choose it.
 
 Baseline measurements are cached per process, keyed by (schedule variant, nfe, order, problem set).
 Stored figures are rounded to 4 significant digits (decisions use the unrounded values), which keeps the
@@ -59,7 +59,7 @@ NOISE_SE = 2.0  # "beyond noise" = more than this many standard errors
 SIGNIFICANT = 4
 SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) are one local optimum
 
-_BASELINE_CACHE: dict[tuple[Any, ...], dict[str, Measurement]] = {}
+_BASELINE_CACHE: dict[tuple[Any, ...], Measurement] = {}
 
 
 class Measurement:
@@ -118,13 +118,22 @@ def measure(lambdas: Sequence[float], order: int, which: str = "standard") -> Me
     return Measurement({name: m["errors"] for name, m in run.items()})
 
 
-def measure_baselines(schedule: Schedule, nfe: int, order: int, which: str = "standard") -> dict[str, Measurement]:
-    """{baseline: Measurement} for the applicable baselines, cached per process."""
-    key = (schedule.name, tuple(sorted(schedule.params.items())), int(nfe), int(order), which)
-    if key not in _BASELINE_CACHE:
-        grids = baseline_grids(schedule, nfe)
-        _BASELINE_CACHE[key] = {name: measure(lam, order, which) for name, lam in grids.items()}
-    return _BASELINE_CACHE[key]
+def measure_baselines(
+    schedule: Schedule, nfe: int, order: int, which: str = "standard", names: Sequence[str] | None = None
+) -> dict[str, Measurement]:
+    """{baseline: Measurement} for the applicable baselines (or those of ``names`` that apply), cached per
+    process by (schedule variant, nfe, order, problem set, baseline)."""
+    variant = (schedule.name, tuple(sorted(schedule.params.items())), int(nfe), int(order), which)
+    grids = baseline_grids(schedule, nfe)
+    out = {}
+    for name, lam in grids.items():
+        if names is not None and name not in names:
+            continue
+        key = (*variant, name)
+        if key not in _BASELINE_CACHE:
+            _BASELINE_CACHE[key] = measure(lam, order, which)
+        out[name] = _BASELINE_CACHE[key]
+    return out
 
 
 def entry_for_candidate(schedule: Schedule, entry: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
@@ -261,14 +270,12 @@ def choose_and_measure(
 def _held_out(
     schedule: Schedule, nfe: int, order: int, chosen: dict[str, Any], lowest: dict[str, Any], best: str
 ) -> dict[str, Any]:
-    """Held-out figures of the chosen grid against the lowest-bound grid, the best baseline and uniform-λ."""
+    """Held-out figures of the chosen grid against the lowest-bound grid and the (standard set's) best baseline."""
     mc = measure(chosen["lambda"], order, "held-out")
     refs = {"lowest_bound": measure(lowest["lambda"], order, "held-out")}
-    base = measure_baselines(schedule, nfe, order, "held-out")
+    base = measure_baselines(schedule, nfe, order, "held-out", names=(best,))
     if best in base:
         refs["best_baseline"] = base[best]
-    if "uniform-lambda" in base:
-        refs["uniform_lambda"] = base["uniform-lambda"]
     out: dict[str, Any] = {
         "benchmark": "held-out",
         "problems": sorted(mc.errors),

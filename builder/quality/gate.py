@@ -1,0 +1,212 @@
+"""The quality gate, the measured defaults, and re-measurement of registry entries (issue 6).
+
+**Re-measurement.** :func:`check_entry` runs an entry's λ-grid again with the standard sampler
+(:mod:`builder.quality.registry`: UniPC bh2, the entry's order, corrector on) on the standard problem set,
+against every applicable baseline on the same noises, and compares with what the entry claims.
+
+**Gate** (per default entry; d = paired log-ratio entry vs baseline, se its standard error):
+
+- beats uniform-λ by a clear margin: d_uλ + 2·se_uλ < log(GATE_MAX_RATIO) (geometric-mean error at most
+  95% of uniform-λ's, beyond noise);
+- not worse than the best baseline beyond noise: d_best ≤ 2·se_best — unless the (schedule, nfe) is listed
+  in KNOWN_LOSSES, in which case the entry must say so (``worse_than_best_baseline`` true);
+- truthful: the entry's stored ``worse_than_best_baseline`` equals the re-measured flag. A flag within
+  BORDERLINE standard errors of the threshold is accepted either way (a re-measurement on another machine
+  may round differently).
+
+**Measured defaults.** For each schedule variant, the default p minimises the mean over NFE 5–10 (order 3)
+of the entry's stored log-ratio against uniform-λ on the standard set:
+
+    p* = argmin_p  mean_{N=5..10} d_uλ(entry(p, N))
+
+and the held-out figures (:func:`held_out_figures`) of the chosen entries report the result on problems not
+used to choose. The τ policy is the spec's ``tau`` (one value for every entry).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.quality import registry as qreg
+from builder.schedules import Schedule, get_schedule
+
+__all__ = [
+    "GATE_MAX_RATIO",
+    "GATE_NFE",
+    "GATE_SCHEDULES",
+    "KNOWN_LOSSES",
+    "DEFAULTS_NFE",
+    "check_entry",
+    "gate_failures",
+    "measured_defaults",
+    "held_out_figures",
+    "write_spec_defaults",
+    "registry_entries",
+]
+
+GATE_SCHEDULES = ("vp-linear", "scaled-linear", "edm")
+GATE_NFE = (5, 6, 8, 10)
+GATE_MAX_RATIO = 0.95
+DEFAULTS_NFE = (5, 6, 7, 8, 9, 10)
+BORDERLINE = 0.5  # standard errors around the worse-than-best threshold where a flag may go either way
+# (schedule, nfe) pairs whose default entry is known to lose to the best baseline beyond noise (reported,
+# flagged in the entry). Empty: none at the time of writing.
+KNOWN_LOSSES: frozenset[tuple[str, int]] = frozenset()
+
+
+def registry_entries(root: str | Path) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """(file document without entries, entry) for every entry of the registry folder at ``root``."""
+    root = Path(root)
+    index = json.loads((root / "index.json").read_text())
+    for item in index["files"]:
+        doc = json.loads((root / item["path"]).read_text())
+        head = {k: v for k, v in doc.items() if k != "entries"}
+        head["path"] = item["path"]
+        for entry in doc["entries"]:
+            yield head, entry
+
+
+def schedule_of(head: dict[str, Any]) -> Schedule:
+    """The builder's schedule object for a registry file's ``schedule`` record."""
+    sched = head["schedule"]
+    params = {"shift": sched["params"]["shift"]} if sched["family"] == "flow" else {}
+    return get_schedule(sched["name"], **params)
+
+
+def check_entry(schedule: Schedule, lambdas: Sequence[float], order: int, stored: dict[str, Any] | None) -> dict:
+    """Re-measure one grid against the baselines; returns the figures and the gate's verdicts."""
+    nfe = len(lambdas) - 1
+    m = qreg.measure(lambdas, order)
+    baselines = qreg.measure_baselines(schedule, nfe, order)
+    best = min(baselines, key=lambda n: baselines[n].log_error)
+    d_u, se_u = qreg.paired(m, baselines["uniform-lambda"])
+    d_b, se_b = qreg.paired(m, baselines[best])
+    worse = d_b > qreg.NOISE_SE * se_b
+    stored_flag = None if not stored else stored.get("worse_than_best_baseline")
+    borderline = abs(d_b - qreg.NOISE_SE * se_b) <= BORDERLINE * se_b
+    return {
+        "nfe": nfe,
+        "mean_l2": m.mean_l2,
+        "median_l2": m.median_l2,
+        "ratio_uniform_lambda": math.exp(d_u),
+        "log_ratio_uniform_lambda": d_u,
+        "log_ratio_uniform_lambda_se": se_u,
+        "best_baseline": best,
+        "log_ratio_best_baseline": d_b,
+        "log_ratio_best_baseline_se": se_b,
+        "worse_than_best_baseline": worse,
+        "stored_flag": stored_flag,
+        "beats_uniform_lambda": d_u + qreg.NOISE_SE * se_u < math.log(GATE_MAX_RATIO),
+        "flag_truthful": stored_flag is not None and (stored_flag == worse or borderline),
+        "selection": None if not stored else stored.get("selection"),
+    }
+
+
+def gate_failures(row: dict[str, Any], schedule: str) -> list[str]:
+    """Why a default entry's re-measured row fails the gate (empty: it passes)."""
+    out = []
+    label = f"{schedule} NFE {row['nfe']}"
+    if not row["beats_uniform_lambda"]:
+        out.append(
+            f"{label}: {row['ratio_uniform_lambda']:.3f}x uniform-λ (±{row['log_ratio_uniform_lambda_se']:.3f} in "
+            f"log), not below {GATE_MAX_RATIO} beyond noise"
+        )
+    if not row["flag_truthful"]:
+        out.append(
+            f"{label}: stored worse_than_best_baseline={row['stored_flag']} "
+            f"but measured {row['worse_than_best_baseline']}"
+        )
+    known = (schedule, row["nfe"]) in KNOWN_LOSSES
+    if row["worse_than_best_baseline"] and not known:
+        out.append(
+            f"{label}: worse than {row['best_baseline']} by {row['log_ratio_best_baseline']:.3f} "
+            f"(±{row['log_ratio_best_baseline_se']:.3f}) in log-error"
+        )
+    return out
+
+
+def measured_defaults(root: str | Path, nfe: Sequence[int] = DEFAULTS_NFE, order: int = 3) -> dict[str, Any]:
+    """{file path: {"p": best p, "scores": {p: mean d_uλ}, "current": the file's default p}} from a built
+    registry's stored quality figures (entries without quality are skipped)."""
+    scores: dict[str, dict[float, list[float]]] = {}
+    current: dict[str, Any] = {}
+    for head, entry in registry_entries(root):
+        current[head["path"]] = head["defaults"]["p"]
+        q = entry.get("quality")
+        if entry["order"] != order or entry["nfe"] not in nfe or not q:
+            continue
+        d = q["baselines"]["uniform-lambda"]["log_ratio"]
+        scores.setdefault(head["path"], {}).setdefault(entry["p"], []).append(d)
+    out = {}
+    for path, by_p in scores.items():
+        complete = {p: v for p, v in by_p.items() if len(v) == len(nfe)}
+        if not complete:
+            continue
+        mean = {p: sum(v) / len(v) for p, v in complete.items()}
+        best = min(sorted(mean), key=lambda p: (mean[p], p != current[path]))
+        out[path] = {"p": best, "scores": mean, "current": current[path]}
+    return out
+
+
+def held_out_figures(
+    root: str | Path, choice: dict[str, Any], nfe: Sequence[int] = DEFAULTS_NFE, order: int = 3
+) -> dict[str, list[dict[str, Any]]]:
+    """Held-out measurement of the chosen default entries: per NFE, ratio to uniform-λ and to the held-out
+    best baseline (paired log-ratios with standard errors)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for head, entry in registry_entries(root):
+        path = head["path"]
+        if path not in choice or entry["order"] != order or entry["nfe"] not in nfe:
+            continue
+        if entry["p"] != choice[path]["p"]:
+            continue
+        schedule = schedule_of(head)
+        m = qreg.measure(entry["lambda"], order, "held-out")
+        base = qreg.measure_baselines(schedule, entry["nfe"], order, "held-out")
+        best = min(base, key=lambda n: base[n].log_error)
+        d_u, se_u = qreg.paired(m, base["uniform-lambda"])
+        d_b, se_b = qreg.paired(m, base[best])
+        out.setdefault(path, []).append(
+            {
+                "nfe": entry["nfe"],
+                "ratio_uniform_lambda": math.exp(d_u),
+                "log_ratio_uniform_lambda_se": se_u,
+                "best_baseline": best,
+                "log_ratio_best_baseline": d_b,
+                "log_ratio_best_baseline_se": se_b,
+            }
+        )
+    for rows in out.values():
+        rows.sort(key=lambda r: r["nfe"])
+    return out
+
+
+def write_spec_defaults(spec_path: str | Path, p_by_file: dict[str, Any]) -> bool:
+    """Set ``defaults.p`` of each schedule line of ``spec.json`` (keeps the file's layout); True if changed."""
+    path = Path(spec_path)
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = re.search(r'"file": "([^"]+)"', line)
+        if not m or m.group(1) not in p_by_file:
+            continue
+        p = p_by_file[m.group(1)]
+        value = str(int(p)) if float(p).is_integer() else repr(float(p))
+        new = re.sub(r'("defaults": \{[^}]*"p": )[0-9.eE+-]+', rf"\g<1>{value}", line)
+        if new == line and f'"p": {value}' not in line:
+            raise ValueError(f"cannot find defaults.p on the spec line for {m.group(1)}")
+        lines[i] = new
+    new_text = "".join(lines)
+    raw = json.loads(new_text)  # still valid JSON, and the values landed
+    for sched in raw["schedules"]:
+        if sched["file"] in p_by_file:
+            assert float(sched["defaults"]["p"]) == float(p_by_file[sched["file"]])
+    if new_text == text:
+        return False
+    path.write_text(new_text)
+    return True

@@ -1,0 +1,155 @@
+"""Per-entry quality, selection by measurement, measured defaults, the quality CLI (builder/quality/{registry,
+gate,cli,report}.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from builder import sweep  # noqa: E402
+from builder.cli import cli  # noqa: E402
+from builder.entry import make_entry  # noqa: E402
+from builder.optimize import initial_grid, solve  # noqa: E402
+from builder.quality import gate  # noqa: E402
+from builder.quality import registry as qreg  # noqa: E402
+from builder.schedules import get_schedule  # noqa: E402
+from builder.validate import validate_registry  # noqa: E402
+
+SCHEDULE = get_schedule("vp-linear")
+NFE = 6
+
+
+@pytest.fixture(scope="module")
+def solved():
+    result = solve(SCHEDULE, NFE, order=3, p=1.0, tau=0)
+    entry = make_entry(SCHEDULE, result, 0)
+    candidates = [
+        {"init": c["init"], "lambdas": [float(v) for v in c["lambdas"]], "fun": float(c["fun"]), "valid": c["valid"]}
+        for c in result.candidates
+    ]
+    return entry, candidates
+
+
+def _sig4(x: float) -> bool:
+    return x == float(f"{x:.4g}")
+
+
+def test_quality_record_is_consistent(solved):
+    entry, candidates = solved
+    shipped, q = qreg.choose_and_measure(SCHEDULE, entry, candidates)
+    assert shipped["quality"] is q
+    assert q["benchmark"] == "standard" and q["sampler"] == {
+        "name": "unipc",
+        "variant": "bh2",
+        "order": 3,
+        "corrector": True,
+    }
+    assert set(q["baselines"]) == {"uniform-lambda", "uniform-t", "uniform-sqrt-t", "karras-rho7"}
+    assert q["best_baseline"] in q["baselines"]
+    # the best baseline has the lowest geometric-mean error: the entry's log-ratio against it is the largest
+    assert q["log_ratio_best_baseline"] == max(b["log_ratio"] for b in q["baselines"].values())
+    assert q["worse_than_best_baseline"] == (q["log_ratio_best_baseline"] > 2 * q["log_ratio_best_baseline_se"])
+    assert math.isclose(
+        q["ratio_uniform_lambda"], math.exp(q["baselines"]["uniform-lambda"]["log_ratio"]), rel_tol=1e-3
+    )
+    assert q["selection"] in ("lowest-bound", "benchmark") and 1 <= q["candidates"] <= len(candidates)
+    assert all(_sig4(v) for v in (q["mean_l2"], q["median_l2"], q["log_ratio_best_baseline"]))
+    json.dumps(q, allow_nan=False)  # JSON-ready
+    # measuring the shipped grid again gives the stored figure
+    assert float(f"{qreg.measure(shipped['lambda'], 3).mean_l2:.4g}") == q["mean_l2"]
+
+
+def test_a_better_local_optimum_is_chosen_and_shown_on_held_out(solved):
+    entry, candidates = solved
+    good = min(candidates, key=lambda c: c["fun"])
+    uniform = initial_grid(SCHEDULE, NFE, "unif")
+    # a fake "lowest-bound" optimum at the uniform-λ grid, and the real optimum with a higher F
+    fake = [
+        {"init": "unif", "lambdas": list(uniform), "fun": 0.0, "valid": True},
+        {**good, "init": "quad", "fun": 1.0},
+        {**good, "init": "edm", "fun": 1.0},  # a duplicate: measured once
+        {"init": "unif_t", "lambdas": list(uniform), "fun": 2.0, "valid": False},  # invalid: ignored
+    ]
+    lowest = qreg.entry_for_candidate(SCHEDULE, entry, fake[0])
+    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, fake)
+    assert q["candidates"] == 2
+    assert q["selection"] == "benchmark" and "quad" in q["selection_reason"]
+    assert shipped["init"] == "quad" and shipped["objective"] == 1.0
+    np.testing.assert_allclose(shipped["lambda"], good["lambdas"], atol=1e-9)
+    assert shipped["t"][0] == SCHEDULE.t_start and shipped["t"][-1] == SCHEDULE.t_end
+    assert shipped["input_hash"] == entry["input_hash"]
+    held = q["held_out"]
+    assert held["benchmark"] == "held-out" and set(held["problems"]).isdisjoint(q["problems"])
+    assert held["log_ratio_lowest_bound"] < -2 * held["log_ratio_lowest_bound_se"]  # the win holds out of sample
+    assert "log_ratio_best_baseline" in held
+
+
+def test_a_single_optimum_stays(solved):
+    entry, candidates = solved
+    first = min(candidates, key=lambda c: c["fun"])
+    _shipped, q = qreg.choose_and_measure(SCHEDULE, entry, [first, {**first, "init": "quad"}])
+    assert q["candidates"] == 1 and q["selection"] == "lowest-bound" and "held_out" not in q
+
+
+def test_write_spec_defaults_changes_only_p(tmp_path):
+    spec = tmp_path / "spec.json"
+    shutil.copy(sweep.SPEC_PATH, spec)
+    before = json.loads(spec.read_text())
+    assert gate.write_spec_defaults(spec, {"v1/edm.json": 2, "v1/vp-linear.json": 0.5})
+    after = json.loads(spec.read_text())
+    want = {s["file"]: dict(s["defaults"]) for s in before["schedules"]}
+    want["v1/edm.json"]["p"], want["v1/vp-linear.json"]["p"] = 2, 0.5
+    assert {s["file"]: s["defaults"] for s in after["schedules"]} == want
+    assert {k: v for k, v in after.items() if k != "schedules"} == {k: v for k, v in before.items() if k != "schedules"}
+    assert not gate.write_spec_defaults(spec, {"v1/edm.json": 2})
+
+
+SMALL = dataclasses.replace(
+    sweep.load_spec(),
+    nfe=(5, 6),
+    orders=(3,),
+    p=(1.0, 2.0),
+    tau=0,
+    schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 3, "p": 2}},),
+)
+
+
+@pytest.fixture(scope="module")
+def small_registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qreg")
+    sweep.build(root / "registry", spec=SMALL, cache_dir=root / "cache", workers=1, progress=False)
+    return root / "registry"
+
+
+def test_sweep_entries_carry_quality(small_registry):
+    assert validate_registry(small_registry).ok
+    entries = [e for _h, e in gate.registry_entries(small_registry)]
+    assert len(entries) == 4 and all(e["quality"] and e["quality"]["sampler"]["variant"] == "bh2" for e in entries)
+
+
+def test_measured_defaults_and_cli(small_registry, tmp_path):
+    choice = gate.measured_defaults(small_registry, nfe=(5, 6))
+    c = choice["v1/vp-linear.json"]
+    assert c["current"] == 2 and set(c["scores"]) == {1, 2} and c["scores"][c["p"]] == min(c["scores"].values())
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["quality", "--full", "--registry", str(small_registry)])
+    assert res.exit_code == 0, res.output
+    assert "every flag is truthful" in res.output
+    res = runner.invoke(cli, ["report", "--registry", str(small_registry), "--out", str(tmp_path), "--no-held-out"])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "report.md").read_text()
+    assert "| vp-linear | 2 | 5 |" in report
+    assert (tmp_path / "img" / "steps-vp-linear.png").stat().st_size > 1000
+    assert (tmp_path / "img" / "error-vp-linear.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(cli, ["measure-defaults", "--registry", str(small_registry), "--no-held-out"])
+    assert res.exit_code == 0, res.output and "default p" in res.output
