@@ -90,11 +90,11 @@ def measure_defaults(registry: Path, write: bool, held_out: bool) -> None:
     from builder.quality import gate
 
     choice = gate.measured_defaults(registry)
-    tau = json.loads(SPEC_PATH.read_text())["tau"]
-    click.echo(f"τ policy: the spec's tau = {tau!r} for every entry; p by mean log-ratio to uniform-λ, NFE 5–10")
+    spec_tau = json.loads(SPEC_PATH.read_text())["tau"]
+    click.echo(f"p by mean log-ratio to uniform-λ over NFE 5–10 (order 3, standard set); spec tau = {spec_tau!r}")
     for path, c in sorted(choice.items()):
         scores = "  ".join(f"p={p:g}: {s:+.3f}" for p, s in sorted(c["scores"].items()))
-        click.echo(f"{path:<22} default p {c['current']} -> {c['p']:g}   ({scores})")
+        click.echo(f"{path:<22} tau {c['tau']!s:>4}  default p {c['current']} -> {c['p']:g}   ({scores})")
     if held_out:
         click.echo("\nheld-out problems (not used to choose), ratio to uniform-λ and log-ratio to the best baseline:")
         for path, rows in sorted(gate.held_out_figures(registry, choice).items()):

@@ -131,12 +131,14 @@ def gate_failures(row: dict[str, Any], schedule: str) -> list[str]:
 
 
 def measured_defaults(root: str | Path, nfe: Sequence[int] = DEFAULTS_NFE, order: int = 3) -> dict[str, Any]:
-    """{file path: {"p": best p, "scores": {p: mean d_uλ}, "current": the file's default p}} from a built
-    registry's stored quality figures (entries without quality are skipped)."""
+    """{file path: {"p": best p, "scores": {p: mean d_uλ}, "current": the file's default p, "tau": its τ
+    policy}} from a built registry's stored quality figures (entries without quality are skipped)."""
     scores: dict[str, dict[float, list[float]]] = {}
     current: dict[str, Any] = {}
+    tau: dict[str, Any] = {}
     for head, entry in registry_entries(root):
         current[head["path"]] = head["defaults"]["p"]
+        tau[head["path"]] = head["defaults"]["tau"]
         q = entry.get("quality")
         if entry["order"] != order or entry["nfe"] not in nfe or not q:
             continue
@@ -149,7 +151,7 @@ def measured_defaults(root: str | Path, nfe: Sequence[int] = DEFAULTS_NFE, order
             continue
         mean = {p: sum(v) / len(v) for p, v in complete.items()}
         best = min(sorted(mean), key=lambda p: (mean[p], p != current[path]))
-        out[path] = {"p": best, "scores": mean, "current": current[path]}
+        out[path] = {"p": best, "scores": mean, "current": current[path], "tau": tau[path]}
     return out
 
 
