@@ -207,8 +207,10 @@ def _register_plugins() -> None:
 _register_plugins()
 
 from .quality.cli import measure_defaults, quality, report  # noqa: E402
+from .quality.learned_cli import learned_check  # noqa: E402
 
 cli.add_command(quality)
+cli.add_command(learned_check)
 cli.add_command(report)
 cli.add_command(measure_defaults)
 
