@@ -17,7 +17,8 @@ What is checked (docs/registry-format.md is the contract):
   ``v*/`` folder;
 - the index's per-file summary (``schedule``, ``params``, ``entries``, ``nfe``, ``orders``, ``p``) against
   the file's contents, and the same ``schema_version`` / ``data_version`` everywhere;
-- entries unique and sorted by ``(order, p, nfe)`` (also unique across files of one schedule variant), and
+- entries unique and sorted by ``(order, p, nfe)`` (also unique across files of one schedule variant), covering
+  the whole product orders × p × NFE of the values they use (no hole in the grid), and
   the schedule's ``defaults`` naming an (order, p) that exists;
 - per entry: ``nfe + 1`` values in every node array and ``nfe`` in ``step_orders`` (values ≤ ``order``, and
   ≤ i + 1 at step i: a multistep solver only has the nodes already computed); λ strictly increasing, t and
@@ -434,6 +435,18 @@ def _entry_key(entry: Any) -> tuple[Any, Any, Any] | None:
     return None
 
 
+def _check_grid_complete(name: str, entries: list[Any]) -> list[Problem]:
+    """The entries cover the whole product orders × p × NFE of the values they use (no hole in the grid)."""
+    keys = {key for key in map(_entry_key, entries) if key is not None}
+    orders, ps, nfes = (sorted({key[i] for key in keys}) for i in range(3))
+    holes = [(o, p, n) for o in orders for p in ps for n in nfes if (o, p, n) not in keys]
+    if not holes:
+        return []
+    shown = ", ".join(f"order={o} p={_fmt(p)} nfe={n}" for o, p, n in holes[:5])
+    more = f" and {len(holes) - 5} more" if len(holes) > 5 else ""
+    return [Problem(name, f"grid incomplete: no entry for {shown}{more} (rebuild with python -m builder sweep)")]
+
+
 def _check_data_doc(name: str, doc: Any) -> tuple[list[Problem], int]:
     """Invariants of one parsed data file. Returns (problems, number of entries checked)."""
     if not isinstance(doc, dict):
@@ -465,6 +478,7 @@ def _check_data_doc(name: str, doc: Any) -> tuple[list[Problem], int]:
                 out.append(Problem(name, f"entries not sorted by (order, p, nfe): {label} comes after "
                                          f"{prev_label.removeprefix('entry ')}"))
         prev, prev_label = key, label
+    out.extend(_check_grid_complete(name, entries))
 
     defaults = doc.get("defaults")
     if isinstance(defaults, dict) and entries:
