@@ -45,6 +45,9 @@ def sha256_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+PUBLISHED_MODE = 0o644  # rw-r--r--: what the registry's files get (mkstemp alone would leave 0600)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
 
@@ -64,6 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_name, PUBLISHED_MODE)  # mkstemp creates 0600: shipped data must be readable by all
         os.replace(tmp_name, dest)
     except BaseException:
         try:

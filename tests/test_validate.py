@@ -519,6 +519,13 @@ def test_atomic_write_creates_and_replaces(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["f.json"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_write_leaves_a_world_readable_file(tmp_path: Path) -> None:
+    target = tmp_path / "f.json"
+    atomic_write_bytes(target, b"one\n")
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_cleans_up_when_writing_fails(tmp_path: Path) -> None:
     target = tmp_path / "f.json"
     target.write_bytes(b"old\n")
