@@ -18,9 +18,11 @@ from click.testing import CliRunner  # noqa: E402
 from builder import sweep  # noqa: E402
 from builder.cli import cli  # noqa: E402
 from builder.entry import make_entry  # noqa: E402
+from builder.objective import objective  # noqa: E402
 from builder.optimize import initial_grid, solve  # noqa: E402
 from builder.quality import gate  # noqa: E402
 from builder.quality import registry as qreg  # noqa: E402
+from builder.quality.baselines import baseline_grids  # noqa: E402
 from builder.schedules import get_schedule  # noqa: E402
 from builder.validate import validate_registry  # noqa: E402
 
@@ -61,7 +63,7 @@ def test_quality_record_is_consistent(solved):
     assert math.isclose(
         q["ratio_uniform_lambda"], math.exp(q["baselines"]["uniform-lambda"]["log_ratio"]), rel_tol=1e-3
     )
-    assert q["selection"] in ("lowest-bound", "benchmark") and 1 <= q["candidates"] <= len(candidates)
+    assert q["selection"] in ("lowest-bound", "benchmark", "start") and 1 <= q["candidates"] <= len(candidates)
     assert all(_sig4(v) for v in (q["mean_l2"], q["median_l2"], q["log_ratio_best_baseline"]))
     json.dumps(q, allow_nan=False)  # JSON-ready
     # measuring the shipped grid again gives the stored figure
@@ -98,6 +100,26 @@ def test_a_single_optimum_stays(solved):
     first = min(candidates, key=lambda c: c["fun"])
     _shipped, q = qreg.choose_and_measure(SCHEDULE, entry, [first, {**first, "init": "quad"}])
     assert q["candidates"] == 1 and q["selection"] == "lowest-bound" and "held_out" not in q
+
+
+def test_a_starting_grid_that_samples_better_is_shipped_instead_of_a_bad_optimum(solved):
+    entry, _candidates = solved
+    # a valid but poor "optimum": every interior node crowded into the noisiest tenth of the λ range
+    lam_t, lam_e = SCHEDULE.lambda_start, SCHEDULE.lambda_end
+    crowded = [lam_t, *np.linspace(lam_t + 0.02, lam_t + 0.1 * (lam_e - lam_t), NFE - 1), lam_e]
+    bad = {"init": "unif", "lambdas": crowded, "fun": 0.0, "valid": True}
+    lowest = qreg.entry_for_candidate(SCHEDULE, entry, bad)
+    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [bad])
+    assert q["selection"] == "start" and q["candidates"] == 1
+    assert "unoptimised" in q["selection_reason"] and "4 starting grids" in q["selection_reason"]
+    name = qreg.START_BASELINES[shipped["init"]]
+    assert name in q["selection_reason"]
+    np.testing.assert_allclose(shipped["lambda"], baseline_grids(SCHEDULE, NFE)[name], rtol=0, atol=1e-12)
+    assert math.isclose(shipped["objective"], objective(shipped["lambda"], entry["p"], entry["tau"], 3), rel_tol=1e-12)
+    # it is the best of the starts, so it cannot be worse than the best (formula) baseline
+    assert q["best_baseline"] == name and q["log_ratio_best_baseline"] == 0 and not q["worse_than_best_baseline"]
+    held = q["held_out"]
+    assert held["log_ratio_lowest_bound"] < -2 * held["log_ratio_lowest_bound_se"]
 
 
 def test_write_spec_defaults_changes_only_p(tmp_path):
@@ -152,4 +174,8 @@ def test_measured_defaults_and_cli(small_registry, tmp_path):
     assert (tmp_path / "img" / "steps-vp-linear.png").stat().st_size > 1000
     assert (tmp_path / "img" / "error-vp-linear.png").read_bytes()[:4] == b"\x89PNG"
     res = runner.invoke(cli, ["measure-defaults", "--registry", str(small_registry), "--no-held-out"])
-    assert res.exit_code == 0, res.output and "default p" in res.output
+    assert res.exit_code != 0 and "no file has order-3 entries" in res.output  # NFE 7-10 are not built
+    args = ["measure-defaults", "--registry", str(small_registry), "--no-held-out", "--nfe", "5", "--nfe", "6"]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert f"default p 2 -> {c['p']:g}" in res.output

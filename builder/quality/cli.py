@@ -83,21 +83,29 @@ def quality(registry: Path, tier: str) -> None:
 @click.option(
     "--held-out/--no-held-out", default=True, show_default=True, help="Measure the choice on held-out problems."
 )
-def measure_defaults(registry: Path, write: bool, held_out: bool) -> None:
+@click.option("--nfe", "nfes", multiple=True, type=int, help="NFE to average over (repeatable; default 5–10).")
+def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[int, ...]) -> None:
     """Pick each schedule's default p by measured error at NFE 5–10 (order 3, standard set)."""
     import json
 
     from builder.quality import gate
 
-    choice = gate.measured_defaults(registry)
+    nfe = tuple(sorted(set(nfes))) or gate.DEFAULTS_NFE
+    span = ", ".join(map(str, nfe))
+    choice = gate.measured_defaults(registry, nfe=nfe)
+    if not choice:
+        raise click.ClickException(
+            f"no file has order-3 entries with quality figures at every NFE of {span}: build them "
+            "(python -m builder sweep) or pass --nfe with the NFEs the registry has"
+        )
     spec_tau = json.loads(SPEC_PATH.read_text())["tau"]
-    click.echo(f"p by mean log-ratio to uniform-λ over NFE 5–10 (order 3, standard set); spec tau = {spec_tau!r}")
+    click.echo(f"p by mean log-ratio to uniform-λ over NFE {span} (order 3, standard set); spec tau = {spec_tau!r}")
     for path, c in sorted(choice.items()):
         scores = "  ".join(f"p={p:g}: {s:+.3f}" for p, s in sorted(c["scores"].items()))
         click.echo(f"{path:<22} tau {c['tau']!s:>4}  default p {c['current']} -> {c['p']:g}   ({scores})")
     if held_out:
         click.echo("\nheld-out problems (not used to choose), ratio to uniform-λ and log-ratio to the best baseline:")
-        for path, rows in sorted(gate.held_out_figures(registry, choice).items()):
+        for path, rows in sorted(gate.held_out_figures(registry, choice, nfe=nfe).items()):
             for r in rows:
                 click.echo(
                     f"{path:<22} NFE {r['nfe']:>2}: {r['ratio_uniform_lambda']:.3f}x uniform-λ, "

@@ -125,7 +125,7 @@ def _table(data: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _summary(root: Path) -> list[str]:
-    total = worse = bench = 0
+    total = worse = bench = start = 0
     for _head, e in gate.registry_entries(root):
         q = e.get("quality")
         if not q:
@@ -133,12 +133,16 @@ def _summary(root: Path) -> list[str]:
         total += 1
         worse += bool(q["worse_than_best_baseline"])
         bench += q["selection"] == "benchmark"
+        start += q["selection"] == "start"
     return [
         f"- {total} measured entries; {worse} measure worse than their best baseline beyond noise (flagged in the "
         "entry: `quality.worse_than_best_baseline`, exposed by the loader as `steps.quality`);",
         f"- {bench} entries ship another local optimum of the bound than the lowest-bound one because it measured "
         'better beyond noise on the standard set (`quality.selection == "benchmark"`, held-out figures in '
-        "`quality.held_out`).",
+        "`quality.held_out`);",
+        f"- {start} entries ship one of the optimiser's unoptimised starting grids (uniform-λ, uniform-t, "
+        "uniform-√t or Karras ρ = 7) because it measured better beyond noise than every local optimum of the bound "
+        '(`quality.selection == "start"`, held-out figures in `quality.held_out`).',
     ]
 
 
