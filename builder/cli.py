@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .optimize import INIT_CHOICES, MAX_NFE
+from .optimize import INIT_CHOICES, MAX_NFE, METHODS
 from .schedules import SCHEDULE_NAMES, ScheduleNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,10 +39,25 @@ def cli() -> None:
 @click.option("--p", "p", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Error model σ^p/α.")
 @click.option("--tau", default="auto", show_default=True, help="Truncation τ: 'auto' (3 if NFE ≤ 7 else 0) or int.")
 @click.option("--init", default="best", show_default=True, type=click.Choice(INIT_CHOICES), help="Starting grid.")
+@click.option(
+    "--method",
+    default="direct",
+    show_default=True,
+    type=click.Choice(METHODS),
+    help="direct: trust-constr on F (the registry's); epigraph: F's |.| terms as constraints (a stationary point).",
+)
 @click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def solve(
-    schedule: str, nfe: int, order: int, p: float, tau: str, init: str, shift: float | None, as_json: bool
+    schedule: str,
+    nfe: int,
+    order: int,
+    p: float,
+    tau: str,
+    init: str,
+    method: str,
+    shift: float | None,
+    as_json: bool,
 ) -> None:
     """Optimise one step grid and print it next to the uniform-λ baseline."""
     from .optimize import initial_grid
@@ -53,7 +68,7 @@ def solve(
     params = {} if shift is None else {"shift": shift}
     try:
         sched = get_schedule(schedule, **params)
-        result = solve_grid(sched, nfe, order=order, p=p, tau=tau_value, init=init)
+        result = solve_grid(sched, nfe, order=order, p=p, tau=tau_value, init=init, method=method)
     except ScheduleNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     except (TypeError, ValueError) as exc:
@@ -67,6 +82,7 @@ def solve(
             "p": p,
             "tau": int(result.tau),
             "init": result.init,
+            "method": result.method,
             "t": result.t.tolist(),
             "lambda": result.lambdas.tolist(),
             "timesteps": result.timesteps.tolist(),
@@ -85,7 +101,7 @@ def solve(
         return
     uniform = initial_grid(sched, nfe, "unif")
     click.echo(
-        f"{sched.name} nfe={nfe} order={order} p={p:g} tau={result.tau} init={result.init} "
+        f"{sched.name} nfe={nfe} order={order} p={p:g} tau={result.tau} init={result.init} method={method} "
         f"({result.starts} start{'s' if result.starts > 1 else ''}, {result.seconds:.2f} s, {result.message})"
     )
     click.echo(f"{'i':>3} {'lambda (opt)':>14} {'t (opt)':>14} {'timestep':>12} {'lambda (uniform)':>17}")

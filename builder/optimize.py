@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import LinearConstraint, OptimizeResult, minimize
 
+from .epigraph import minimize_epigraph
 from .objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau, step_orders
 from .schedules import Schedule, get_schedule
 
+METHODS = ("direct", "epigraph")
 INITS = ("unif", "unif_t", "quad", "edm")
 INIT_CHOICES = (*INITS, "best")
 MAX_NFE = 200
@@ -112,13 +114,18 @@ def solve(
     p: float = 2.0,
     tau: int | str = "auto",
     init: str = "best",
+    method: str = "direct",
     options: dict[str, Any] | None = None,
     callback: Callable[[OptimizeResult], None] | None = None,
 ) -> OptimizeResult:
     """Optimised N-step grid for ``schedule``; returns an OptimizeResult with, besides scipy's fields,
-    ``lambdas``, ``t``, ``timesteps``, ``nfe``, ``order``, ``p``, ``tau``, ``init``, ``step_orders``,
+    ``lambdas``, ``t``, ``timesteps``, ``nfe``, ``order``, ``p``, ``tau``, ``init``, ``method``, ``step_orders``,
     ``objective_uniform_lambda``, ``objective_uniform_t``, ``starts``, ``seconds`` and ``candidates`` (one
     dict per start: ``init``, ``lambdas``, ``fun``, ``valid`` — the local optima the multi-start found).
+
+    ``method``: ``"direct"`` (trust-constr on F itself, as the released code does, with the exact gradient;
+    what the registry uses) or ``"epigraph"`` (builder.epigraph: F's ℓ1 part as constraints, so the solve
+    reaches a stationary point of F — a lower F, but at τ = 0 and at large N a degenerate grid).
     """
     if isinstance(schedule, str):
         schedule = get_schedule(schedule)
@@ -127,6 +134,8 @@ def solve(
     tau_int = resolve_tau(tau, nfe)
     if init not in INIT_CHOICES:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_CHOICES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     opts = {**DEFAULT_OPTIONS, **(options or {})}
 
     started = time.perf_counter()
@@ -134,7 +143,7 @@ def solve(
     best: OptimizeResult | None = None
     candidates = []
     for name, grid in starts:
-        result = _solve_from(grid, p, tau_int, order, opts, callback)
+        result = _solve_from(grid, p, tau_int, order, opts, callback, method)
         result.init = name
         candidates.append({"init": name, "lambdas": result.lambdas, "fun": result.fun, "valid": result.valid})
         if best is None or _better(result, best):
@@ -147,7 +156,7 @@ def solve(
     t[0], t[-1] = schedule.t_start, schedule.t_end
     best.t = t
     best.timesteps = schedule.model_time(t)
-    best.nfe, best.order, best.p, best.tau = nfe, order, p, tau_int
+    best.nfe, best.order, best.p, best.tau, best.method = nfe, order, p, tau_int, method
     best.step_orders = step_orders(nfe, order)
     best.objective_uniform_lambda = objective(initial_grid(schedule, nfe, "unif"), p, tau_int, order)
     best.objective_uniform_t = objective(initial_grid(schedule, nfe, "unif_t"), p, tau_int, order)
@@ -180,9 +189,13 @@ def _solve_from(
     order: int,
     options: dict[str, Any],
     callback: Callable[[OptimizeResult], None] | None,
+    method: str = "direct",
 ) -> OptimizeResult:
     nfe = grid.shape[0] - 1
     lam_t, lam_e = float(grid[0]), float(grid[-1])
+    if method == "epigraph":
+        result = minimize_epigraph(grid, p, tau, order, monotone_constraint(nfe, lam_t, lam_e), options, callback)
+        return _checked(result)
     full = grid.copy()
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -207,6 +220,12 @@ def _solve_from(
     lambdas = np.concatenate([[lam_t], result.x, [lam_e]])
     result.lambdas = lambdas
     result.fun = objective(lambdas, p, tau, order)
+    return _checked(result)
+
+
+def _checked(result: OptimizeResult) -> OptimizeResult:
+    """Mark a result whose grid is not finite and strictly increasing as invalid (and unsuccessful)."""
+    lambdas = result.lambdas
     result.valid = bool(np.all(np.isfinite(lambdas)) and np.all(np.diff(lambdas) > 0))
     if not result.valid:
         result.success = False

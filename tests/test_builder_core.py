@@ -220,6 +220,7 @@ def test_solution_is_valid_grid_and_deterministic():
         ({"nfe": 6, "order": 4}, ValueError, "order must be 1, 2 or 3"),
         ({"nfe": 6, "tau": -2}, ValueError, "tau must be"),
         ({"nfe": 6, "init": "random"}, ValueError, "unknown init"),
+        ({"nfe": 6, "method": "newton"}, ValueError, "unknown method 'newton'; choose one of direct, epigraph"),
     ],
 )
 def test_bad_inputs_get_one_clear_error(kwargs, exc, message):
