@@ -127,11 +127,8 @@ def minimize_epigraph(
         eye = np.eye(n_u)
         return np.block([[-jac_c, eye], [jac_c, eye]])
 
-    lifted = LinearConstraint(
-        np.hstack([np.atleast_2d(constraint.A), np.zeros((np.atleast_2d(constraint.A).shape[0], n_u))]),
-        constraint.lb,
-        constraint.ub,
-    )
+    monotone = np.atleast_2d(constraint.A)
+    lifted = LinearConstraint(np.hstack([monotone, np.zeros((monotone.shape[0], n_u))]), constraint.lb, constraint.ub)
     c_start = parts(np.concatenate([grid[1:-1], np.zeros(n_u)]))[2][nodes]
     # a strictly feasible start: u a little above |c|
     z0 = np.concatenate([grid[1:-1], np.abs(c_start) * 1.01 + 1e-12])

@@ -18,13 +18,7 @@ from builder.optimize import initial_grid, solve
 from builder.reference import solve_released_way
 from builder.schedules import get_schedule
 
-
-def _random_grid(gaps, lam_t=-5.0, lam_e=4.5):
-    gaps = np.asarray(gaps, dtype=np.float64)
-    return lam_t + (lam_e - lam_t) * np.concatenate([[0.0], np.cumsum(gaps) / gaps.sum()])
-
-
-grids = st.lists(st.floats(0.02, 1.0), min_size=2, max_size=30).map(_random_grid)
+from .test_builder_core import grids
 
 
 @given(lam=grids, p=st.sampled_from([0.0, 1.0, 2.0]), tau=st.integers(0, 4), order=st.integers(1, 3))
@@ -45,7 +39,7 @@ def test_split_derivatives_match_central_differences(tau, order, p):
     for m in range(11):
         e = np.zeros_like(lam)
         e[m] = step
-        plus, minus = SplitBound(10, p, tau, order)(lam + e), SplitBound(10, p, tau, order)(lam - e)
+        plus, minus = bound(lam + e), bound(lam - e)
         assert d_smooth[m] == pytest.approx((plus[0] - minus[0]) / (2 * step), rel=1e-6, abs=1e-7)
         np.testing.assert_allclose(d_pooled[:, m], (plus[2] - minus[2]) / (2 * step), rtol=1e-6, atol=1e-7)
 
