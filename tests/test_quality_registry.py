@@ -122,6 +122,55 @@ def test_a_starting_grid_that_samples_better_is_shipped_instead_of_a_bad_optimum
     assert held["log_ratio_lowest_bound"] < -2 * held["log_ratio_lowest_bound_se"]
 
 
+def test_a_lowest_bound_grid_with_a_collapsed_step_is_replaced(solved):
+    entry, candidates = solved
+    good = min(candidates, key=lambda c: c["fun"])
+    collapsed = list(good["lambdas"])
+    collapsed[2] = collapsed[1] + 1e-4  # step 1 collapses: the grid spends an evaluation on nothing
+    lowest = qreg.entry_for_candidate(SCHEDULE, entry, {**good, "lambdas": collapsed, "fun": 0.0})
+    assert "collapsed step 1" in qreg.wasted_evaluation(lowest)
+    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [{**good, "lambdas": collapsed, "fun": 0.0}, good])
+    assert q["selection"] in ("benchmark", "start") and "collapsed step 1" in q["selection_reason"]
+    assert qreg.wasted_evaluation(shipped) is None
+
+
+def test_an_alternative_that_wastes_an_evaluation_is_never_chosen(solved):
+    entry, candidates = solved
+    good = min(candidates, key=lambda c: c["fun"])
+    lam_t, lam_e = SCHEDULE.lambda_start, SCHEDULE.lambda_end
+    crowded = [lam_t, *np.linspace(lam_t + 0.02, lam_t + 0.1 * (lam_e - lam_t), NFE - 1), lam_e]
+    bad = {"init": "unif", "lambdas": crowded, "fun": 0.0, "valid": True}
+    lowest = qreg.entry_for_candidate(SCHEDULE, entry, bad)
+    # the good optimum, with one step collapsed, would beat the crowded grid by far; it must not be chosen
+    collapsed = list(good["lambdas"])
+    collapsed[3] = collapsed[2] + 1e-4
+    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [bad, {**good, "lambdas": collapsed, "fun": 1.0}])
+    assert "wasting a model evaluation left out" in q["selection_reason"]
+    assert qreg.wasted_evaluation(shipped) is None and q["selection"] == "start"
+
+
+def test_repeated_integer_timesteps_waste_an_evaluation_except_at_the_final_node():
+    sched = get_schedule("scaled-linear")
+    entry = make_entry(sched, solve(sched, 8, p=1.0, tau=0, init="unif"), 0)
+    assert qreg.wasted_evaluation(entry) is None
+    near = dict(entry, timesteps=[999, 999, *entry["timesteps"][2:]], timestep_collisions=[[0, 1]])
+    assert "twice at timestep 999 (nodes 0 and 1)" in qreg.wasted_evaluation(near)
+    last = dict(entry, timesteps=[*entry["timesteps"][:-1], 0], timestep_collisions=[[7, 8]])
+    last["timesteps"][7] = 0
+    assert qreg.wasted_evaluation(last) is None  # the model is not called at node N
+
+
+def test_the_best_baseline_is_one_that_wastes_no_evaluation():
+    sched = get_schedule("scaled-linear")
+    # uniform-λ at NFE 30 rounds nodes 28 and 29 to timestep 1: the model would be called twice there
+    assert "twice at timestep 1" in qreg._grid_wastes(sched, baseline_grids(sched, 30)["uniform-lambda"])
+    errors = {"uniform-lambda": 0.1, "uniform-t": 0.3, "uniform-sqrt-t": 0.2}
+    measured = {name: qreg.Measurement({"p": np.full(4, e)}) for name, e in errors.items()}
+    assert qreg.best_baseline(sched, 30, measured) == "uniform-sqrt-t"
+    assert qreg.best_baseline(sched, 10, measured) == "uniform-lambda"  # no collision at NFE 10
+    assert qreg.best_baseline(sched, 30, {"uniform-lambda": measured["uniform-lambda"]}) == "uniform-lambda"
+
+
 def test_write_spec_defaults_changes_only_p(tmp_path):
     spec = tmp_path / "spec.json"
     shutil.copy(sweep.SPEC_PATH, spec)

@@ -83,7 +83,7 @@ def check_entry(schedule: Schedule, lambdas: Sequence[float], order: int, stored
     nfe = len(lambdas) - 1
     m = qreg.measure(lambdas, order)
     baselines = qreg.measure_baselines(schedule, nfe, order)
-    best = min(baselines, key=lambda n: baselines[n].log_error)
+    best = qreg.best_baseline(schedule, nfe, baselines)
     d_u, se_u = qreg.paired(m, baselines["uniform-lambda"])
     d_b, se_b = qreg.paired(m, baselines[best])
     worse = d_b > qreg.NOISE_SE * se_b

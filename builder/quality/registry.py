@@ -12,9 +12,10 @@ problem p with per-sample errors e_{p,b}(g) = ‖x_N − x_true‖₂:
 
 (as :func:`builder.quality.evaluate.compare`); ``ratio`` = exp(log_ratio) is the geometric-mean error
 ratio, below 1 when g is better than ref. The *best baseline* is the baseline with the lowest geometric
-mean error G(g) = mean_p mean_b log e_{p,b}(g) (the paired log-ratios of two grids differ by exactly the
-difference of their G). The entry is ``worse_than_best_baseline`` when its paired log-ratio against the
-best baseline exceeds 2 standard errors: log_ratio > 2·log_ratio_se (worse beyond noise).
+mean error G(g) = mean_p mean_b log e_{p,b}(g) among those that waste no model evaluation (below; all of
+them if each one does). The paired log-ratios of two grids differ by exactly the difference of their G.
+The entry is ``worse_than_best_baseline`` when its paired log-ratio against the best baseline exceeds
+2 standard errors: log_ratio > 2·log_ratio_se (worse beyond noise).
 
 **Selection by measurement (beyond the paper).** The multi-start optimisation returns several local optima
 of the paper's bound for the entry's (p, τ) (``candidates``). The paper ships the lowest-bound one. Here
@@ -24,8 +25,17 @@ baselines, :data:`START_BASELINES`), all measured on the *standard* set. The alt
 is chosen when it beats the lowest-bound optimum beyond noise (paired log-ratio < −2·se): ``selection``
 "benchmark" for another local optimum, "start" for an unoptimised starting grid (where the surrogate bound
 leads the optimiser away from a grid that samples better, the registry ships that grid rather than lose to
-a one-line formula); otherwise the lowest-bound optimum stays (``selection`` "lowest-bound"). For a
-"benchmark" or "start" choice the entry also carries the *held-out* figures
+a one-line formula); otherwise the lowest-bound optimum stays (``selection`` "lowest-bound").
+
+**Grids that waste an evaluation are not shipped when another will do.** A grid *wastes* a model
+evaluation when two of its evaluated nodes 0 … N−1 give the model the same time input (an integer-timestep
+collision of a discrete schedule; the pair with the final node N is harmless, the model is not called
+there), or when a step is shorter than ``DEGENERATE_STEP`` = 1/50 of the uniform step (λ_ε − λ_T)/N (the
+bound's minimisers can collapse a step: builder.epigraph). Such alternatives are never chosen; a
+lowest-bound optimum that wastes one is replaced by the best alternative that does not (lowest G), beyond
+noise or not, and kept only when every alternative wastes one too.
+
+**Held-out figures.** For a "benchmark" or "start" choice the entry also carries the *held-out* figures
 (:func:`builder.quality.evaluate.held_out_problems`: other mixtures, dimensions and noises, never used to
 choose) of the chosen grid against the lowest-bound grid and the best baseline, so the win is shown on
 problems not used to choose it.
@@ -53,17 +63,20 @@ from builder.schedules import Schedule
 __all__ = [
     "SAMPLER",
     "Measurement",
+    "best_baseline",
     "choose_and_measure",
     "entry_for_candidate",
     "measure",
     "measure_baselines",
     "paired",
+    "wasted_evaluation",
 ]
 
 SAMPLER: dict[str, Any] = {"sampler": "unipc", "variant": "bh2", "corrector": True, "lower_order_final": True}
 NOISE_SE = 2.0  # "beyond noise" = more than this many standard errors
 SIGNIFICANT = 4
 SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) are one local optimum
+DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # The optimiser's starting grids (builder.optimize.INITS) and the formula baselines they are.
 START_BASELINES: dict[str, str] = {
     "unif": "uniform-lambda",
@@ -168,6 +181,23 @@ def entry_for_candidate(schedule: Schedule, entry: dict[str, Any], candidate: di
     return out
 
 
+def wasted_evaluation(entry: dict[str, Any]) -> str | None:
+    """Why the entry's grid wastes a model evaluation (module docstring), or None when it does not."""
+    nfe = int(entry["nfe"])
+    repeated = [pair for pair in entry["timestep_collisions"] if pair[1] < nfe]
+    if repeated:
+        i, j = repeated[0]
+        return f"calls the model twice at timestep {entry['timesteps'][i]} (nodes {i} and {j})"
+    lam = np.asarray(entry["lambda"], dtype=np.float64)
+    steps = np.diff(lam)
+    shortest = int(np.argmin(steps))
+    uniform = (lam[-1] - lam[0]) / nfe
+    if steps[shortest] < DEGENERATE_STEP * uniform:
+        h = steps[shortest]
+        return f"has a collapsed step {shortest} (h = {h:.2g} in λ, {h / uniform:.2g}× the uniform step)"
+    return None
+
+
 def _lowest_bound_index(candidates: Sequence[dict[str, Any]]) -> int:
     """The start ``optimize.solve`` keeps: valid before invalid, then lowest F, ties to the earlier start."""
     best = 0
@@ -197,8 +227,26 @@ def _round(x: float) -> float:
     return float(f"{x:.{SIGNIFICANT}g}")
 
 
-def _comparison(m: Measurement, baselines: dict[str, Measurement]) -> dict[str, Any]:
-    """Figures of m against each baseline, and the best baseline (lowest geometric-mean error)."""
+def _grid_wastes(schedule: Schedule, lambdas: Sequence[float]) -> str | None:
+    """:func:`wasted_evaluation` of a bare λ-grid on ``schedule`` (its timesteps as an entry would have them)."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    t = schedule.inverse_lambda(lam)
+    t[0], t[-1] = schedule.t_start, schedule.t_end
+    timesteps = node_arrays(schedule, t)["timesteps"]
+    grid = {"nfe": lam.size - 1, "lambda": lam, "timesteps": timesteps, "timestep_collisions": collisions(timesteps)}
+    return wasted_evaluation(grid)
+
+
+def best_baseline(schedule: Schedule, nfe: int, baselines: dict[str, Measurement]) -> str:
+    """The baseline with the lowest geometric-mean error G among those whose grid wastes no model evaluation
+    (all of them if every one does)."""
+    grids = baseline_grids(schedule, nfe)
+    eligible = [name for name in baselines if _grid_wastes(schedule, grids[name]) is None]
+    return min(eligible or baselines, key=lambda n: baselines[n].log_error)
+
+
+def _comparison(m: Measurement, baselines: dict[str, Measurement], best: str) -> dict[str, Any]:
+    """Figures of m against each baseline, and the best baseline (:func:`best_baseline`)."""
     rows = {}
     for name, mb in baselines.items():
         lr, se = paired(m, mb)
@@ -209,7 +257,6 @@ def _comparison(m: Measurement, baselines: dict[str, Measurement]) -> dict[str, 
             "log_ratio_se": _round(se),
             "_raw": (lr, se),
         }
-    best = min(baselines, key=lambda n: baselines[n].log_error)
     return {"rows": rows, "best": best}
 
 
@@ -235,21 +282,33 @@ def choose_and_measure(
     lowest = measure(entry["lambda"], order)
     chosen_entry, chosen = entry, lowest
     selection = "lowest-bound"
-    alternatives = _alternatives(schedule, entry, candidates, distinct[1:], baselines)
-    starts = sum(kind == "start" for kind, *_ in alternatives)
+    proposed = _alternatives(schedule, entry, candidates, distinct[1:], baselines)
+    alternatives = [a for a in proposed if wasted_evaluation(a[2]) is None]
+    starts = sum(kind == "start" for kind, *_ in proposed)
     pool = f"{len(distinct)} distinct local optima and {starts} starting grids"
+    if len(alternatives) < len(proposed):
+        pool += f" ({len(proposed) - len(alternatives)} wasting a model evaluation left out)"
+    waste = wasted_evaluation(entry)
     reason = f"no other of {pool} beats it beyond noise on the standard set"
+    if waste is not None:
+        reason = f"it {waste}, but so does every other of {pool}"
     if alternatives:
         kind, label, alt_entry, alt = min(alternatives, key=lambda a: a[3].log_error)
         lr, se = paired(alt, lowest)
-        if lr < -NOISE_SE * se:
+        if waste is not None:
+            chosen_entry, chosen, selection = alt_entry, alt, kind
+            reason = (
+                f"the lowest-bound local optimum {waste}; of {pool}, {label} is the best that does not "
+                f"(log-error {lr:+.3g} ± {se:.2g} against it on the standard set)"
+            )
+        elif lr < -NOISE_SE * se:
             chosen_entry, chosen, selection = alt_entry, alt, kind
             reason = (
                 f"of {pool}, {label} measures {-lr:.3g} (±{se:.2g}) lower log-error than the lowest-bound "
                 "local optimum on the standard set"
             )
 
-    comp = _comparison(chosen, baselines)
+    comp = _comparison(chosen, baselines, best_baseline(schedule, nfe, baselines))
     best = comp["best"]
     best_lr, best_se = comp["rows"][best]["_raw"]
     quality: dict[str, Any] = {
