@@ -125,7 +125,7 @@ def _table(data: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _summary(root: Path) -> list[str]:
-    total = worse = bench = start = 0
+    total = worse = bench = start = replaced = 0
     for _head, e in gate.registry_entries(root):
         q = e.get("quality")
         if not q:
@@ -134,6 +134,7 @@ def _summary(root: Path) -> list[str]:
         worse += bool(q["worse_than_best_baseline"])
         bench += q["selection"] == "benchmark"
         start += q["selection"] == "start"
+        replaced += q["selection_reason"].startswith("the lowest-bound local optimum")
     return [
         f"- {total} measured entries; {worse} measure worse than their best baseline beyond noise (flagged in the "
         "entry: `quality.worse_than_best_baseline`, exposed by the loader as `steps.quality`);",
@@ -142,7 +143,10 @@ def _summary(root: Path) -> list[str]:
         "`quality.held_out`);",
         f"- {start} entries ship one of the optimiser's unoptimised starting grids (uniform-λ, uniform-t, "
         "uniform-√t or Karras ρ = 7) because it measured better beyond noise than every local optimum of the bound "
-        '(`quality.selection == "start"`, held-out figures in `quality.held_out`).',
+        '(`quality.selection == "start"`, held-out figures in `quality.held_out`);',
+        f"- of those, {replaced} replace a lowest-bound optimum that wastes a model evaluation (a collapsed step, "
+        "or two evaluations at one integer timestep) whether or not they measure better beyond noise; no shipped "
+        "grid wastes one where another does not (`quality.selection_reason` says which).",
     ]
 
 
