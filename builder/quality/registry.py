@@ -169,13 +169,8 @@ def entry_for_candidate(schedule: Schedule, entry: dict[str, Any], candidate: di
     candidate's F and ``init`` its start; everything else (problem, hash, baselines' F, the optimizer
     record of the lowest-bound run) is kept.
     """
-    lam = np.asarray(candidate["lambdas"], dtype=np.float64)
-    t = schedule.inverse_lambda(lam)
-    t[0], t[-1] = schedule.t_start, schedule.t_end
-    nodes = node_arrays(schedule, t)
     out = dict(entry)
-    out.update(nodes)
-    out["timestep_collisions"] = collisions(nodes["timesteps"])
+    out.update(_grid_nodes(schedule, candidate["lambdas"]))
     out["objective"] = float(candidate["fun"])
     out["init"] = str(candidate["init"])
     return out
@@ -227,14 +222,17 @@ def _round(x: float) -> float:
     return float(f"{x:.{SIGNIFICANT}g}")
 
 
-def _grid_wastes(schedule: Schedule, lambdas: Sequence[float]) -> str | None:
-    """:func:`wasted_evaluation` of a bare λ-grid on ``schedule`` (its timesteps as an entry would have them)."""
-    lam = np.asarray(lambdas, dtype=np.float64)
-    t = schedule.inverse_lambda(lam)
+def _grid_nodes(schedule: Schedule, lambdas: Sequence[float]) -> dict[str, Any]:
+    """An entry's node arrays for a λ-grid (t = t(λ), the schedule's own endpoints) and its ``timestep_collisions``."""
+    t = schedule.inverse_lambda(np.asarray(lambdas, dtype=np.float64))
     t[0], t[-1] = schedule.t_start, schedule.t_end
-    timesteps = node_arrays(schedule, t)["timesteps"]
-    grid = {"nfe": lam.size - 1, "lambda": lam, "timesteps": timesteps, "timestep_collisions": collisions(timesteps)}
-    return wasted_evaluation(grid)
+    nodes = node_arrays(schedule, t)
+    return {**nodes, "timestep_collisions": collisions(nodes["timesteps"])}
+
+
+def _grid_wastes(schedule: Schedule, lambdas: Sequence[float]) -> str | None:
+    """:func:`wasted_evaluation` of a bare λ-grid on ``schedule``."""
+    return wasted_evaluation({"nfe": len(lambdas) - 1, **_grid_nodes(schedule, lambdas)})
 
 
 def best_baseline(schedule: Schedule, nfe: int, baselines: dict[str, Measurement]) -> str:
