@@ -35,25 +35,23 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import LinearConstraint, NonlinearConstraint, OptimizeResult, minimize
 
-from .objective import _node_index, error_model, lagrange_weights, objective, step_orders
+from .objective import _COMPLEX_STEP, _node_index, error_model, lagrange_weights, objective, step_orders
 
 Array = NDArray[np.float64]
-
-_COMPLEX_STEP = 1e-20
 
 
 class SplitBound:
     """S(λ), ∇S, c(λ) and ∂c/∂λ at full grids λ_0 … λ_N for one (N, p, τ, K) problem (pure; memoises one λ)."""
 
     def __init__(self, nfe: int, p: float, tau: int, max_order: int) -> None:
-        self.nfe, self.p, self.tau = nfe, float(p), int(tau)
+        self.p = float(p)
         self.orders = step_orders(nfe, max_order)
         node = _node_index(nfe)
         self.used = node >= 0
         self.safe_node = np.where(self.used, node, 0)
         steps = np.arange(nfe)
         self.first_order = self.orders == 1
-        self.rss = (self.orders >= 2) & (steps < self.tau)
+        self.rss = (self.orders >= 2) & (steps < int(tau))
         pooled = (self.orders >= 2) & ~self.rss
         # pool[j, e] = 1 where pooled entry e (row-major over pooled steps × 3 weights) multiplies node j
         entry_nodes = np.where(self.used[pooled], self.safe_node[pooled], -1).ravel()
