@@ -77,6 +77,8 @@ NOISE_SE = 2.0  # "beyond noise" = more than this many standard errors
 SIGNIFICANT = 4
 SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) are one local optimum
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
+# how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
+REPLACED_WASTEFUL = "the lowest-bound local optimum "
 # The optimiser's starting grids (builder.optimize.INITS) and the formula baselines they are.
 START_BASELINES: dict[str, str] = {
     "unif": "uniform-lambda",
@@ -296,7 +298,7 @@ def choose_and_measure(
         if waste is not None:
             chosen_entry, chosen, selection = alt_entry, alt, kind
             reason = (
-                f"the lowest-bound local optimum {waste}; of {pool}, {label} is the best that does not "
+                f"{REPLACED_WASTEFUL}{waste}; of {pool}, {label} is the best that does not "
                 f"(log-error {lr:+.3g} ± {se:.2g} against it on the standard set)"
             )
         elif lr < -NOISE_SE * se:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.quality import gate
+from builder.quality import registry as qreg
 from builder.quality.baselines import baseline_grids
 
 __all__ = ["write_report"]
@@ -134,7 +135,7 @@ def _summary(root: Path) -> list[str]:
         worse += bool(q["worse_than_best_baseline"])
         bench += q["selection"] == "benchmark"
         start += q["selection"] == "start"
-        replaced += q["selection_reason"].startswith("the lowest-bound local optimum")
+        replaced += q["selection_reason"].startswith(qreg.REPLACED_WASTEFUL)
     return [
         f"- {total} measured entries; {worse} measure worse than their best baseline beyond noise (flagged in the "
         "entry: `quality.worse_than_best_baseline`, exposed by the loader as `steps.quality`);",
@@ -144,8 +145,9 @@ def _summary(root: Path) -> list[str]:
         f"- {start} entries ship one of the optimiser's unoptimised starting grids (uniform-λ, uniform-t, "
         "uniform-√t or Karras ρ = 7) because it measured better beyond noise than every local optimum of the bound "
         '(`quality.selection == "start"`, held-out figures in `quality.held_out`);',
-        f"- of those, {replaced} replace a lowest-bound optimum that wastes a model evaluation (a collapsed step, "
-        "or two evaluations at one integer timestep) whether or not they measure better beyond noise; no shipped "
+        f"- of these benchmark and start entries, {replaced} replace a lowest-bound optimum that wastes a model "
+        "evaluation (a collapsed step, or two evaluations at one integer timestep), whether or not they measure "
+        "better beyond noise; no shipped "
         "grid wastes one where another does not (`quality.selection_reason` says which).",
     ]
 
