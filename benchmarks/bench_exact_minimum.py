@@ -52,7 +52,7 @@ def main() -> None:
         for tau in args.tau:
             rows = {}
             started = time.perf_counter()
-            ref = solve_released_way(schedule.lambda_start, schedule.lambda_end, nfe, args.p, tau)
+            ref = solve_released_way(schedule, nfe, args.p, tau)
             ref_lam = np.concatenate([[schedule.lambda_start], ref.x, [schedule.lambda_end]])
             rows["released"] = (time.perf_counter() - started, ref.fun, ref.status, ref_lam)
             for method in ("direct", "epigraph"):

@@ -1,10 +1,18 @@
-"""A second, deliberately literal implementation of the bound, shaped like the paper's released code.
+"""Two deliberately literal implementations of the bound, shaped like the paper's released code.
 
-Plain Python loops over steps and nodes, scalar ``math`` calls, and finite-difference gradients in the
-optimiser: this is how ``step_optim.py`` solves the problem (METHOD.md §5). It exists for two reasons:
-tests check ``builder.objective`` (vectorised, complex-step gradient) against it, and
-``benchmarks/bench_optimize.py`` times the released way of solving against ours on the same problem.
-Nothing in the product calls it.
+Plain Python loops over steps and nodes, and finite-difference gradients in the optimiser: this is how
+``step_optim.py`` solves the problem (METHOD.md §5). Two flavours of the same loops:
+
+- ``reference_objective``: scalar ``math`` calls on Python floats — the fastest a loop-and-finite-difference
+  solve gets, and the independent second implementation tests check ``builder.objective`` against;
+- ``released_objective``: what one evaluation of the released objective costs — the endpoints λ_T, λ_ε
+  re-derived from the schedule on every call, numpy arrays filled and read element by element, numpy
+  scalar arithmetic. (The released code also routes the endpoints through torch, which this port does
+  not: it is, if anything, faster than the original.)
+
+``solve_released_way`` solves with either (``literal=True``, the default, is the released cost).
+``benchmarks/bench_optimize.py`` times both against ours on the same problem. Nothing in the product
+calls this module.
 """
 
 from __future__ import annotations
@@ -69,8 +77,53 @@ def reference_objective(lambdas: list[float] | np.ndarray, p: float, tau: int, m
     return total + sum(abs(v) for v in pooled)
 
 
-def solve_released_way(lambda_start: float, lambda_end: float, nfe: int, p: float, tau: int = 3):
-    """trust-constr with 2-point finite differences from the uniform-λ start, as the released code does."""
+def released_objective(interior: np.ndarray, schedule, p: float, tau: int, max_order: int = 3) -> float:
+    """F(λ_1 … λ_{N−1}) evaluated the way the released objective does it, cost included (module docstring)."""
+    lambda_t = np.log(schedule.marginal_alpha(schedule.t_start) / schedule.marginal_sigma(schedule.t_start))
+    lambda_e = np.log(schedule.marginal_alpha(schedule.t_end) / schedule.marginal_sigma(schedule.t_end))
+    lam = np.concatenate((np.array([lambda_t]), interior, np.array([lambda_e])))
+    nfe = len(lam) - 1
+    h = np.zeros(nfe)
+    for i in range(nfe):
+        h[i] = lam[i + 1] - lam[i]
+    exp_lam = np.exp(lam)
+    err = (1 + np.exp(2 * lam)) ** (-p / 2) * np.sqrt(1 + np.exp(-2 * lam))
+    total = 0.0
+    pooled = np.zeros(nfe)
+    for s in range(nfe):
+        k = _order(s, nfe, max_order)
+        phi0 = np.exp(h[s]) - 1
+        phi1 = np.exp(h[s]) * h[s] - phi0
+        phi2 = np.exp(h[s]) * h[s] * h[s] - 2 * phi1
+        if k == 1:
+            total += abs(exp_lam[s] * phi0 * err[s])
+            continue
+        if k == 2:
+            a = h[s - 1]
+            terms = [(s - 1, -exp_lam[s] * phi1 / a), (s, exp_lam[s] * (phi1 + a * phi0) / a)]
+        else:
+            a, b = h[s - 2], h[s - 1]
+            terms = [
+                (s - 2, exp_lam[s] * (phi2 + b * phi1) / (a * (a + b))),
+                (s - 1, -exp_lam[s] * (phi2 + (a + b) * phi1) / (a * b)),
+                (s, exp_lam[s] * (phi2 + (a + 2 * b) * phi1 + b * (a + b) * phi0) / (b * (a + b))),
+            ]
+        if s < tau:
+            total += np.sqrt(sum((err[j] * w) ** 2 for j, w in terms))
+        else:
+            for j, w in terms:
+                pooled[j] += err[j] * w
+    return total + sum(abs(pooled))
+
+
+def solve_released_way(schedule, nfe: int, p: float, tau: int = 3, *, literal: bool = True, x0=None):
+    """trust-constr with 2-point finite differences from the uniform-λ start, as the released code does.
+
+    ``literal``: evaluate F with ``released_objective`` (the released cost); else ``reference_objective``
+    (the same loops on Python floats, 3× cheaper per evaluation). Both return the same F to rounding.
+    ``x0``: the interior λ's to start from instead of the uniform-λ grid's.
+    """
+    lambda_start, lambda_end = schedule.lambda_start, schedule.lambda_end
     grid = np.linspace(lambda_start, lambda_end, nfe + 1)
     a = np.zeros((nfe, nfe - 1))
     a[0, 0] = 1.0
@@ -80,7 +133,15 @@ def solve_released_way(lambda_start: float, lambda_end: float, nfe: int, p: floa
     lb = np.zeros(nfe)
     lb[0], lb[-1] = lambda_start, -lambda_end
 
-    def fun(x: np.ndarray) -> float:
-        return reference_objective([lambda_start, *x, lambda_end], p, tau)
+    if literal:
 
-    return minimize(fun, grid[1:-1], method="trust-constr", constraints=[LinearConstraint(a, lb, np.inf)])
+        def fun(x: np.ndarray) -> float:
+            return float(released_objective(x, schedule, p, tau))
+
+    else:
+
+        def fun(x: np.ndarray) -> float:
+            return reference_objective([lambda_start, *x, lambda_end], p, tau)
+
+    start = grid[1:-1] if x0 is None else np.asarray(x0, dtype=np.float64)
+    return minimize(fun, start, method="trust-constr", constraints=[LinearConstraint(a, lb, np.inf)])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from builder.cli import cli
 from builder.objective import error_model, lagrange_weights, objective, objective_and_gradient, step_orders
 from builder.optimize import INITS, initial_grid, solve
-from builder.reference import reference_objective, solve_released_way
+from builder.reference import reference_objective, released_objective, solve_released_way
 from builder.schedules import SCHEDULE_NAMES, ScheduleNotFoundError, get_schedule
 
 ALL_SCHEDULES = [(name, {}) for name in SCHEDULE_NAMES] + [("flow", {"shift": 3.0})]
@@ -134,6 +134,19 @@ def test_objective_matches_loop_reference_and_is_finite(lam, p, tau, order):
     assert value == pytest.approx(reference_objective(lam, p, tau, order), rel=1e-11)
 
 
+@pytest.mark.parametrize(("name", "params"), ALL_SCHEDULES)
+@given(gaps=st.lists(st.floats(0.02, 1.0), min_size=2, max_size=25), p=st.sampled_from([0.0, 1.0, 2.0]))
+@settings(max_examples=25, deadline=None)
+def test_released_cost_port_computes_the_same_bound(name, params, gaps, p):
+    """The benchmark's literal port (endpoints re-derived from the schedule per call) is F, to rounding."""
+    sched = get_schedule(name, **params)
+    lam = _random_grid(gaps, sched.lambda_start, sched.lambda_end)
+    for tau, order in ((0, 3), (3, 3), (2, 2), (0, 1)):
+        assert released_objective(lam[1:-1], sched, p, tau, order) == pytest.approx(
+            objective(lam, p, tau, order), rel=1e-11
+        )
+
+
 @given(lam=grids, order=st.integers(1, 3))
 @settings(max_examples=60, deadline=None)
 def test_weights_sum_to_exact_integral(lam, order):
@@ -183,7 +196,7 @@ def test_same_lambda_problem_gives_same_grid_across_schedules():
 def test_unif_matches_or_beats_released_way(nfe):
     vp = get_schedule("vp-linear")
     ours = solve(vp, nfe, p=2, tau=3, init="unif")
-    released = solve_released_way(vp.lambda_start, vp.lambda_end, nfe, 2.0, 3)
+    released = solve_released_way(vp, nfe, 2.0, 3)
     assert ours.fun <= released.fun * (1 + 1e-7)
     assert ours.fun < 0.5 * ours.objective_uniform_lambda  # the paper's point: far below uniform-λ
 
@@ -226,6 +239,37 @@ def test_solution_is_valid_grid_and_deterministic():
 def test_bad_inputs_get_one_clear_error(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         solve("vp-linear", **kwargs)
+
+
+def test_explicit_start_grid_is_solved_like_the_named_one():
+    sched = get_schedule("edm")
+    named = solve(sched, 7, p=1, init="quad")
+    explicit = solve(sched, 7, p=1, init=initial_grid(sched, 7, "quad").tolist())
+    assert explicit.init == "x0" and explicit.starts == 1
+    assert explicit.lambdas.tobytes() == named.lambdas.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (lambda s: np.linspace(s.lambda_start, s.lambda_end, 6), "has 7 λ's"),
+        (lambda s: np.linspace(s.lambda_end, s.lambda_start, 7), "strictly increasing"),
+        (lambda s: np.linspace(s.lambda_start, s.lambda_end + 0.5, 7), "must run from λ_T"),
+        (lambda s: np.full(7, np.nan), "finite"),
+    ],
+)
+def test_bad_explicit_start_gets_a_clear_error(grid, message):
+    sched = get_schedule("vp-linear")
+    with pytest.raises(ValueError, match=message):
+        solve(sched, 6, init=grid(sched))
+
+
+def test_released_way_literal_and_loop_agree_on_a_stable_problem():
+    vp = get_schedule("vp-linear")
+    literal = solve_released_way(vp, 5, 2.0, 3)
+    loop = solve_released_way(vp, 5, 2.0, 3, literal=False)
+    assert literal.fun == pytest.approx(loop.fun, rel=1e-9)
+    np.testing.assert_allclose(literal.x, loop.x, atol=1e-6)
 
 
 def test_nfe_2_has_one_free_node():

@@ -49,7 +49,7 @@ def test_epigraph_reaches_a_stationary_point_below_the_released_solve(nfe):
     """Issue 2's ``--tau 3 --init unif`` comparison, met by the exact minimiser (not by ``direct``)."""
     vp = get_schedule("vp-linear")
     exact = solve(vp, nfe, p=2, tau=3, init="unif", method="epigraph")
-    released = solve_released_way(vp.lambda_start, vp.lambda_end, nfe, 2.0, 3)
+    released = solve_released_way(vp, nfe, 2.0, 3)
     direct = solve(vp, nfe, p=2, tau=3, init="unif")
     assert exact.status == 1 and exact.valid  # gtol: a KKT point, not a collapsed trust radius
     assert exact.fun < released.fun and exact.fun < direct.fun
