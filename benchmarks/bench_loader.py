@@ -33,8 +33,9 @@ SCHEDULE, NFE = "vp-linear", 10
 
 
 def python(code: str, *args: str, env: dict | None = None) -> str:
-    out = subprocess.run([sys.executable, *args, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env=env)
+    out = subprocess.run(
+        [sys.executable, *args, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=env
+    )
     return out.stdout + out.stderr
 
 
@@ -51,18 +52,23 @@ def import_time(env: dict, repeat: int) -> tuple[float, float, float]:
         bare.append(wall("pass", env))
         loaded.append(wall("import optsteps_loader", env))
     report = python("import optsteps_loader", "-X", "importtime", env=env)
-    total = sum(int(m.group(1)) for m in re.finditer(r"import time:\s+\d+ \|\s+(\d+) \| (optsteps_loader)$",
-                                                     report, re.M))
+    total = sum(
+        int(m.group(1)) for m in re.finditer(r"import time:\s+\d+ \|\s+(\d+) \| (optsteps_loader)$", report, re.M)
+    )
     return statistics.median(bare), statistics.median(loaded), total * 1e-6
 
 
 def cold_in_new_process(root: Path, rel: str, env: dict, repeat: int) -> tuple[float, float]:
     """Median time of the first get() / of `import json; json.load(...)`, each in a fresh interpreter."""
-    get_code = ("import time; t = time.perf_counter(); import optsteps_loader; "
-                f"optsteps_loader.get({SCHEDULE!r}, {NFE}, source={str(root)!r});"
-                " print(time.perf_counter() - t)")
-    json_code = ("import time; t = time.perf_counter(); import json; "
-                 f"f = open({str(root / rel)!r}, 'rb'); json.load(f); print(time.perf_counter() - t)")
+    get_code = (
+        "import time; t = time.perf_counter(); import optsteps_loader; "
+        f"optsteps_loader.get({SCHEDULE!r}, {NFE}, source={str(root)!r});"
+        " print(time.perf_counter() - t)"
+    )
+    json_code = (
+        "import time; t = time.perf_counter(); import json; "
+        f"f = open({str(root / rel)!r}, 'rb'); json.load(f); print(time.perf_counter() - t)"
+    )
     gets, loads = [], []
     for _ in range(repeat):
         gets.append(float(python(get_code, env=env)))
@@ -118,13 +124,14 @@ def main() -> None:
     rec = next(r for r in index["files"] if r["schedule"] == SCHEDULE)
     data_path = root / rec["path"]
     print(f"python {sys.version.split()[0]} on {sys.platform}; registry: {root} ({origin})")
-    print(f"file {rec['path']}: {data_path.stat().st_size / 1024:.0f} KiB, {rec['entries']} entries;"
-          f" get({SCHEDULE!r}, {NFE})\n")
+    print(
+        f"file {rec['path']}: {data_path.stat().st_size / 1024:.0f} KiB, {rec['entries']} entries;"
+        f" get({SCHEDULE!r}, {NFE})\n"
+    )
 
     python("import optsteps_loader", env=env)  # compile bytecode once, so it is not timed
     bare, loaded, self_reported = import_time(env, args.repeat)
-    print(line("import optsteps_loader (wall)", loaded - bare, goal=15e-3)
-          + f"   [bare interpreter {_fmt(bare)}]")
+    print(line("import optsteps_loader (wall)", loaded - bare, goal=15e-3) + f"   [bare interpreter {_fmt(bare)}]")
     print(line("import optsteps_loader (-X importtime)", self_reported, goal=15e-3))
 
     cold_get, cold_json = cold_in_new_process(root, rec["path"], env, args.repeat)

@@ -64,12 +64,8 @@ def main() -> None:
         t_loop, loop = _median_time(
             lambda n=nfe: solve_released_way(sched, n, args.p, args.tau, literal=False), args.repeat
         )
-        t_unif, unif = _median_time(
-            lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="unif"), args.repeat
-        )
-        t_best, best = _median_time(
-            lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="best"), args.repeat
-        )
+        t_unif, unif = _median_time(lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="unif"), args.repeat)
+        t_best, best = _median_time(lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="best"), args.repeat)
         t_epi, epi = _median_time(
             lambda n=nfe: solve(sched, n, p=args.p, tau=args.tau, init="unif", method="epigraph"), args.repeat
         )

@@ -56,12 +56,7 @@ def node_arrays(schedule: Schedule, t: np.ndarray) -> dict[str, list[Any]]:
 
 def collisions(timesteps: list[Any]) -> list[list[int]]:
     """Every pair [i, j], i < j, of nodes whose (rounded) timesteps coincide, sorted."""
-    return [
-        [i, j]
-        for i in range(len(timesteps))
-        for j in range(i + 1, len(timesteps))
-        if timesteps[i] == timesteps[j]
-    ]
+    return [[i, j] for i in range(len(timesteps)) for j in range(i + 1, len(timesteps)) if timesteps[i] == timesteps[j]]
 
 
 def make_entry(schedule: Schedule, result: OptimizeResult, tau_spec: int | str) -> dict[str, Any]:

@@ -38,15 +38,35 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-__all__ = ["PlannedFile", "PublishError", "PublishPlan", "PublishResult", "dataset_card",
-           "dist_registry_problems", "plan", "publish", "publish_command", "register"]
+__all__ = [
+    "PlannedFile",
+    "PublishError",
+    "PublishPlan",
+    "PublishResult",
+    "dataset_card",
+    "dist_registry_problems",
+    "plan",
+    "publish",
+    "publish_command",
+    "register",
+]
 
 DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "registry"
 REPO_TYPE = "dataset"
 CARD_NAME = "README.md"
 # Licence ids the Hub's card metadata knows, by the SPDX id the index carries (lower-cased); others: "other".
-HUB_LICENSES = {"cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0", "cc-by-nc-4.0", "mit", "apache-2.0", "bsd-3-clause",
-                "odc-by", "odbl", "pddl"}
+HUB_LICENSES = {
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc0-1.0",
+    "cc-by-nc-4.0",
+    "mit",
+    "apache-2.0",
+    "bsd-3-clause",
+    "odc-by",
+    "odbl",
+    "pddl",
+}
 _REGISTRY_FILE = re.compile(r"^v\d+/.+\.json$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -95,10 +115,11 @@ class PublishPlan:
         width = max(len(f.path) for f in self.files)
         lines = [f"{f.path:<{width}}  {f.size:>9}  sha256:{f.sha256}" for f in self.files]
         total = sum(f.size for f in self.files)
-        lines.append(f"{len(self.files)} files, {total} bytes (registry {self.registry},"
-                     f" data {self.data_version})")
-        lines.append(f"target: Hub dataset {self.repo_id} (created if missing), one commit on"
-                     f" {self.branch!r}, tagged {self.revision!r}")
+        lines.append(f"{len(self.files)} files, {total} bytes (registry {self.registry}, data {self.data_version})")
+        lines.append(
+            f"target: Hub dataset {self.repo_id} (created if missing), one commit on"
+            f" {self.branch!r}, tagged {self.revision!r}"
+        )
         return "\n".join(lines)
 
 
@@ -114,8 +135,11 @@ class PublishResult:
     previous_tag_commit: str | None = None
 
     def format(self) -> str:
-        what = {"published": "published", "tag-moved": "published (tag moved)",
-                "already-published": "already published, nothing to do"}[self.status]
+        what = {
+            "published": "published",
+            "tag-moved": "published (tag moved)",
+            "already-published": "already published, nothing to do",
+        }[self.status]
         lines = [f"{self.plan.repo_id}@{self.plan.revision}: {what}; commit {self.commit}"]
         if self.previous_tag_commit:
             lines.append(f"the tag named commit {self.previous_tag_commit} before")
@@ -137,8 +161,9 @@ def plan(registry: str | Path, repo_id: str, revision: str, *, branch: str = "ma
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id or ""):
         raise PublishError(f"repo id must be 'namespace/name', got {repo_id!r}")
     if not _TAG.fullmatch(revision or "") or re.fullmatch(r"[0-9a-f]{40}", revision) or revision == branch:
-        raise PublishError(f"revision must be a tag name such as v2026.11.25 (not a branch or commit id), "
-                           f"got {revision!r}")
+        raise PublishError(
+            f"revision must be a tag name such as v2026.11.25 (not a branch or commit id), got {revision!r}"
+        )
     report = validate_registry(root)
     if not report.ok:
         raise PublishError(f"refusing to publish an invalid registry:\n{format_report(report)}")
@@ -146,8 +171,10 @@ def plan(registry: str | Path, repo_id: str, revision: str, *, branch: str = "ma
     index = json.loads(index_bytes)
     data_version = index["data_version"]
     if not revision.startswith(f"v{data_version}"):
-        raise PublishError(f"revision {revision!r} does not name the registry's data_version"
-                           f" {data_version!r}: expected v{data_version} (optionally with a suffix)")
+        raise PublishError(
+            f"revision {revision!r} does not name the registry's data_version"
+            f" {data_version!r}: expected v{data_version} (optionally with a suffix)"
+        )
     files = [PlannedFile.of("index.json", index_bytes)]
     files += [PlannedFile.of(rec["path"], (root / rec["path"]).read_bytes()) for rec in index["files"]]
     files.append(PlannedFile.of(CARD_NAME, dataset_card(index, repo_id, revision).encode("utf-8")))
@@ -162,50 +189,90 @@ def dataset_card(index: dict, repo_id: str, revision: str) -> str:
     meta = [f"license: {hub_license}"]
     if hub_license == "other":
         meta.append(f"license_name: {json.dumps(spdx)}")
-    meta += ["pretty_name: optsteps registry", "viewer: false",
-             "tags:", "- diffusion", "- sampling", "- unipc", "- dpm-solver", "- optsteps"]
-    rows = ["| file | schedule | params | entries | NFE | orders | p | sha256 |",
-            "|---|---|---|---|---|---|---|---|"]
+    meta += [
+        "pretty_name: optsteps registry",
+        "viewer: false",
+        "tags:",
+        "- diffusion",
+        "- sampling",
+        "- unipc",
+        "- dpm-solver",
+        "- optsteps",
+    ]
+    rows = ["| file | schedule | params | entries | NFE | orders | p | sha256 |", "|---|---|---|---|---|---|---|---|"]
     for rec in index["files"]:
         params = ", ".join(f"{k}={v}" for k, v in sorted(rec["params"].items())) or "-"
         nfe = rec["nfe"]
         nfes = f"{nfe[0]}-{nfe[-1]}" if nfe == list(range(nfe[0], nfe[-1] + 1)) else ",".join(map(str, nfe))
-        rows.append(f"| `{rec['path']}` | {rec['schedule']} | {params} | {rec['entries']} | {nfes} | "
-                    f"{','.join(map(str, rec['orders']))} | {','.join(map(str, rec['p']))} | "
-                    f"`{rec['sha256'].removeprefix('sha256:')[:16]}…` |")
+        rows.append(
+            f"| `{rec['path']}` | {rec['schedule']} | {params} | {rec['entries']} | {nfes} | "
+            f"{','.join(map(str, rec['orders']))} | {','.join(map(str, rec['p']))} | "
+            f"`{rec['sha256'].removeprefix('sha256:')[:16]}…` |"
+        )
     citation = str(index["citation"])
-    return "\n".join([
-        "---", *meta, "---", "",
-        "# optsteps registry", "",
-        "Optimized time steps for few-step diffusion samplers (UniPC / DPM-Solver++), one JSON file per",
-        "noise-schedule variant, as written by the optsteps builder (`python -m builder sweep`).", "",
-        f"- data version: `{index['data_version']}` (this revision: `{revision}`)",
-        f"- generator: `{index['generator']}`",
-        f"- schema version: {index['schema_version']} (format: docs/registry-format.md in the optsteps repo)",
-        f"- licence: {spdx}", "",
-        "`index.json` lists every data file with its sha256; the files are canonical JSON.", "",
-        "## Use", "",
-        "```python",
-        "import os, optsteps_loader",
-        f'os.environ["OPTSTEPS_HUB_REPO"] = "{repo_id}"',
-        f'steps = optsteps_loader.get("vp-linear", 10, source="hub", revision="{revision}")',
-        "```", "",
-        "Pin a commit id instead of the tag for bit-for-bit reproducibility; the loader checks every file",
-        "against the index's sha256. To vendor files, copy `index.json` and the files you need and run",
-        "`optsteps verify --source FOLDER --allow-missing`.", "",
-        "## Files", "", *rows, "",
-        "## Licence", "", f"The data is licensed {spdx}. When you use or redistribute it, keep the index's",
-        "`license` and `citation` fields with it.", "",
-        "## Citation", "", "```", citation, "```", "",
-    ])
+    return "\n".join(
+        [
+            "---",
+            *meta,
+            "---",
+            "",
+            "# optsteps registry",
+            "",
+            "Optimized time steps for few-step diffusion samplers (UniPC / DPM-Solver++), one JSON file per",
+            "noise-schedule variant, as written by the optsteps builder (`python -m builder sweep`).",
+            "",
+            f"- data version: `{index['data_version']}` (this revision: `{revision}`)",
+            f"- generator: `{index['generator']}`",
+            f"- schema version: {index['schema_version']} (format: docs/registry-format.md in the optsteps repo)",
+            f"- licence: {spdx}",
+            "",
+            "`index.json` lists every data file with its sha256; the files are canonical JSON.",
+            "",
+            "## Use",
+            "",
+            "```python",
+            "import os, optsteps_loader",
+            f'os.environ["OPTSTEPS_HUB_REPO"] = "{repo_id}"',
+            f'steps = optsteps_loader.get("vp-linear", 10, source="hub", revision="{revision}")',
+            "```",
+            "",
+            "Pin a commit id instead of the tag for bit-for-bit reproducibility; the loader checks every file",
+            "against the index's sha256. To vendor files, copy `index.json` and the files you need and run",
+            "`optsteps verify --source FOLDER --allow-missing`.",
+            "",
+            "## Files",
+            "",
+            *rows,
+            "",
+            "## Licence",
+            "",
+            f"The data is licensed {spdx}. When you use or redistribute it, keep the index's",
+            "`license` and `citation` fields with it.",
+            "",
+            "## Citation",
+            "",
+            "```",
+            citation,
+            "```",
+            "",
+        ]
+    )
 
 
 # ---- publishing
 
 
-def publish(registry: str | Path, repo_id: str, revision: str, *, token: str | None = None,
-            dry_run: bool = False, endpoint: str | None = None, force: bool = False,
-            branch: str = "main") -> PublishPlan | PublishResult:
+def publish(
+    registry: str | Path,
+    repo_id: str,
+    revision: str,
+    *,
+    token: str | None = None,
+    dry_run: bool = False,
+    endpoint: str | None = None,
+    force: bool = False,
+    branch: str = "main",
+) -> PublishPlan | PublishResult:
     """Publish ``registry`` to the Hub dataset ``repo_id`` tagged ``revision`` (see the module docstring).
 
     Returns the `PublishPlan` with ``dry_run=True`` (no network), else a `PublishResult`.
@@ -235,34 +302,52 @@ def publish(registry: str | Path, repo_id: str, revision: str, *, token: str | N
     previous = tags.get(revision)
     if previous is not None:
         with _step(f"list the files at tag {revision}"):
-            remote = {f.path: f for f in api.list_repo_tree(repo_id, revision=previous, recursive=True, **kw)
-                      if isinstance(f, RepoFile)}
+            remote = {
+                f.path: f
+                for f in api.list_repo_tree(repo_id, revision=previous, recursive=True, **kw)
+                if isinstance(f, RepoFile)
+            }
         if _same_registry(the_plan, remote):
             return PublishResult(the_plan, "already-published", previous)
         if not force:
-            raise PublishError(f"tag {revision!r} of {repo_id} already names commit {previous}, which holds"
-                               " other registry files; pass --force to move it (users who pinned the tag will"
-                               " get other data), or publish under a new data_version")
+            raise PublishError(
+                f"tag {revision!r} of {repo_id} already names commit {previous}, which holds"
+                " other registry files; pass --force to move it (users who pinned the tag will"
+                " get other data), or publish under a new data_version"
+            )
     with _step(f"list the files on {branch}"):
-        on_branch = [f.path for f in api.list_repo_tree(repo_id, revision=heads[branch], recursive=True, **kw)
-                     if isinstance(f, RepoFile)]
-    deleted = tuple(sorted(p for p in on_branch
-                           if _REGISTRY_FILE.match(p) and p not in the_plan.registry_paths))
+        on_branch = [
+            f.path
+            for f in api.list_repo_tree(repo_id, revision=heads[branch], recursive=True, **kw)
+            if isinstance(f, RepoFile)
+        ]
+    deleted = tuple(sorted(p for p in on_branch if _REGISTRY_FILE.match(p) and p not in the_plan.registry_paths))
     operations = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=f.data) for f in the_plan.files]
     operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
     with _step(f"commit the registry to {branch}"):
-        info = api.create_commit(repo_id, operations,
-                                 commit_message=f"optsteps registry {the_plan.data_version}",
-                                 commit_description=f"`python -m builder publish` as {revision}.",
-                                 revision=branch, parent_commit=heads[branch], **kw)
+        info = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=f"optsteps registry {the_plan.data_version}",
+            commit_description=f"`python -m builder publish` as {revision}.",
+            revision=branch,
+            parent_commit=heads[branch],
+            **kw,
+        )
     if previous is not None:
         with _step(f"delete the old tag {revision}"):
             api.delete_tag(repo_id, tag=revision, **kw)
     with _step(f"tag commit {info.oid} as {revision}"):
-        api.create_tag(repo_id, tag=revision, revision=info.oid,
-                       tag_message=f"optsteps registry data {the_plan.data_version}", **kw)
-    return PublishResult(the_plan, "tag-moved" if previous else "published", info.oid, info.commit_url,
-                         deleted, previous)
+        api.create_tag(
+            repo_id,
+            tag=revision,
+            revision=info.oid,
+            tag_message=f"optsteps registry data {the_plan.data_version}",
+            **kw,
+        )
+    return PublishResult(
+        the_plan, "tag-moved" if previous else "published", info.oid, info.commit_url, deleted, previous
+    )
 
 
 def _same_registry(the_plan: PublishPlan, remote: dict) -> bool:
@@ -319,12 +404,19 @@ def dist_registry_problems(archive: str | Path, registry: str | Path = DEFAULT_R
                     found["/".join(parts[2:])] = tf.extractfile(member).read()
     else:
         return [f"{archive.name}: neither a wheel (.whl) nor an sdist (.tar.gz)"]
-    problems = [f"{archive.name}: registry/{p} is listed in the index but not packaged"
-                for p in sorted(set(expected) - set(found))]
-    problems += [f"{archive.name}: registry/{p} is packaged but not listed in the index"
-                 for p in sorted(set(found) - set(expected))]
-    problems += [f"{archive.name}: registry/{p} differs from {root / p}"
-                 for p in sorted(set(found) & set(expected)) if found[p] != expected[p]]
+    problems = [
+        f"{archive.name}: registry/{p} is listed in the index but not packaged"
+        for p in sorted(set(expected) - set(found))
+    ]
+    problems += [
+        f"{archive.name}: registry/{p} is packaged but not listed in the index"
+        for p in sorted(set(found) - set(expected))
+    ]
+    problems += [
+        f"{archive.name}: registry/{p} differs from {root / p}"
+        for p in sorted(set(found) & set(expected))
+        if found[p] != expected[p]
+    ]
     return problems
 
 
@@ -332,17 +424,21 @@ def dist_registry_problems(archive: str | Path, registry: str | Path = DEFAULT_R
 
 
 @click.command("publish")
-@click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_REGISTRY,
-              show_default=True, help="Registry folder to publish.")
+@click.option(
+    "--registry",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_REGISTRY,
+    show_default=True,
+    help="Registry folder to publish.",
+)
 @click.option("--repo-id", required=True, help="Hub dataset repo, e.g. optsteps/optsteps-registry.")
 @click.option("--revision", required=True, help="Tag to create: v<data_version> (optionally with a suffix).")
-@click.option("--dry-run", is_flag=True,
-              help="Print what would be uploaded (path, size, sha256); no network.")
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded (path, size, sha256); no network.")
 @click.option("--force", is_flag=True, help="Move the tag if it already names other registry files.")
-@click.option("--endpoint", default=None,
-              help="Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co].")
-def publish_command(registry: Path, repo_id: str, revision: str, dry_run: bool, force: bool,
-                    endpoint: str | None) -> None:
+@click.option("--endpoint", default=None, help="Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co].")
+def publish_command(
+    registry: Path, repo_id: str, revision: str, dry_run: bool, force: bool, endpoint: str | None
+) -> None:
     """Upload the registry to a Hub dataset repo and tag it (token: $HF_TOKEN or `hf auth login`)."""
     try:
         result = publish(registry, repo_id, revision, dry_run=dry_run, endpoint=endpoint, force=force)

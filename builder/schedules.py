@@ -333,9 +333,7 @@ def get_schedule(name: str, **params: Any) -> Schedule:
     if name not in _FACTORIES:
         close = difflib.get_close_matches(str(name), SCHEDULE_NAMES, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ScheduleNotFoundError(
-            f"unknown schedule {name!r}.{hint} Known schedules: {', '.join(SCHEDULE_NAMES)}."
-        )
+        raise ScheduleNotFoundError(f"unknown schedule {name!r}.{hint} Known schedules: {', '.join(SCHEDULE_NAMES)}.")
     try:
         schedule = _FACTORIES[name](**params)
     except TypeError as exc:

@@ -345,11 +345,12 @@ def _check_entry(name: str, label: str, entry: dict[str, Any], schedule: dict[st
             lambda a, b: abs(a - b) <= ABS_TOL,
         )
         if i is not None:
-            bad(f"lambda[{i}] = {lam[i]!r} but log(alpha_t) - log(sigma_t) = "
-                f"{math.log(alpha[i]) - math.log(sigma[i])!r} (tolerance {ABS_TOL:g})")
+            bad(
+                f"lambda[{i}] = {lam[i]!r} but log(alpha_t) - log(sigma_t) = "
+                f"{math.log(alpha[i]) - math.log(sigma[i])!r} (tolerance {ABS_TOL:g})"
+            )
     if positive and sigmas is not None:
-        i = _first_mismatch(zip(sigmas, (s / a for a, s in zip(alpha, sigma, strict=True)), strict=True),
-                            _close_rel)
+        i = _first_mismatch(zip(sigmas, (s / a for a, s in zip(alpha, sigma, strict=True)), strict=True), _close_rel)
         if i is not None:
             bad(f"sigmas[{i}] = {sigmas[i]!r} but sigma_t/alpha_t = {sigma[i] / alpha[i]!r}")
 
@@ -416,21 +417,28 @@ def _check_timesteps(
     if expected is not None and len(expected) == len(ts):
         i = _first_mismatch(zip(ts, expected, strict=True), ok)
         if i is not None:
-            out.append(f"timesteps[{i}] = {ts[i]!r} does not match time_input {time_input!r} "
-                       f"(expected {expected[i]!r})")
+            out.append(
+                f"timesteps[{i}] = {ts[i]!r} does not match time_input {time_input!r} (expected {expected[i]!r})"
+            )
 
     collisions = entry.get("timestep_collisions")
     if isinstance(collisions, list):
         want = [[i, j] for i in range(len(ts)) for j in range(i + 1, len(ts)) if ts[i] == ts[j]]
         if collisions != want:
-            out.append(f"timestep_collisions is {_short(json.dumps(collisions), 80)}, "
-                       f"expected {_short(json.dumps(want), 80)} (all pairs i < j with equal timesteps)")
+            out.append(
+                f"timestep_collisions is {_short(json.dumps(collisions), 80)}, "
+                f"expected {_short(json.dumps(want), 80)} (all pairs i < j with equal timesteps)"
+            )
     return out
 
 
 def _entry_key(entry: Any) -> tuple[Any, Any, Any] | None:
-    if isinstance(entry, dict) and _is_int(entry.get("order")) and _is_num(entry.get("p")) \
-            and _is_int(entry.get("nfe")):
+    if (
+        isinstance(entry, dict)
+        and _is_int(entry.get("order"))
+        and _is_num(entry.get("p"))
+        and _is_int(entry.get("nfe"))
+    ):
         return (entry["order"], entry["p"], entry["nfe"])
     return None
 
@@ -475,8 +483,13 @@ def _check_data_doc(name: str, doc: Any) -> tuple[list[Problem], int]:
             if key == prev:
                 out.append(Problem(name, f"{label}: duplicate (order, p, nfe)"))
             elif key < prev:
-                out.append(Problem(name, f"entries not sorted by (order, p, nfe): {label} comes after "
-                                         f"{prev_label.removeprefix('entry ')}"))
+                out.append(
+                    Problem(
+                        name,
+                        f"entries not sorted by (order, p, nfe): {label} comes after "
+                        f"{prev_label.removeprefix('entry ')}",
+                    )
+                )
         prev, prev_label = key, label
     out.extend(_check_grid_complete(name, entries))
 
@@ -487,8 +500,9 @@ def _check_data_doc(name: str, doc: Any) -> tuple[list[Problem], int]:
         if not matching:
             out.append(Problem(name, f"defaults name order={order} p={_fmt(p)} but no entry has them"))
         elif not any(e.get("solver") == solver for e in matching):
-            out.append(Problem(name, f"defaults name solver {solver!r} but no entry with order={order} "
-                                     f"p={_fmt(p)} has it"))
+            out.append(
+                Problem(name, f"defaults name solver {solver!r} but no entry with order={order} p={_fmt(p)} has it")
+            )
     return out, len(entries)
 
 
@@ -620,9 +634,14 @@ def validate_registry(path: str | Path, *, allow_missing: bool = False) -> Valid
             problems.append(Problem(rel, f"size is {len(data)} bytes, index.json says {want_bytes}"))
         got_hash = sha256_of(data)
         if isinstance(want_hash, str) and want_hash != got_hash:
-            problems.append(Problem(rel, f"sha256 mismatch: index.json lists {want_hash}, the file hashes to "
-                                         f"{got_hash} (corrupted file, or a stale index: rebuild with the "
-                                         "builder)"))
+            problems.append(
+                Problem(
+                    rel,
+                    f"sha256 mismatch: index.json lists {want_hash}, the file hashes to "
+                    f"{got_hash} (corrupted file, or a stale index: rebuild with the "
+                    "builder)",
+                )
+            )
         file_problems, doc, n = _validate_data(rel, data)
         problems += file_problems
         entries_checked += n
@@ -654,20 +673,25 @@ def _check_against_index(
             out.append(Problem(rel, f"{key} {doc[key]!r} differs from index.json's {index[key]!r}"))
     schedule = doc.get("schedule") if isinstance(doc.get("schedule"), dict) else {}
     if "schedule" in record and schedule.get("name") != record["schedule"]:
-        out.append(Problem(rel, f"schedule.name {schedule.get('name')!r} but index.json says "
-                                f"{record['schedule']!r}"))
+        out.append(Problem(rel, f"schedule.name {schedule.get('name')!r} but index.json says {record['schedule']!r}"))
     params, file_params = record.get("params"), schedule.get("params")
     if isinstance(params, dict) and isinstance(file_params, dict):
         for key, value in params.items():
             if file_params.get(key) != value:
-                out.append(Problem(rel, f"index.json params {key}={value!r} but schedule.params has "
-                                        f"{file_params.get(key)!r}"))
+                out.append(
+                    Problem(rel, f"index.json params {key}={value!r} but schedule.params has {file_params.get(key)!r}")
+                )
     entries = doc.get("entries") if isinstance(doc.get("entries"), list) else []
     summary = _summary(entries)
     for key, got in summary.items():
         if key in record and record[key] != got:
-            out.append(Problem(rel, f"index.json says {key} = {_short(json.dumps(record[key]), 80)} but the "
-                                    f"file has {_short(json.dumps(got), 80)}"))
+            out.append(
+                Problem(
+                    rel,
+                    f"index.json says {key} = {_short(json.dumps(record[key]), 80)} but the "
+                    f"file has {_short(json.dumps(got), 80)}",
+                )
+            )
     variant = (record.get("schedule"), json.dumps(params, sort_keys=True))
     for entry in entries:
         key = _entry_key(entry)
@@ -685,8 +709,9 @@ def format_report(report: ValidationReport) -> str:
     lines = [str(p) for p in report.problems]
     extra = f"; {len(report.missing)} listed file(s) absent (allowed)" if report.missing else ""
     if report.ok:
-        lines.append(f"{report.root}: OK ({report.files_checked} files, {report.entries_checked} entries "
-                     f"checked{extra})")
+        lines.append(
+            f"{report.root}: OK ({report.files_checked} files, {report.entries_checked} entries checked{extra})"
+        )
     else:
         n_files = len({p.file for p in report.problems})
         lines.append(f"{report.root}: {len(report.problems)} problem(s) in {n_files} file(s){extra}")

@@ -22,9 +22,17 @@ SOLVERS = ("unipc", "dpmpp")
 ORDERS = (1, 2, 3)
 
 
-def get(schedule: str, nfe: int, *, order: int = 3, p: float | None = None, solver: str = "unipc",
-        source: str | os.PathLike[str] | None = None, revision: str | None = None,
-        shift: float | None = None) -> Steps:
+def get(
+    schedule: str,
+    nfe: int,
+    *,
+    order: int = 3,
+    p: float | None = None,
+    solver: str = "unipc",
+    source: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    shift: float | None = None,
+) -> Steps:
     """The optimized steps for ``schedule`` at ``nfe`` model evaluations.
 
     Args:
@@ -61,7 +69,8 @@ def get(schedule: str, nfe: int, *, order: int = 3, p: float | None = None, solv
         p = _real_arg("p", p, minimum=0.0)
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise (ValueError if isinstance(solver, str) else TypeError)(
-            f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {_kind(solver)}")
+            f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {_kind(solver)}"
+        )
     if shift is not None:
         shift = _real_arg("shift", shift, minimum=0.0, strict=True)
     return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift))
@@ -74,14 +83,21 @@ def available(source: str | os.PathLike[str] | None = None, *, revision: str | N
     def listing(src: _r.Source) -> dict:
         index = _r.load_index(src)
         keys = ("params", "nfe", "orders", "p", "path", "entries")
-        return {name: [{k: _copy(rec.get(k)) for k in keys} for rec in recs]
-                for name, recs in sorted(index.by_schedule.items())}
+        return {
+            name: [{k: _copy(rec.get(k)) for k in keys} for rec in recs]
+            for name, recs in sorted(index.by_schedule.items())
+        }
 
     return _run(source, revision, listing)
 
 
-def info(schedule: str, *, shift: float | None = None, source: str | os.PathLike[str] | None = None,
-         revision: str | None = None) -> dict:
+def info(
+    schedule: str,
+    *,
+    shift: float | None = None,
+    source: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+) -> dict:
     """A schedule's parameters and defaults: its file's ``schedule`` and ``defaults`` blocks, plus
     ``params``, ``path``, ``data_version``, ``provenance`` and the ``variants`` (params) that exist."""
     if not isinstance(schedule, str):
@@ -93,10 +109,15 @@ def info(schedule: str, *, shift: float | None = None, source: str | os.PathLike
         index = _r.load_index(src)
         rec = select(index, schedule, shift, src.label)
         obj = _r.load_data(src, rec).obj
-        return {"schedule": _copy(obj["schedule"]), "defaults": _copy(obj["defaults"]),
-                "params": _copy(rec["params"]), "path": rec["path"], "data_version": obj.get("data_version"),
-                "provenance": _copy(obj.get("provenance", {})),
-                "variants": [_copy(r["params"]) for r in index.by_schedule[schedule]]}
+        return {
+            "schedule": _copy(obj["schedule"]),
+            "defaults": _copy(obj["defaults"]),
+            "params": _copy(rec["params"]),
+            "path": rec["path"],
+            "data_version": obj.get("data_version"),
+            "provenance": _copy(obj.get("provenance", {})),
+            "variants": [_copy(r["params"]) for r in index.by_schedule[schedule]],
+        }
 
     return _run(source, revision, describe)
 
@@ -113,8 +134,9 @@ def _run(source: object, revision: object, fn):
         return fn(local)
 
 
-def _get(src: _r.Source, schedule: str, nfe: int, order: int, p: float | None, solver: str,
-         shift: float | None) -> Steps:
+def _get(
+    src: _r.Source, schedule: str, nfe: int, order: int, p: float | None, solver: str, shift: float | None
+) -> Steps:
     data = _r.load_data(src, select(_r.load_index(src), schedule, shift, src.label))
     if p is None:
         p = data.obj["defaults"]["p"]
@@ -138,7 +160,8 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
         close = difflib.get_close_matches(schedule.lower().replace("_", "-"), names, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ScheduleNotFoundError(
-            f"unknown schedule {schedule!r} in {label}.{hint} Schedules: {', '.join(names) or 'none'}")
+            f"unknown schedule {schedule!r} in {label}.{hint} Schedules: {', '.join(names) or 'none'}"
+        )
     shifts = [rec["params"].get("shift") for rec in recs]
     if shift is not None and all(s is None for s in shifts):
         raise ValueError(f"shift= only applies to flow schedules; {schedule!r} has no shift parameter")
@@ -149,8 +172,9 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
         if rec["params"].get("shift", 1.0) == want:
             return rec
     have = ", ".join(_num(s) for s in shifts if s is not None)
-    raise EntryNotFoundError(f"{schedule!r} in {label} has no variant with shift={_num(want)};"
-                             f" shifts available: {have}")
+    raise EntryNotFoundError(
+        f"{schedule!r} in {label} has no variant with shift={_num(want)}; shifts available: {have}"
+    )
 
 
 def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str) -> EntryNotFoundError:
@@ -158,12 +182,15 @@ def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str
     rec = data.rec
     here = [key[0] for key in data.entries if key[1] == order and key[2] == p]
     shift = rec["params"].get("shift")
-    command = (f"python -m builder solve --schedule {rec['schedule']} --nfe {nfe} --order {order}"
-               f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json")
+    command = (
+        f"python -m builder solve --schedule {rec['schedule']} --nfe {nfe} --order {order}"
+        f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json"
+    )
     return EntryNotFoundError(
         f"{rec['schedule']} ({rec['path']} in {label}) has no entry nfe={nfe}, order={order}, p={_num(p)}."
         f" It has orders {', '.join(map(str, rec['orders']))} and p {', '.join(_num(x) for x in rec['p'])};"
-        f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}")
+        f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}"
+    )
 
 
 def ranges(values: list[int]) -> str:
@@ -210,8 +237,9 @@ def _real_arg(name: str, value: object, minimum: float, strict: bool = False) ->
     except (OverflowError, ValueError, TypeError):
         x = math.nan
     if not math.isfinite(x) or x < minimum or (strict and x == minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {_num(minimum)}, "
-                         f"got {_kind(value)}")
+        raise ValueError(
+            f"{name} must be a finite number {'>' if strict else '>='} {_num(minimum)}, got {_kind(value)}"
+        )
     return x
 
 

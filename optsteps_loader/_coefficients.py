@@ -106,9 +106,7 @@ def step_orders(n_steps: int, order: int, lower_order_final: bool = True) -> tup
     _check_choice("order", order, ORDERS)
     if n_steps < 1:
         raise ValueError(f"need at least one step, got {n_steps}")
-    return tuple(
-        min(order, s + 1, n_steps - s) if lower_order_final else min(order, s + 1) for s in range(n_steps)
-    )
+    return tuple(min(order, s + 1, n_steps - s) if lower_order_final else min(order, s + 1) for s in range(n_steps))
 
 
 def unipc_coefficients(

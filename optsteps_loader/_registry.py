@@ -25,8 +25,14 @@ from .errors import RegistryIntegrityError, RegistryUnavailableError
 SCHEMA_VERSION = 1
 ENV_DIR = "OPTSTEPS_REGISTRY_DIR"
 # entry key -> Steps field
-SEQUENCES = {"t": "t", "lambda": "lambdas", "alpha_t": "alpha_t", "sigma_t": "sigma_t",
-             "sigmas": "sigmas", "timesteps": "timesteps"}
+SEQUENCES = {
+    "t": "t",
+    "lambda": "lambdas",
+    "alpha_t": "alpha_t",
+    "sigma_t": "sigma_t",
+    "sigmas": "sigmas",
+    "timesteps": "timesteps",
+}
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _CACHE_SIZE = 32
 _cache: dict[tuple, object] = {}  # insertion order is the LRU order
@@ -161,8 +167,11 @@ class Index:
     def __init__(self, obj: object, where: str) -> None:
         version = obj.get("schema_version") if isinstance(obj, dict) else type(obj).__name__
         if version != SCHEMA_VERSION:
-            raise _fail(where, f"schema_version is {version!r}; this loader reads {SCHEMA_VERSION}"
-                               " (a newer registry needs a newer optsteps)")
+            raise _fail(
+                where,
+                f"schema_version is {version!r}; this loader reads {SCHEMA_VERSION}"
+                " (a newer registry needs a newer optsteps)",
+            )
         if not isinstance(obj.get("files"), list) or not isinstance(obj.get("data_version"), str):
             raise _fail(where, "'files' must be a list and 'data_version' a string")
         self.data_version: str = obj["data_version"]
@@ -190,14 +199,17 @@ def _record_problem(rec: object) -> str | None:
     path, sha = rec.get("path"), rec.get("sha256")
     if not safe_relpath(path):
         return f"unsafe or missing path {path!r} (must be relative, '/'-separated, without '..')"
-    if not (isinstance(sha, str) and sha.startswith("sha256:") and len(sha) == 71
-            and all(c in "0123456789abcdef" for c in sha[7:])):
+    if not (
+        isinstance(sha, str)
+        and sha.startswith("sha256:")
+        and len(sha) == 71
+        and all(c in "0123456789abcdef" for c in sha[7:])
+    ):
         return f"{path}: 'sha256' must be 'sha256:' + 64 lowercase hex digits, got {sha!r}"
     if not (isinstance(rec.get("schedule"), str) and rec["schedule"] and isinstance(rec.get("params"), dict)):
         return f"{path}: needs a 'schedule' name and a 'params' object"
     p = rec.get("p")
-    if not (_ints(rec.get("nfe")) and _ints(rec.get("orders")) and isinstance(p, list)
-            and all(map(is_num, p))):
+    if not (_ints(rec.get("nfe")) and _ints(rec.get("orders")) and isinstance(p, list) and all(map(is_num, p))):
         return f"{path}: 'nfe' and 'orders' must be lists of positive ints, 'p' a list of numbers"
     shift = rec["params"].get("shift", 1.0)
     if not (is_num(shift) and shift > 0):
@@ -224,8 +236,11 @@ class DataFile:
         if not (isinstance(sched, dict) and isinstance(defaults, dict) and isinstance(entries, list)):
             raise _fail(where, "needs 'schedule' and 'defaults' objects and an 'entries' list")
         if sched.get("name") != rec["schedule"] or not isinstance(sched.get("time_input"), str):
-            raise _fail(where, f"schedule.name {sched.get('name')!r} is not the index's {rec['schedule']!r},"
-                               " or schedule.time_input is missing")
+            raise _fail(
+                where,
+                f"schedule.name {sched.get('name')!r} is not the index's {rec['schedule']!r},"
+                " or schedule.time_input is missing",
+            )
         if not isinstance(obj.get("provenance", {}), dict):
             raise _fail(where, "'provenance' must be an object")
         if not (is_num(defaults.get("p")) and defaults["p"] >= 0):
@@ -234,8 +249,13 @@ class DataFile:
         self.entries: dict[tuple, dict] = {}
         self.steps: dict[tuple, object] = {}  # (nfe, order, p, solver) -> Steps, filled by get()
         for i, e in enumerate(entries):
-            if not (isinstance(e, dict) and type(e.get("nfe")) is int and e["nfe"] >= 1
-                    and type(e.get("order")) is int and is_num(e.get("p"))):
+            if not (
+                isinstance(e, dict)
+                and type(e.get("nfe")) is int
+                and e["nfe"] >= 1
+                and type(e.get("order")) is int
+                and is_num(e.get("p"))
+            ):
                 raise _fail(where, f"entries[{i}]: needs an int 'nfe' >= 1, an int 'order' and a number 'p'")
             key = (e["nfe"], e["order"], e["p"])
             if key in self.entries:
@@ -246,9 +266,12 @@ class DataFile:
             raise _fail(where, f"defaults.p = {defaults['p']} has no entries (p in the file: {grid[2]})")
         count = rec.get("entries", len(entries))
         if grid != [rec["nfe"], rec["orders"], sorted(rec["p"])] or len(entries) != count:
-            raise _fail(where, f"its entries (nfe {grid[0]}, orders {grid[1]}, p {grid[2]};"
-                               f" {len(entries)} in all) do not match the index (nfe {rec['nfe']},"
-                               f" orders {rec['orders']}, p {rec['p']}; {count} in all)")
+            raise _fail(
+                where,
+                f"its entries (nfe {grid[0]}, orders {grid[1]}, p {grid[2]};"
+                f" {len(entries)} in all) do not match the index (nfe {rec['nfe']},"
+                f" orders {rec['orders']}, p {rec['p']}; {count} in all)",
+            )
 
 
 def load_data(src: Source, rec: dict) -> DataFile:
@@ -266,10 +289,13 @@ def load_data(src: Source, rec: dict) -> DataFile:
         try:
             got = "sha256:" + hashlib.sha256(data).hexdigest()
             if got != rec["sha256"]:
-                raise _fail(where, f"sha256 mismatch: the index says {rec['sha256']}, the file"
-                                   f" ({len(data)} bytes) has {got}. The file is corrupt, or changed after"
-                                   " the index was written: restore it, or rebuild with"
-                                   " `python -m builder sweep`.")
+                raise _fail(
+                    where,
+                    f"sha256 mismatch: the index says {rec['sha256']}, the file"
+                    f" ({len(data)} bytes) has {got}. The file is corrupt, or changed after"
+                    " the index was written: restore it, or rebuild with"
+                    " `python -m builder sweep`.",
+                )
             return DataFile(parse_json(data, where), rec, where)
         except RegistryIntegrityError:
             if src.discard is not None:
@@ -318,11 +344,28 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str):
     if not (isinstance(collisions, list) and (quality is None or isinstance(quality, dict))):
         raise _fail(where, "'timestep_collisions' must be a list and 'quality' null or an object")
     file_ = data.obj
-    provenance = {**file_.get("provenance", {}), "data_version": file_.get("data_version"),
-                  "source": label, "file": data.rec["path"], "sha256": data.rec["sha256"],
-                  **{k: entry.get(k) for k in ("init", "optimizer", "input_hash", "solver")}}
-    return Steps(schedule=data.rec["schedule"], nfe=nfe, order=entry["order"], p=float(entry["p"]),
-                 solver=solver, **seqs, step_orders=tuple(orders), tau=entry["tau"],
-                 objective=float(entry["objective"]), params=freeze(data.rec["params"]),
-                 time_input=file_["schedule"]["time_input"], quality=freeze(quality),
-                 provenance=freeze(provenance), timestep_collisions=freeze(collisions), **extra)
+    provenance = {
+        **file_.get("provenance", {}),
+        "data_version": file_.get("data_version"),
+        "source": label,
+        "file": data.rec["path"],
+        "sha256": data.rec["sha256"],
+        **{k: entry.get(k) for k in ("init", "optimizer", "input_hash", "solver")},
+    }
+    return Steps(
+        schedule=data.rec["schedule"],
+        nfe=nfe,
+        order=entry["order"],
+        p=float(entry["p"]),
+        solver=solver,
+        **seqs,
+        step_orders=tuple(orders),
+        tau=entry["tau"],
+        objective=float(entry["objective"]),
+        params=freeze(data.rec["params"]),
+        time_input=file_["schedule"]["time_input"],
+        quality=freeze(quality),
+        provenance=freeze(provenance),
+        timestep_collisions=freeze(collisions),
+        **extra,
+    )

@@ -10,8 +10,9 @@ from .errors import RegistryIntegrityError
 SCHEMA_FILES = {"index": "registry-index.schema.json", "file": "registry-file.schema.json"}
 
 
-def verify(source: str | os.PathLike[str] | None = None, *, revision: str | None = None,
-           allow_missing: bool = False) -> dict:
+def verify(
+    source: str | os.PathLike[str] | None = None, *, revision: str | None = None, allow_missing: bool = False
+) -> dict:
     """Check a registry: the index; for each listed file its presence, sha256, structure and every entry
     (the checks `get()` makes, on all entries at once); and, when ``jsonschema`` is installed and the
     schemas are found (``optsteps_loader/schemas/`` in a wheel, ``<repo>/schemas/`` in a checkout), the
@@ -34,10 +35,18 @@ def verify(source: str | os.PathLike[str] | None = None, *, revision: str | None
     src = _r.resolve_source(source, revision)
     index = _r.load_index(src)
     schema_check, schema_note = _schema_checker()
-    problems = schema_check("index", _r.parse_json(_r.read_bytes(src.index_path, src.label), src.label),
-                            f"{src.label}/index.json")
-    report = {"source": src.label, "data_version": index.data_version, "files": 0, "entries": 0,
-              "missing": [], "unlisted": [], "schema": schema_note}
+    problems = schema_check(
+        "index", _r.parse_json(_r.read_bytes(src.index_path, src.label), src.label), f"{src.label}/index.json"
+    )
+    report = {
+        "source": src.label,
+        "data_version": index.data_version,
+        "files": 0,
+        "entries": 0,
+        "missing": [],
+        "unlisted": [],
+        "schema": schema_note,
+    }
     for rec in index.files:
         path = src.locate(rec["path"])
         if not os.path.exists(path) and allow_missing:

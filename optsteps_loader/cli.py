@@ -44,8 +44,11 @@ def build_cli():
     from . import __version__, available, get, verify
 
     source_option = click.option(
-        "--source", metavar="PATH|hub", help="A registry folder, or 'hub' "
-        "(default: $OPTSTEPS_REGISTRY_DIR, else the registry bundled with the package).")
+        "--source",
+        metavar="PATH|hub",
+        help="A registry folder, or 'hub' "
+        "(default: $OPTSTEPS_REGISTRY_DIR, else the registry bundled with the package).",
+    )
     revision_option = click.option("--revision", help="With --source hub: branch, tag or commit.")
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,8 +73,9 @@ def build_cli():
         for name, variants in listing.items():
             for v in variants:
                 params = ", ".join(f"{k}={_g(x)}" for k, x in sorted(v["params"].items())) or "-"
-                rows.append((name, params, ranges(v["nfe"]), ",".join(map(str, v["orders"])),
-                             ",".join(map(_g, v["p"]))))
+                rows.append(
+                    (name, params, ranges(v["nfe"]), ",".join(map(str, v["orders"])), ",".join(map(_g, v["p"])))
+                )
         click.echo(_table(rows))
 
     @cli.command("show")
@@ -84,25 +88,34 @@ def build_cli():
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
     @source_option
     @revision_option
-    def show_command(schedule: str, nfe: int, order: int, p: float | None, shift: float | None, solver: str,
-                     fmt: str, source: str | None, revision: str | None) -> None:
+    def show_command(
+        schedule: str,
+        nfe: int,
+        order: int,
+        p: float | None,
+        shift: float | None,
+        solver: str,
+        fmt: str,
+        source: str | None,
+        revision: str | None,
+    ) -> None:
         """Print the optimized steps of SCHEDULE at --nfe N."""
         with _reported():
-            steps = get(schedule, nfe, order=order, p=p, solver=solver, source=source, revision=revision,
-                        shift=shift)
+            steps = get(schedule, nfe, order=order, p=p, solver=solver, source=source, revision=revision, shift=shift)
         click.echo(_FORMATTERS[fmt](steps))
 
     @cli.command("verify")
     @source_option
     @revision_option
-    @click.option("--allow-missing", is_flag=True,
-                  help="A vendored subset: files listed in the index may be absent.")
+    @click.option("--allow-missing", is_flag=True, help="A vendored subset: files listed in the index may be absent.")
     def verify_command(source: str | None, revision: str | None, allow_missing: bool) -> None:
         """Check a registry: index, hashes, structure of every entry, JSON Schema when available."""
         with _reported():
             report = verify(source, revision=revision, allow_missing=allow_missing)
-        click.echo(f"ok: {report['source']} (data {report['data_version']}): {report['files']} files,"
-                   f" {report['entries']} entries verified")
+        click.echo(
+            f"ok: {report['source']} (data {report['data_version']}): {report['files']} files,"
+            f" {report['entries']} entries verified"
+        )
         click.echo(f"schema: {report['schema']}")
         for key in ("missing", "unlisted"):
             if report[key]:
@@ -122,20 +135,37 @@ def _table(rows: list[tuple]) -> str:
 
 def _title(steps) -> str:
     params = "".join(f" {k}={_g(v)}" for k, v in steps.params.items())
-    return (f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order} p={_g(steps.p)}"
-            f" solver={steps.solver} (data {steps.provenance.get('data_version')})")
+    return (
+        f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order} p={_g(steps.p)}"
+        f" solver={steps.solver} (data {steps.provenance.get('data_version')})"
+    )
 
 
 def format_table(steps) -> str:
     """A human-readable table of the nodes."""
-    head = [f"{_title(steps)}; model time input: {steps.time_input}",
-            f"objective {steps.objective:.6g}" + (f" (uniform-λ grid: {steps.objective_uniform_lambda:.6g})"
-                                                 if steps.objective_uniform_lambda is not None else "")]
+    head = [
+        f"{_title(steps)}; model time input: {steps.time_input}",
+        f"objective {steps.objective:.6g}"
+        + (
+            f" (uniform-λ grid: {steps.objective_uniform_lambda:.6g})"
+            if steps.objective_uniform_lambda is not None
+            else ""
+        ),
+    ]
     rows = [("i", "t", "lambda", "alpha_t", "sigma_t", "sigmas", "timestep", "step order")]
     for i in range(steps.nfe + 1):
-        rows.append((i, _g(steps.t[i]), _g(steps.lambdas[i]), _g(steps.alpha_t[i]), _g(steps.sigma_t[i]),
-                     _g(steps.sigmas[i]), _g(steps.timesteps[i]),
-                     steps.step_orders[i] if i < steps.nfe else ""))
+        rows.append(
+            (
+                i,
+                _g(steps.t[i]),
+                _g(steps.lambdas[i]),
+                _g(steps.alpha_t[i]),
+                _g(steps.sigma_t[i]),
+                _g(steps.sigmas[i]),
+                _g(steps.timesteps[i]),
+                steps.step_orders[i] if i < steps.nfe else "",
+            )
+        )
     return "\n".join(head) + "\n" + _table(rows)
 
 
@@ -165,9 +195,11 @@ def format_diffusers(steps) -> str:
     ``sigmas=``. They hold the N model-evaluation nodes: the scheduler appends the final one itself.
     ``sigmas`` is σ/α (k-diffusion convention) except for flow models, where diffusers' sigma is σ_t."""
     sigmas = (steps.sigma_t if _flow(steps) else steps.sigmas)[:-1]
-    lines = [f"# optsteps {_title(steps)}",
-             "# UniPC / DPM-Solver++: optsteps_loader.diffusers.configure_scheduler(scheduler, steps)",
-             "# schedulers taking custom lists: pass ONE of these (N values; they append the last step)"]
+    lines = [
+        f"# optsteps {_title(steps)}",
+        "# UniPC / DPM-Solver++: optsteps_loader.diffusers.configure_scheduler(scheduler, steps)",
+        "# schedulers taking custom lists: pass ONE of these (N values; they append the last step)",
+    ]
     if steps.time_input in ("timestep", "1000*sigma"):
         lines.append(f"timesteps={list(steps.timesteps[:-1])!r}")
     lines.append(f"sigmas={list(sigmas)!r}")
@@ -180,5 +212,9 @@ def format_k_diffusion(steps) -> str:
     return f"# optsteps {_title(steps)}\nsigmas={list(sigmas)!r}"
 
 
-_FORMATTERS = {"table": format_table, "json": format_json, "diffusers": format_diffusers,
-               "k-diffusion": format_k_diffusion}
+_FORMATTERS = {
+    "table": format_table,
+    "json": format_json,
+    "diffusers": format_diffusers,
+    "k-diffusion": format_k_diffusion,
+}

@@ -58,9 +58,7 @@ SUPPORTED_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler"
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
 
 
-def configure_scheduler(
-    scheduler: Any, steps: Any, *, device: Any = None, check_schedule: bool = True
-) -> Any:
+def configure_scheduler(scheduler: Any, steps: Any, *, device: Any = None, check_schedule: bool = True) -> Any:
     """Make ``scheduler.step()`` follow the registry entry ``steps``; returns the same scheduler.
 
     Args:
@@ -92,9 +90,7 @@ def configure_scheduler(
     return scheduler
 
 
-def _set_timesteps(
-    scheduler: Any, num_inference_steps: int | None = None, device: Any = None, **kwargs: Any
-) -> None:
+def _set_timesteps(scheduler: Any, num_inference_steps: int | None = None, device: Any = None, **kwargs: Any) -> None:
     """``set_timesteps`` of a configured scheduler: re-applies the registry entry (see the module doc)."""
     nfe = scheduler._optsteps_grid[0]
     custom = sorted(k for k, v in kwargs.items() if v is not None and k != "mu")
@@ -133,9 +129,7 @@ def _check_scheduler(scheduler: Any) -> None:
             f"scheduler must be one of {SUPPORTED_SCHEDULERS} (or a subclass), got {type(scheduler).__name__}"
         )
     if getattr(scheduler, "solver_p", None) is not None:
-        raise ValueError(
-            "UniPCMultistepScheduler with solver_p is not supported; build it with solver_p=None"
-        )
+        raise ValueError("UniPCMultistepScheduler with solver_p is not supported; build it with solver_p=None")
 
 
 def _grid_sigmas(steps: Any, flow: bool) -> list[float]:
@@ -164,8 +158,7 @@ def _check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> No
     abar = scheduler.alphas_cumprod
     if max(timesteps) >= len(abar) or min(timesteps) < 0:
         raise ValueError(
-            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range "
-            f"0..{len(abar) - 1}"
+            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range 0..{len(abar) - 1}"
         )
     worst = 0.0
     for i, n in enumerate(timesteps):

@@ -58,8 +58,7 @@ def source(revision: str | None = None) -> Source:
         import huggingface_hub as hf
         import huggingface_hub.constants  # noqa: F401 (the package's lazy __init__ does not load it)
     except ImportError:
-        raise RegistryUnavailableError(
-            "source='hub' needs huggingface_hub: pip install 'optsteps[hub]'") from None
+        raise RegistryUnavailableError("source='hub' needs huggingface_hub: pip install 'optsteps[hub]'") from None
     repo = repo_id()
     offline = _offline(hf)
     key = (repo, revision, hf.constants.ENDPOINT, hf.constants.HF_HUB_CACHE, offline)
@@ -110,8 +109,14 @@ def _download(hf, repo: str, filename: str, revision: str | None, offline: bool)
     try:
         from . import __version__
 
-        return hf.hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset", revision=revision,
-                                  library_name="optsteps", library_version=__version__)
+        return hf.hf_hub_download(
+            repo_id=repo,
+            filename=filename,
+            repo_type="dataset",
+            revision=revision,
+            library_name="optsteps",
+            library_version=__version__,
+        )
     except Exception as err:  # every failure of the Hub client means: not available
         if offline:
             raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
@@ -148,5 +153,7 @@ def _check_blob_name(path: str, discard) -> None:
         return
     if got != name:
         discard(path)
-        raise RegistryIntegrityError(f"{path}: the Hub named this file {name} but its bytes hash to {got};"
-                                     " it was removed from the HF cache, try again")
+        raise RegistryIntegrityError(
+            f"{path}: the Hub named this file {name} but its bytes hash to {got};"
+            " it was removed from the HF cache, try again"
+        )

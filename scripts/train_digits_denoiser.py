@@ -96,7 +96,7 @@ def train(data: np.ndarray, steps: int, batch: int, lr: float, seed: int):
         sched.step()
         losses[k] = loss.item()
         if (k + 1) % 500 == 0:
-            print(f"step {k + 1:>6}  loss (mean of last 500) {losses[k - 499:k + 1].mean():.4f}", flush=True)
+            print(f"step {k + 1:>6}  loss (mean of last 500) {losses[k - 499 : k + 1].mean():.4f}", flush=True)
     return network.eval(), losses
 
 

@@ -79,8 +79,14 @@ def _common(nfe: int, order: int, p: float, schedule: str) -> dict[str, Any]:
         "objective": 1.0 / (nfe**order),
         "objective_uniform_lambda": 1.5 / (nfe**order),
         "objective_uniform_t": 3.0 / (nfe**order),
-        "optimizer": {"success": True, "status": 1, "message": "`gtol` termination condition is satisfied.",
-                      "nit": 10 * nfe, "nfev": 10 * nfe + 1, "starts": 4},
+        "optimizer": {
+            "success": True,
+            "status": 1,
+            "message": "`gtol` termination condition is satisfied.",
+            "nit": 10 * nfe,
+            "nfev": 10 * nfe + 1,
+            "starts": 4,
+        },
         "input_hash": sha256_of(canonical_bytes(key)),
         "quality": None,
     }
@@ -164,8 +170,9 @@ def edm_schedule() -> dict[str, Any]:
     }
 
 
-def data_file(schedule: dict[str, Any], entries: list[dict[str, Any]], default_order: int, default_p: float
-              ) -> dict[str, Any]:
+def data_file(
+    schedule: dict[str, Any], entries: list[dict[str, Any]], default_order: int, default_p: float
+) -> dict[str, Any]:
     entries = sorted(entries, key=lambda e: (e["order"], e["p"], e["nfe"]))
     return {
         "schema_version": 1,
@@ -189,8 +196,7 @@ def standard_files() -> dict[str, dict[str, Any]]:
     }
 
 
-def index_record(path: str, doc: dict[str, Any], data: bytes, params: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
+def index_record(path: str, doc: dict[str, Any], data: bytes, params: dict[str, Any] | None = None) -> dict[str, Any]:
     entries = doc["entries"]
     return {
         "path": path,

@@ -81,9 +81,7 @@ def vp_uniform_lambda(nfe: int, *, order: int = 3) -> Steps:
 def discrete_steps(alphas_cumprod, timesteps: list[int], *, order: int = 3) -> Steps:
     """A grid on a discrete (diffusers) schedule at the given integer timesteps, in float64."""
     abar = np.asarray(alphas_cumprod, dtype=np.float64)[timesteps]
-    return make_steps(
-        np.sqrt(abar).tolist(), np.sqrt(1.0 - abar).tolist(), [int(v) for v in timesteps], order=order
-    )
+    return make_steps(np.sqrt(abar).tolist(), np.sqrt(1.0 - abar).tolist(), [int(v) for v in timesteps], order=order)
 
 
 def flow_steps(sigmas: list[float], *, order: int = 3) -> Steps:

@@ -63,14 +63,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-RESOLVE = re.compile(
-    r"^/(?:(?P<kind>datasets|spaces)/)?(?P<repo>.+?)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
+RESOLVE = re.compile(r"^/(?:(?P<kind>datasets|spaces)/)?(?P<repo>.+?)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
 REPO_TYPES = {"datasets": "dataset", "spaces": "space", None: "model"}
 API_KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _API = r"^/api/(?P<kind>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
-GITATTRIBUTES = (b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-                 b"*.parquet filter=lfs diff=lfs merge=lfs -text\n")
+GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.parquet filter=lfs diff=lfs merge=lfs -text\n"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -112,7 +110,10 @@ class HubStub:
         self.faults: dict[str, Fault] = {}  # file path in the repo -> Fault
         self.requests: list[tuple[str, str]] = []  # (method, url path)
         self.routes: list[tuple[str, re.Pattern, Callable]] = [
-            ("HEAD", RESOLVE, self._resolve), ("GET", RESOLVE, self._resolve), *self._write_routes()]
+            ("HEAD", RESOLVE, self._resolve),
+            ("GET", RESOLVE, self._resolve),
+            *self._write_routes(),
+        ]
         self.write_token: str | None = None  # when set: writes need "Authorization: Bearer <write_token>"
         self.lfs_threshold = 10_000_000  # preupload answers "lfs" for files this large (the Hub: 10 MB)
         self.lfs_objects: dict[str, bytes] = {}  # sha256 hex -> bytes received by PUT /lfs-upload
@@ -125,8 +126,15 @@ class HubStub:
 
     # --- content -------------------------------------------------------------------------------------
 
-    def commit(self, repo_id: str, files: dict[str, bytes], *, repo_type: str = "dataset",
-               branch: str = "main", tags: tuple[str, ...] | list[str] = ()) -> str:
+    def commit(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        repo_type: str = "dataset",
+        branch: str = "main",
+        tags: tuple[str, ...] | list[str] = (),
+    ) -> str:
         """Add a commit holding exactly ``files`` on ``branch``; return its 40-hex id."""
         repo = self.repos.setdefault((repo_type, repo_id), Repo())
         digest = hashlib.sha1(repr((repo_id, len(repo.commits), repo.refs.get(branch))).encode())
@@ -141,8 +149,7 @@ class HubStub:
             repo.tags.add(tag)
         return sha
 
-    def files_at(self, repo_id: str, revision: str = "main", *,
-                 repo_type: str = "dataset") -> dict[str, bytes]:
+    def files_at(self, repo_id: str, revision: str = "main", *, repo_type: str = "dataset") -> dict[str, bytes]:
         """The files of ``repo_id`` at a branch, tag or commit (raises ``KeyError`` if there is none)."""
         repo = self.repos[(repo_type, repo_id)]
         return dict(repo.commits[repo.refs.get(revision, revision)])
@@ -191,8 +198,9 @@ class HubStub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        name="hub-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="hub-stub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -243,8 +251,11 @@ class HubStub:
         if fault.status is not None:
             return fault.status, {"X-Repo-Commit": sha}, b"stub fault"
         if data is None:
-            return 404, {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found",
-                         "X-Repo-Commit": sha}, b""
+            return (
+                404,
+                {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": sha},
+                b"",
+            )
         if fault.content is not None:
             data = fault.content
         size, sent = len(data), data
@@ -253,8 +264,12 @@ class HubStub:
             if fault.honest_head:
                 data, size = sent, len(sent)
         oid = hashlib.sha256(data).hexdigest() if lfs else git_blob_sha1(data)
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{fault.etag or oid}"',
-                   "Content-Type": "application/json", "Accept-Ranges": "bytes"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{fault.etag or oid}"',
+            "Content-Type": "application/json",
+            "Accept-Ranges": "bytes",
+        }
         if request.command == "HEAD":
             return 200, {**headers, "Content-Length": str(size)}, b""
         return 200, headers, sent
@@ -266,8 +281,11 @@ class HubStub:
             ("POST", r"^/api/repos/create$", self._create_repo),
             ("POST", r"^/api/validate-yaml$", self._validate_yaml),
             ("POST", _API + r"/preupload/(?P<revision>[^/]+)$", self._preupload),
-            ("POST", r"^/(?:(?P<kind>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$",
-             self._lfs_batch),
+            (
+                "POST",
+                r"^/(?:(?P<kind>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$",
+                self._lfs_batch,
+            ),
             ("PUT", r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$", self._lfs_upload),
             ("POST", r"^/lfs-verify/(?P<oid>[0-9a-f]{64})$", self._lfs_verify),
             ("POST", _API + r"/commit/(?P<revision>[^/]+)$", self._commit),
@@ -277,8 +295,7 @@ class HubStub:
             ("GET", _API + r"/tree/(?P<revision>[^/]+)(?:/(?P<path>.+))?$", self._tree),
             ("GET", _API + r"(?:/revision/(?P<revision>[^/]+))?$", self._repo_info),
         ]
-        return [(method, re.compile(pattern), self._guarded(method, handler))
-                for method, pattern, handler in routes]
+        return [(method, re.compile(pattern), self._guarded(method, handler)) for method, pattern, handler in routes]
 
     def _guarded(self, method: str, handler: Callable) -> Callable:
         """Check the token on writes, log them, and run every API handler under the state lock."""
@@ -289,8 +306,11 @@ class HubStub:
                 with self._lock:
                     self.uploads.append((method, path))
                 auth = request.headers.get("Authorization")
-                if self.write_token is not None and auth != f"Bearer {self.write_token}" and \
-                        not path.startswith(("/lfs-upload/", "/api/validate-yaml")):
+                if (
+                    self.write_token is not None
+                    and auth != f"Bearer {self.write_token}"
+                    and not path.startswith(("/lfs-upload/", "/api/validate-yaml"))
+                ):
                     return _error(401, "Unauthorized", "Invalid credentials in Authorization header")
             with self._state:
                 return handler(request, match)
@@ -336,8 +356,7 @@ class HubStub:
             oid = None
             if old is not None:
                 oid = hashlib.sha256(old).hexdigest() if path in repo.lfs.get(sha, ()) else git_blob_sha1(old)
-            answer.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                           "oid": oid})
+            answer.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
         return _json(200, {"files": answer, "commitOid": sha})
 
     def _lfs_batch(self, request, match) -> tuple[int, dict, bytes]:
@@ -350,8 +369,10 @@ class HubStub:
         for obj in payload["objects"]:
             item = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
             if obj["oid"] not in self.lfs_objects:
-                item["actions"] = {"upload": {"href": f"{self.endpoint}/lfs-upload/{obj['oid']}"},
-                                   "verify": {"href": f"{self.endpoint}/lfs-verify/{obj['oid']}"}}
+                item["actions"] = {
+                    "upload": {"href": f"{self.endpoint}/lfs-upload/{obj['oid']}"},
+                    "verify": {"href": f"{self.endpoint}/lfs-verify/{obj['oid']}"},
+                }
             objects.append(item)
         return _json(200, {"transfer": "basic", "objects": objects})
 
@@ -383,8 +404,7 @@ class HubStub:
         head = repo.refs[branch]
         parent = header["value"].get("parentCommit")
         if parent is not None and not head.startswith(parent):
-            return _error(412, "PreconditionFailed",
-                          f"parent commit {parent} is not the head {head} of {branch}")
+            return _error(412, "PreconditionFailed", f"parent commit {parent} is not the head {head} of {branch}")
         files, lfs = dict(repo.commits[head]), set(repo.lfs.get(head, ()))
         for op in ops:
             key, value = op["key"], op["value"]
@@ -412,8 +432,9 @@ class HubStub:
         sha = self.commit(repo_id, files, repo_type=repo_type, branch=branch)
         repo.lfs[sha] = lfs
         prefix = URL_PREFIXES[repo_type]
-        return _json(200, {"success": True, "commitOid": sha,
-                           "commitUrl": f"{self.endpoint}/{prefix}{repo_id}/commit/{sha}"})
+        return _json(
+            200, {"success": True, "commitOid": sha, "commitUrl": f"{self.endpoint}/{prefix}{repo_id}/commit/{sha}"}
+        )
 
     def _refs(self, request, match) -> tuple[int, dict, bytes]:
         repo, _, _ = self._repo_of(match)
@@ -423,8 +444,14 @@ class HubStub:
         def ref(name: str, kind: str) -> dict:
             return {"name": name, "ref": f"refs/{kind}/{name}", "targetCommit": repo.refs[name]}
 
-        return _json(200, {"branches": [ref(n, "heads") for n in sorted(repo.refs) if n not in repo.tags],
-                           "tags": [ref(n, "tags") for n in sorted(repo.tags)], "converts": []})
+        return _json(
+            200,
+            {
+                "branches": [ref(n, "heads") for n in sorted(repo.refs) if n not in repo.tags],
+                "tags": [ref(n, "tags") for n in sorted(repo.tags)],
+                "converts": [],
+            },
+        )
 
     def _create_tag(self, request, match) -> tuple[int, dict, bytes]:
         repo, _, _ = self._repo_of(match)
@@ -467,12 +494,13 @@ class HubStub:
         for path in sorted(files):
             if not path.startswith(prefix):
                 continue
-            parts = path[len(prefix):].split("/")
+            parts = path[len(prefix) :].split("/")
             for depth in range(1, len(parts)):
                 folder = prefix + "/".join(parts[:depth])
                 if recursive or depth == 1:
-                    items.setdefault(folder, {"type": "directory", "path": folder,
-                                              "oid": hashlib.sha1(folder.encode()).hexdigest()})
+                    items.setdefault(
+                        folder, {"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
+                    )
             if recursive or len(parts) == 1:
                 items[path] = _file_info(path, files[path], path in lfs)
         if base and not items:
@@ -486,8 +514,15 @@ class HubStub:
         sha = self._sha_of(repo, unquote(match["revision"] or "main"))
         if sha is None:
             return _error(404, "RevisionNotFound", "Invalid rev id")
-        return _json(200, {"id": repo_id, "sha": sha, "private": False,
-                           "siblings": [{"rfilename": p} for p in sorted(repo.commits[sha])]})
+        return _json(
+            200,
+            {
+                "id": repo_id,
+                "sha": sha,
+                "private": False,
+                "siblings": [{"rfilename": p} for p in sorted(repo.commits[sha])],
+            },
+        )
 
 
 def _read_body(request: BaseHTTPRequestHandler) -> bytes:

@@ -46,6 +46,7 @@ def sha256(data: bytes) -> str:
 
 # --- closed-form schedules -------------------------------------------------------------------------------
 
+
 def _vp_log_alpha(t: float) -> float:
     return -(VP["beta_1"] - VP["beta_0"]) / 4 * t * t - VP["beta_0"] / 2 * t
 
@@ -73,25 +74,48 @@ def _vp_nodes(nfe: int, order: int, p: float) -> dict:
     t = [1.0] + [_vp_t_of_lambda(x) for x in lams[1:-1]] + [1e-3]
     alpha = [math.exp(_vp_log_alpha(x)) for x in t]
     sigma = [math.sqrt(-math.expm1(2 * _vp_log_alpha(x))) for x in t]
-    return {"t": t, "lambda": [_vp_lambda(x) for x in t], "alpha_t": alpha, "sigma_t": sigma,
-            "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)]}
+    return {
+        "t": t,
+        "lambda": [_vp_lambda(x) for x in t],
+        "alpha_t": alpha,
+        "sigma_t": sigma,
+        "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)],
+    }
 
 
 def _flow_nodes(nfe: int, order: int, p: float, shift: float) -> dict:
     lams = _grid(math.log(1e-3 / 0.999), math.log(0.999 / 1e-3), nfe, order, p)
     base = [1.0 / (1.0 + math.exp(x)) for x in lams]  # unshifted t of each λ
     t = [shift * x / (1.0 + (shift - 1.0) * x) for x in base]
-    return {"t": t, "lambda": [math.log((1 - x) / x) for x in t], "alpha_t": [1 - x for x in t], "sigma_t": t,
-            "sigmas": [x / (1 - x) for x in t], "timesteps": [1000.0 * x for x in t]}
+    return {
+        "t": t,
+        "lambda": [math.log((1 - x) / x) for x in t],
+        "alpha_t": [1 - x for x in t],
+        "sigma_t": t,
+        "sigmas": [x / (1 - x) for x in t],
+        "timesteps": [1000.0 * x for x in t],
+    }
 
 
 SCHEDULES = {
-    "vp-linear": {"family": "vp-continuous", "params": VP, "time_input": "t",
-                  "description": "continuous VP, linear beta 0.1 -> 20 (fixture)"},
-    "ddpm-linear": {"family": "vp-discrete", "params": {"beta_start": 1e-4, "beta_end": 0.02, "steps": 1000},
-                    "time_input": "timestep", "description": "discrete DDPM, linear beta (fixture)"},
-    "flow": {"family": "flow", "params": {}, "time_input": "1000*sigma",
-             "description": "rectified flow alpha = 1 - t, sigma = t, shifted (fixture)"},
+    "vp-linear": {
+        "family": "vp-continuous",
+        "params": VP,
+        "time_input": "t",
+        "description": "continuous VP, linear beta 0.1 -> 20 (fixture)",
+    },
+    "ddpm-linear": {
+        "family": "vp-discrete",
+        "params": {"beta_start": 1e-4, "beta_end": 0.02, "steps": 1000},
+        "time_input": "timestep",
+        "description": "discrete DDPM, linear beta (fixture)",
+    },
+    "flow": {
+        "family": "flow",
+        "params": {},
+        "time_input": "1000*sigma",
+        "description": "rectified flow alpha = 1 - t, sigma = t, shifted (fixture)",
+    },
 }
 
 
@@ -106,18 +130,28 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
         else:
             nodes["timesteps"] = list(nodes["t"])
     ts = nodes["timesteps"]
-    collisions = [[i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1)
-                  if schedule == "ddpm-linear" and ts[i] == ts[j]]
-    inputs = canonical_bytes({"schedule": schedule, "shift": shift, "nfe": nfe, "order": order, "p": p,
-                              "tau": 3})
+    collisions = [
+        [i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1) if schedule == "ddpm-linear" and ts[i] == ts[j]
+    ]
+    inputs = canonical_bytes({"schedule": schedule, "shift": shift, "nfe": nfe, "order": order, "p": p, "tau": 3})
     objective = 1.0 / nfe**order * (1.0 + 0.1 * p)
-    return {"nfe": nfe, "order": order, "p": p, "tau": 3, "solver": "unipc", "init": "unif",
-            "step_orders": [min(order, i + 1, nfe - i) for i in range(nfe)], **nodes,
-            "timestep_collisions": collisions, "objective": objective,
-            "objective_uniform_lambda": objective * 1.25, "objective_uniform_t": objective * 2.0,
-            "optimizer": {"success": True, "status": 1, "message": "closed-form fixture", "nit": 0, "nfev": 1,
-                          "starts": 1},
-            "input_hash": sha256(inputs), "quality": None}
+    return {
+        "nfe": nfe,
+        "order": order,
+        "p": p,
+        "tau": 3,
+        "solver": "unipc",
+        "init": "unif",
+        "step_orders": [min(order, i + 1, nfe - i) for i in range(nfe)],
+        **nodes,
+        "timestep_collisions": collisions,
+        "objective": objective,
+        "objective_uniform_lambda": objective * 1.25,
+        "objective_uniform_t": objective * 2.0,
+        "optimizer": {"success": True, "status": 1, "message": "closed-form fixture", "nit": 0, "nfev": 1, "starts": 1},
+        "input_hash": sha256(inputs),
+        "quality": None,
+    }
 
 
 def make_file(schedule: str, nfes, orders, ps, shift: float | None = None) -> dict:
@@ -126,43 +160,79 @@ def make_file(schedule: str, nfes, orders, ps, shift: float | None = None) -> di
     params = dict(spec["params"]) if shift is None else {"shift": shift}
     probe = make_entry(schedule, 2, 1, 0, shift or 1.0)
     entries = [make_entry(schedule, n, k, p, shift or 1.0) for k in orders for p in ps for n in nfes]
-    return {"schema_version": 1, "data_version": DATA_VERSION,
-            "provenance": {"builder": GENERATOR, "numpy": "fixture", "scipy": "fixture"},
-            "schedule": {"name": schedule, "family": spec["family"], "params": params,
-                         "t_start": probe["t"][0], "t_end": probe["t"][-1],
-                         "lambda_start": probe["lambda"][0], "lambda_end": probe["lambda"][-1],
-                         "time_input": spec["time_input"], "description": spec["description"]},
-            "defaults": {**DEFAULTS, "order": 3 if 3 in orders else max(orders),
-                         "p": DEFAULTS["p"] if DEFAULTS["p"] in ps else min(ps)},
-            "entries": entries}
+    return {
+        "schema_version": 1,
+        "data_version": DATA_VERSION,
+        "provenance": {"builder": GENERATOR, "numpy": "fixture", "scipy": "fixture"},
+        "schedule": {
+            "name": schedule,
+            "family": spec["family"],
+            "params": params,
+            "t_start": probe["t"][0],
+            "t_end": probe["t"][-1],
+            "lambda_start": probe["lambda"][0],
+            "lambda_end": probe["lambda"][-1],
+            "time_input": spec["time_input"],
+            "description": spec["description"],
+        },
+        "defaults": {
+            **DEFAULTS,
+            "order": 3 if 3 in orders else max(orders),
+            "p": DEFAULTS["p"] if DEFAULTS["p"] in ps else min(ps),
+        },
+        "entries": entries,
+    }
 
 
-def make_registry(root: str | os.PathLike, *, schedules=("vp-linear", "ddpm-linear", "flow"),
-                  nfes=range(3, 9), orders=(1, 2, 3), ps=(0, 1, 2), shifts=(1.0, 3.0)) -> Path:
+def make_registry(
+    root: str | os.PathLike,
+    *,
+    schedules=("vp-linear", "ddpm-linear", "flow"),
+    nfes=range(3, 9),
+    orders=(1, 2, 3),
+    ps=(0, 1, 2),
+    shifts=(1.0, 3.0),
+) -> Path:
     """Write a registry folder (``index.json`` + ``v1/*.json``) under ``root`` and return ``root``."""
     root = Path(root)
     nfes, orders, ps = sorted(nfes), sorted(orders), sorted(ps)
     records = []
     for schedule in schedules:
-        variants = [(f"v1/flow-shift{s:g}.json", s) for s in shifts] if schedule == "flow" else [
-            (f"v1/{schedule}.json", None)]
+        variants = (
+            [(f"v1/flow-shift{s:g}.json", s) for s in shifts] if schedule == "flow" else [(f"v1/{schedule}.json", None)]
+        )
         for rel, shift in variants:
             obj = make_file(schedule, nfes, orders, ps, shift)
             data = canonical_bytes(obj)
             write_bytes(root / rel, data)
             params = {} if shift is None else {"shift": shift}
-            records.append({"path": rel, "schedule": schedule, "params": params,
-                            "sha256": sha256(data), "bytes": len(data), "entries": len(obj["entries"]),
-                            "nfe": nfes, "orders": orders, "p": ps})
+            records.append(
+                {
+                    "path": rel,
+                    "schedule": schedule,
+                    "params": params,
+                    "sha256": sha256(data),
+                    "bytes": len(data),
+                    "entries": len(obj["entries"]),
+                    "nfe": nfes,
+                    "orders": orders,
+                    "p": ps,
+                }
+            )
     write_index(root, records)
     return root
 
 
 def write_index(root: Path, records: list[dict], **overrides) -> dict:
-    index = {"schema_version": 1, "data_version": DATA_VERSION, "generator": GENERATOR,
-             "license": "CC-BY-4.0", "citation": "Xue et al., CVPR 2024 (fixture)",
-             "files": sorted(records, key=lambda r: r["path"]),
-             **overrides}
+    index = {
+        "schema_version": 1,
+        "data_version": DATA_VERSION,
+        "generator": GENERATOR,
+        "license": "CC-BY-4.0",
+        "citation": "Xue et al., CVPR 2024 (fixture)",
+        "files": sorted(records, key=lambda r: r["path"]),
+        **overrides,
+    }
     write_bytes(Path(root) / "index.json", canonical_bytes(index))
     return index
 

@@ -174,9 +174,7 @@ def test_error_model_derivative():
     lam = np.linspace(-6, 6, 25)
     for p in (0.0, 1.0, 2.0):
         e, de = error_model(lam, p)
-        np.testing.assert_allclose(
-            e, (1 + np.exp(2 * lam)) ** (-p / 2) * (1 + np.exp(-2 * lam)) ** 0.5, rtol=1e-13
-        )
+        np.testing.assert_allclose(e, (1 + np.exp(2 * lam)) ** (-p / 2) * (1 + np.exp(-2 * lam)) ** 0.5, rtol=1e-13)
         fd = (error_model(lam + 1e-6, p)[0] - error_model(lam - 1e-6, p)[0]) / 2e-6
         np.testing.assert_allclose(de, fd, rtol=1e-6, atol=1e-8)
 
@@ -201,9 +199,7 @@ def test_unif_matches_or_beats_released_way(nfe):
     assert ours.fun < 0.5 * ours.objective_uniform_lambda  # the paper's point: far below uniform-λ
 
 
-@pytest.mark.parametrize(
-    ("name", "nfe", "p"), [("vp-linear", 8, 1.0), ("edm", 10, 2.0), ("scaled-linear", 7, 2.0)]
-)
+@pytest.mark.parametrize(("name", "nfe", "p"), [("vp-linear", 8, 1.0), ("edm", 10, 2.0), ("scaled-linear", 7, 2.0)])
 def test_best_is_no_worse_than_any_single_start(name, nfe, p):
     sched = get_schedule(name)
     best = solve(sched, nfe, p=p, init="best")

@@ -55,9 +55,7 @@ def test_dpmpp_scheduler_follows_entry(order):
     configure_scheduler(scheduler, steps)
     x = _x(2, 4, 3, 3)
     ours = dpmpp.sample(toy_model, x, steps, order=order)
-    assert (
-        relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6
-    )  # float32 cast inside diffusers
+    assert relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6  # float32 cast inside diffusers
 
 
 def test_pipeline_style_set_timesteps_reapplies_entry():
@@ -163,6 +161,4 @@ def test_rejections():
         configure_scheduler(linear_betas, steps)
     configure_scheduler(linear_betas, steps, check_schedule=False)
     with pytest.raises(ValueError, match="solver_p"):
-        configure_scheduler(
-            diffusers.UniPCMultistepScheduler(solver_p=diffusers.DPMSolverMultistepScheduler()), steps
-        )
+        configure_scheduler(diffusers.UniPCMultistepScheduler(solver_p=diffusers.DPMSolverMultistepScheduler()), steps)

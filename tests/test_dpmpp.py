@@ -58,9 +58,7 @@ def test_dpmpp_weights_against_exact_integrals():
     """
     steps = vp_from_lambdas([-3.0, -2.1, -1.5, -0.4, 0.3, 1.5, 2.0])
     for order in (2, 3):
-        plan = dpmpp_coefficients(
-            steps.lambdas, steps.alpha_t, steps.sigma_t, order=order, lower_order_final=False
-        )
+        plan = dpmpp_coefficients(steps.lambdas, steps.alpha_t, steps.sigma_t, order=order, lower_order_final=False)
         for s, step in enumerate(plan):
             got, exact = _poly_check(steps, step, s, 0)
             assert got == pytest.approx(exact, rel=1e-12)

@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory) -> Path:
-    return factory.make_registry(tmp_path_factory.mktemp("local"), schedules=("vp-linear", "flow"),
-                                 nfes=(3, 4, 5, 6))
+    return factory.make_registry(tmp_path_factory.mktemp("local"), schedules=("vp-linear", "flow"), nfes=(3, 4, 5, 6))
 
 
 @pytest.fixture
@@ -35,8 +34,9 @@ def hub(tmp_path, monkeypatch, local):
     """The stub serving ``local`` as REPO_ID (tag v1), the HF client pointed at it, an empty HF cache."""
     with HubStub() as stub:
         monkeypatch.setattr(hf_constants, "ENDPOINT", stub.endpoint)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("OPTSTEPS_HUB_REPO", REPO_ID)
@@ -66,7 +66,8 @@ def test_happy_path_matches_the_local_registry(hub, local):
         ("HEAD", f"/datasets/{REPO_ID}/resolve/main/index.json"),
         ("GET", f"/datasets/{REPO_ID}/resolve/main/index.json"),
         ("HEAD", f"/datasets/{REPO_ID}/resolve/{hub.first_commit}/v1/vp-linear.json"),
-        ("GET", f"/datasets/{REPO_ID}/resolve/{hub.first_commit}/v1/vp-linear.json")]
+        ("GET", f"/datasets/{REPO_ID}/resolve/{hub.first_commit}/v1/vp-linear.json"),
+    ]
     n = len(hub.requests)
     assert get("vp-linear", 5, source="hub").nfe == 5 and len(hub.requests) == n  # remembered in-process
     assert list(available("hub")) == ["flow", "vp-linear"]
@@ -146,10 +147,13 @@ def test_truncated_transfer_leaves_nothing(hub, tmp_path):
     assert data[: len(data) // 2] not in cache_blobs(tmp_path).values()
 
 
-@pytest.mark.parametrize("fault", [
-    Fault(truncate_to=1000, honest_head=True),  # a short file the client cannot tell from a real one
-    Fault(content=b'{"schema_version": 1}\n'),  # other content, consistent headers
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(truncate_to=1000, honest_head=True),  # a short file the client cannot tell from a real one
+        Fault(content=b'{"schema_version": 1}\n'),  # other content, consistent headers
+    ],
+)
 def test_wrong_content_is_rejected_and_removed_from_the_cache(hub, tmp_path, fault):
     hub.faults["v1/vp-linear.json"] = fault
     with pytest.raises(RegistryIntegrityError, match=r"v1/vp-linear.json: sha256 mismatch"):
@@ -212,13 +216,38 @@ def test_without_huggingface_hub(monkeypatch):
 
 def test_environment_variables_end_to_end(hub, tmp_path):
     """HF_ENDPOINT / HF_HOME / OPTSTEPS_HUB_REPO read for real, in a fresh interpreter, through the CLI."""
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home"),
-           "OPTSTEPS_HUB_REPO": REPO_ID, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "OPTSTEPS_HUB_REPO": REPO_ID,
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("HF_HUB_CACHE", None)
     env.pop("HF_HUB_OFFLINE", None)
-    out = subprocess.run([sys.executable, "-m", "optsteps_loader", "show", "vp-linear", "--nfe", "4",
-                          "--source", "hub", "--revision", "v1", "--format", "k-diffusion"],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optsteps_loader",
+            "show",
+            "vp-linear",
+            "--nfe",
+            "4",
+            "--source",
+            "hub",
+            "--revision",
+            "v1",
+            "--format",
+            "k-diffusion",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].startswith("sigmas=[") and out.stdout.rstrip().endswith("0.0]")
     assert list((tmp_path / "hf-home" / "hub").glob("datasets--*"))

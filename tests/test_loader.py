@@ -48,8 +48,9 @@ def reg(tmp_path_factory) -> Path:
 
 def test_get_maps_every_entry_key_onto_steps(reg):
     steps = get("vp-linear", 6, source=reg)
-    entry = next(e for e in factory.read_json(reg, "v1/vp-linear.json")["entries"]
-                 if (e["nfe"], e["order"], e["p"]) == (6, 3, 1))
+    entry = next(
+        e for e in factory.read_json(reg, "v1/vp-linear.json")["entries"] if (e["nfe"], e["order"], e["p"]) == (6, 3, 1)
+    )
     assert isinstance(steps, Steps)
     for key, name in registry_module.SEQUENCES.items():
         assert getattr(steps, name) == tuple(entry[key]), key
@@ -241,26 +242,35 @@ def test_verify_schema_validation_and_skip(tmp_path, monkeypatch):
 
 def test_import_loads_no_heavy_modules():
     heavy = ["numpy", "scipy", "torch", "huggingface_hub", "click", "jsonschema", "dataclasses", "typing"]
-    code = ("import sys, optsteps_loader; "
-            f"print([m for m in {heavy!r} if m in sys.modules])")
+    code = f"import sys, optsteps_loader; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
 def test_get_stays_stdlib_only(reg):
     heavy = ["numpy", "scipy", "torch", "huggingface_hub", "click", "jsonschema"]
-    code = ("import sys, optsteps_loader; optsteps_loader.get('vp-linear', 6, source=sys.argv[1]);"
-            " optsteps_loader.verify(sys.argv[1]) if False else None;"
-            f" print([m for m in {heavy!r} if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code, str(reg)], capture_output=True, text=True, check=True,
-                         cwd=REPO)
+    code = (
+        "import sys, optsteps_loader; optsteps_loader.get('vp-linear', 6, source=sys.argv[1]);"
+        " optsteps_loader.verify(sys.argv[1]) if False else None;"
+        f" print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(reg)], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
 def test_public_surface_and_version():
-    assert set(optsteps_loader.__all__) >= {"get", "available", "info", "clear_cache", "verify", "Steps",
-                                             "ScheduleNotFoundError", "EntryNotFoundError",
-                                             "RegistryIntegrityError", "__version__"}
+    assert set(optsteps_loader.__all__) >= {
+        "get",
+        "available",
+        "info",
+        "clear_cache",
+        "verify",
+        "Steps",
+        "ScheduleNotFoundError",
+        "EntryNotFoundError",
+        "RegistryIntegrityError",
+        "__version__",
+    }
     for name in optsteps_loader.__all__:
         assert getattr(optsteps_loader, name) is not None
     assert optsteps_loader.Steps is Steps

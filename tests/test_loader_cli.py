@@ -61,8 +61,22 @@ def test_show_table(reg):
 
 
 def test_show_json_is_the_whole_record(reg):
-    result = run("show", "flow", "--nfe", "4", "--shift", "3", "--order", "2", "--p", "0",
-                 "--source", str(reg), "--format", "json")
+    result = run(
+        "show",
+        "flow",
+        "--nfe",
+        "4",
+        "--shift",
+        "3",
+        "--order",
+        "2",
+        "--p",
+        "0",
+        "--source",
+        str(reg),
+        "--format",
+        "json",
+    )
     record = json.loads(result.output)
     steps = get("flow", 4, shift=3, order=2, p=0, source=reg)
     assert record["t"] == list(steps.t) and record["params"] == {"shift": 3.0}
@@ -81,8 +95,7 @@ def test_show_diffusers_discrete_and_flow(reg):
     assert values["timesteps"] == list(steps.timesteps[:-1])
     assert all(type(x) is int for x in values["timesteps"])
     assert values["sigmas"] == list(steps.sigmas[:-1])
-    out = run("show", "flow", "--nfe", "5", "--shift", "3", "--source", str(reg), "--format",
-              "diffusers").output
+    out = run("show", "flow", "--nfe", "5", "--shift", "3", "--source", str(reg), "--format", "diffusers").output
     values = dict(_assignment(line) for line in out.splitlines() if not line.startswith("#"))
     flow = get("flow", 5, shift=3, source=reg)
     assert values["sigmas"] == list(flow.sigma_t[:-1]) and values["timesteps"] == list(flow.timesteps[:-1])
@@ -98,13 +111,16 @@ def test_show_k_diffusion(reg):
     assert _assignment(out.splitlines()[-1])[1] == [*get("flow", 3, source=reg).sigma_t, 0.0]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("show", "vp-lineer", "--nfe", "6"), "Did you mean 'vp-linear'"),
-    (("show", "vp-linear", "--nfe", "7"), "python -m builder solve --schedule vp-linear --nfe 7"),
-    (("show", "vp-linear", "--nfe", "0"), "nfe must be >= 1"),
-    (("show", "vp-linear", "--nfe", "6", "--order", "5"), "order must be 1, 2 or 3"),
-    (("show", "vp-linear", "--nfe", "6", "--shift", "3"), "only applies to flow"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("show", "vp-lineer", "--nfe", "6"), "Did you mean 'vp-linear'"),
+        (("show", "vp-linear", "--nfe", "7"), "python -m builder solve --schedule vp-linear --nfe 7"),
+        (("show", "vp-linear", "--nfe", "0"), "nfe must be >= 1"),
+        (("show", "vp-linear", "--nfe", "6", "--order", "5"), "order must be 1, 2 or 3"),
+        (("show", "vp-linear", "--nfe", "6", "--shift", "3"), "only applies to flow"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(reg, args, message):
     result = run(*args, "--source", str(reg))
     assert result.exit_code == 1
@@ -153,7 +169,18 @@ def test_main_without_click(monkeypatch, capsys):
 
 
 def test_python_dash_m(reg):
-    command = [sys.executable, "-m", "optsteps_loader", "show", "vp-linear", "--nfe", "3",
-               "--source", str(reg), "--format", "k-diffusion"]
+    command = [
+        sys.executable,
+        "-m",
+        "optsteps_loader",
+        "show",
+        "vp-linear",
+        "--nfe",
+        "3",
+        "--source",
+        str(reg),
+        "--format",
+        "k-diffusion",
+    ]
     out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and out.stdout.splitlines()[-1].startswith("sigmas=[")

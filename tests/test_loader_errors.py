@@ -27,8 +27,7 @@ from optsteps_loader import (
 )
 from tests import registry_factory as factory
 
-SMALL = {"schedules": ("vp-linear", "flow"), "nfes": (3, 4), "orders": (1, 3), "ps": (0, 1),
-         "shifts": (1.0, 3.0)}
+SMALL = {"schedules": ("vp-linear", "flow"), "nfes": (3, 4), "orders": (1, 3), "ps": (0, 1), "shifts": (1.0, 3.0)}
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +49,7 @@ def work(tmp_path) -> Path:
 
 
 # --- lookups -----------------------------------------------------------------------------------------------
+
 
 def test_unknown_schedule_suggests_close_matches(reg):
     with pytest.raises(ScheduleNotFoundError) as err:
@@ -78,8 +78,7 @@ def test_missing_nfe_lists_the_grid_and_the_builder_command(reg):
 
 
 def test_missing_order_p_and_shift(tmp_path):
-    root = factory.make_registry(tmp_path, schedules=("vp-linear", "flow"), orders=(1, 3), ps=(0, 0.5),
-                                 nfes=(3, 4))
+    root = factory.make_registry(tmp_path, schedules=("vp-linear", "flow"), orders=(1, 3), ps=(0, 0.5), nfes=(3, 4))
     with pytest.raises(EntryNotFoundError, match=r"order=2, p=0: nfe none.*--order 2 --p 0 --json"):
         get("vp-linear", 3, order=2, p=0, source=root)
     with pytest.raises(EntryNotFoundError, match=r"p 0, 0.5;.*--p 2 --json"):
@@ -135,6 +134,7 @@ def test_numpy_scalars_are_accepted(reg):
 
 # --- corrupted registries -----------------------------------------------------------------------------------
 
+
 def _flip_byte(root: Path, rel: str, at: int = 200) -> None:
     data = bytearray((root / rel).read_bytes())
     data[at] ^= 0x01
@@ -154,7 +154,7 @@ def test_hash_mismatch_names_the_file_and_both_hashes(work):
 def test_truncated_file_with_matching_hash_is_invalid_json(work, cut):
     path = work / "v1" / "vp-linear.json"
     data = path.read_bytes()
-    path.write_bytes(data[:cut] if cut >= 0 else data[:len(data) + cut - 50])
+    path.write_bytes(data[:cut] if cut >= 0 else data[: len(data) + cut - 50])
     factory.rehash_index(work)
     with pytest.raises(RegistryIntegrityError, match=r"vp-linear.json: not valid JSON .*truncated"):
         get("vp-linear", 3, source=work)
@@ -176,21 +176,24 @@ def _edit_entry(root: Path, edit) -> None:
     factory.rewrite(root, "v1/vp-linear.json", obj)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda e: e.pop("lambda"), "'lambda' must be a list of nfe\\+1 = 5 finite numbers"),
-    (lambda e: e["t"].pop(), "'t' must be a list of nfe\\+1 = 5"),
-    (lambda e: e["sigmas"].append(0.5), "'sigmas' must be a list of nfe\\+1"),
-    (lambda e: e["lambda"].reverse(), "'lambda' must increase strictly"),
-    (lambda e: e["lambda"].__setitem__(2, e["lambda"][1]), "'lambda' must increase strictly"),
-    (lambda e: e["t"].reverse(), "'t' and 'sigmas' must not increase"),
-    (lambda e: e["alpha_t"].__setitem__(0, "0.1"), "'alpha_t' must be a list"),
-    (lambda e: e["timesteps"].__setitem__(0, None), "'timesteps' must be a list"),
-    (lambda e: e.pop("step_orders"), "'step_orders' must be a list of nfe = 4"),
-    (lambda e: e.__setitem__("tau", 3.0), "int 'tau'"),
-    (lambda e: e.pop("objective"), "finite number 'objective'"),
-    (lambda e: e.__setitem__("objective_uniform_lambda", "x"), "objective_uniform"),
-    (lambda e: e.__setitem__("quality", [1]), "'quality' null or an object"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda e: e.pop("lambda"), "'lambda' must be a list of nfe\\+1 = 5 finite numbers"),
+        (lambda e: e["t"].pop(), "'t' must be a list of nfe\\+1 = 5"),
+        (lambda e: e["sigmas"].append(0.5), "'sigmas' must be a list of nfe\\+1"),
+        (lambda e: e["lambda"].reverse(), "'lambda' must increase strictly"),
+        (lambda e: e["lambda"].__setitem__(2, e["lambda"][1]), "'lambda' must increase strictly"),
+        (lambda e: e["t"].reverse(), "'t' and 'sigmas' must not increase"),
+        (lambda e: e["alpha_t"].__setitem__(0, "0.1"), "'alpha_t' must be a list"),
+        (lambda e: e["timesteps"].__setitem__(0, None), "'timesteps' must be a list"),
+        (lambda e: e.pop("step_orders"), "'step_orders' must be a list of nfe = 4"),
+        (lambda e: e.__setitem__("tau", 3.0), "int 'tau'"),
+        (lambda e: e.pop("objective"), "finite number 'objective'"),
+        (lambda e: e.__setitem__("objective_uniform_lambda", "x"), "objective_uniform"),
+        (lambda e: e.__setitem__("quality", [1]), "'quality' null or an object"),
+    ],
+)
 def test_structurally_invalid_entry(work, edit, message):
     _edit_entry(work, edit)
     with pytest.raises(RegistryIntegrityError, match=r"vp-linear.json: entry nfe=4 order=3 p=1: .*" + message):  # noqa: E501
@@ -199,17 +202,20 @@ def test_structurally_invalid_entry(work, edit, message):
         verify(work)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda o: o.pop("entries"), "needs 'schedule' and 'defaults' objects and an 'entries' list"),
-    (lambda o: o.__setitem__("schema_version", 2), "not a schema_version 1 registry file"),
-    (lambda o: o["schedule"].__setitem__("name", "edm"), "schedule.name 'edm' is not the index's"),
-    (lambda o: o["defaults"].__setitem__("p", -1), "defaults.p must be a number >= 0"),
-    (lambda o: o["defaults"].__setitem__("p", 5), "defaults.p = 5 has no entries"),
-    (lambda o: o["entries"].pop(), "do not match the index"),
-    (lambda o: o["entries"].append(dict(o["entries"][0])), "duplicate \\(nfe, order, p\\)"),
-    (lambda o: o["entries"][0].pop("nfe"), "entries\\[0\\]: needs an int 'nfe'"),
-    (lambda o: o.__setitem__("provenance", []), "'provenance' must be an object"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda o: o.pop("entries"), "needs 'schedule' and 'defaults' objects and an 'entries' list"),
+        (lambda o: o.__setitem__("schema_version", 2), "not a schema_version 1 registry file"),
+        (lambda o: o["schedule"].__setitem__("name", "edm"), "schedule.name 'edm' is not the index's"),
+        (lambda o: o["defaults"].__setitem__("p", -1), "defaults.p must be a number >= 0"),
+        (lambda o: o["defaults"].__setitem__("p", 5), "defaults.p = 5 has no entries"),
+        (lambda o: o["entries"].pop(), "do not match the index"),
+        (lambda o: o["entries"].append(dict(o["entries"][0])), "duplicate \\(nfe, order, p\\)"),
+        (lambda o: o["entries"][0].pop("nfe"), "entries\\[0\\]: needs an int 'nfe'"),
+        (lambda o: o.__setitem__("provenance", []), "'provenance' must be an object"),
+    ],
+)
 def test_structurally_invalid_file(work, edit, message):
     obj = factory.read_json(work, "v1/vp-linear.json")
     edit(obj)
@@ -218,8 +224,18 @@ def test_structurally_invalid_file(work, edit, message):
         get("vp-linear", 3, source=work)
 
 
-UNSAFE = ["../outside.json", "/etc/passwd", "v1/../../x.json", "v1\\x.json", "C:x.json", "v1//x.json",
-          "./v1/x.json", "", None, 3]
+UNSAFE = [
+    "../outside.json",
+    "/etc/passwd",
+    "v1/../../x.json",
+    "v1\\x.json",
+    "C:x.json",
+    "v1//x.json",
+    "./v1/x.json",
+    "",
+    None,
+    3,
+]
 
 
 @pytest.mark.parametrize("path", UNSAFE)
@@ -233,14 +249,17 @@ def test_index_paths_must_stay_inside_the_registry(work, path):
         available(work)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda i: i.__setitem__("schema_version", 2), "schema_version is 2; this loader reads 1"),
-    (lambda i: i.pop("files"), "'files' must be a list"),
-    (lambda i: i["files"][0].__setitem__("sha256", "md5:abc"), "'sha256' must be 'sha256:'"),
-    (lambda i: i["files"][0].__setitem__("nfe", [3, "4"]), "'nfe' and 'orders' must be lists"),
-    (lambda i: i["files"][0].__setitem__("params", {"shift": -1}), "params.shift must be a positive"),
-    (lambda i: i["files"].append(dict(i["files"][0])), "duplicate path"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda i: i.__setitem__("schema_version", 2), "schema_version is 2; this loader reads 1"),
+        (lambda i: i.pop("files"), "'files' must be a list"),
+        (lambda i: i["files"][0].__setitem__("sha256", "md5:abc"), "'sha256' must be 'sha256:'"),
+        (lambda i: i["files"][0].__setitem__("nfe", [3, "4"]), "'nfe' and 'orders' must be lists"),
+        (lambda i: i["files"][0].__setitem__("params", {"shift": -1}), "params.shift must be a positive"),
+        (lambda i: i["files"].append(dict(i["files"][0])), "duplicate path"),
+    ],
+)
 def test_invalid_index(work, edit, message):
     index = factory.read_json(work, "index.json")
     edit(index)
@@ -273,9 +292,17 @@ def test_a_bad_entry_does_not_poison_the_others(work):
 
 # --- properties ---------------------------------------------------------------------------------------------
 
-ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 60), st.integers(), st.floats(),
-                st.text(max_size=12), st.binary(max_size=4), st.lists(st.integers(), max_size=2),
-                st.sampled_from(["vp-linear", "flow", "unipc", "dpmpp", "vp-lineer", "hub"]))
+ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 60),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=12),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(["vp-linear", "flow", "unipc", "dpmpp", "vp-lineer", "hub"]),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -288,9 +315,15 @@ def test_arbitrary_arguments_raise_only_documented_errors(reg, schedule, nfe, or
     assert len(steps.t) == steps.nfe + 1 == nfe + 1
 
 
-JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False,
-                        allow_infinity=False), st.text(max_size=3), st.lists(st.floats(-2, 2), max_size=3),
-                        st.just({}))
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.lists(st.floats(-2, 2), max_size=3),
+    st.just({}),
+)
 
 
 def _nodes(obj, out):
@@ -325,8 +358,12 @@ def _check_everything(root: Path) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), target=st.sampled_from(["index.json", "v1/vp-linear.json", "v1/flow-shift3.json"]),
-       mutation=st.sampled_from(["flip", "truncate", "delete", "replace"]), rehash=st.booleans())
+@given(
+    data=st.data(),
+    target=st.sampled_from(["index.json", "v1/vp-linear.json", "v1/flow-shift3.json"]),
+    mutation=st.sampled_from(["flip", "truncate", "delete", "replace"]),
+    rehash=st.booleans(),
+)
 def test_corrupted_registries_raise_only_documented_errors(small, data, target, mutation, rehash):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "reg"
@@ -335,10 +372,10 @@ def test_corrupted_registries_raise_only_documented_errors(small, data, target, 
         raw = path.read_bytes()
         if mutation == "flip":
             for at in data.draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=4), label="at"):
-                raw = raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255), label="xor")]) + raw[at + 1:]
+                raw = raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255), label="xor")]) + raw[at + 1 :]
             path.write_bytes(raw)
         elif mutation == "truncate":
-            path.write_bytes(raw[:data.draw(st.integers(0, len(raw) - 1), label="cut")])
+            path.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1), label="cut")])
         else:
             obj = factory.read_json(root, target)
             nodes = _nodes(obj, [])
@@ -356,6 +393,8 @@ def test_corrupted_registries_raise_only_documented_errors(small, data, target, 
 
 def test_error_hierarchy():
     assert issubclass(ScheduleNotFoundError, KeyError) and issubclass(EntryNotFoundError, KeyError)
-    assert all(issubclass(e, OptstepsError) for e in (ScheduleNotFoundError, EntryNotFoundError,
-                                                      RegistryIntegrityError, RegistryUnavailableError))
+    assert all(
+        issubclass(e, OptstepsError)
+        for e in (ScheduleNotFoundError, EntryNotFoundError, RegistryIntegrityError, RegistryUnavailableError)
+    )
     assert str(ScheduleNotFoundError("plain message")) == "plain message"  # not KeyError's repr

@@ -51,8 +51,9 @@ def hub(tmp_path, monkeypatch):
     with HubStub() as stub:
         stub.write_token = TOKEN
         monkeypatch.setattr(hf_constants, "ENDPOINT", stub.endpoint)
-        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
@@ -88,8 +89,21 @@ def do_publish(registry: Path, hub: HubStub, **kwargs):
 
 def test_dry_run_prints_path_size_sha256_and_makes_no_request(registry, hub, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported
-    out = CliRunner().invoke(cli(), ["publish", "--registry", str(registry), "--repo-id", REPO_ID,
-                                     "--revision", TAG, "--dry-run", "--endpoint", hub.endpoint])
+    out = CliRunner().invoke(
+        cli(),
+        [
+            "publish",
+            "--registry",
+            str(registry),
+            "--repo-id",
+            REPO_ID,
+            "--revision",
+            TAG,
+            "--dry-run",
+            "--endpoint",
+            hub.endpoint,
+        ],
+    )
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     for rel, data in registry_files(registry).items():
@@ -122,20 +136,24 @@ def test_invalid_registry_is_refused_before_any_request(registry, hub, damage):
         (registry / "v1/extra.json").write_text("{}\n")
     with pytest.raises(PublishError, match="refusing to publish an invalid registry"):
         do_publish(registry, hub)
-    out = CliRunner().invoke(cli(), ["publish", "--registry", str(registry), "--repo-id", REPO_ID,
-                                     "--revision", TAG, "--dry-run"])
+    out = CliRunner().invoke(
+        cli(), ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG, "--dry-run"]
+    )
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert "refusing to publish an invalid registry" in out.output and "v1/" in out.output
     assert hub.requests == []
 
 
-@pytest.mark.parametrize("repo_id, revision, message", [
-    (REPO_ID, "v2025.01.01", "does not name the registry's data_version"),
-    (REPO_ID, "main", "must be a tag name"),
-    (REPO_ID, "0" * 40, "must be a tag name"),
-    (REPO_ID, "v 1", "must be a tag name"),
-    ("no-namespace", TAG, "namespace/name"),
-])
+@pytest.mark.parametrize(
+    "repo_id, revision, message",
+    [
+        (REPO_ID, "v2025.01.01", "does not name the registry's data_version"),
+        (REPO_ID, "main", "must be a tag name"),
+        (REPO_ID, "0" * 40, "must be a tag name"),
+        (REPO_ID, "v 1", "must be a tag name"),
+        ("no-namespace", TAG, "namespace/name"),
+    ],
+)
 def test_bad_repo_id_or_revision(registry, repo_id, revision, message):
     with pytest.raises(PublishError, match=message):
         publish(registry, repo_id, revision, dry_run=True)
@@ -159,9 +177,12 @@ def test_publish_creates_commits_tags_and_the_loader_reads_it_back(registry, hub
     assert set(published) == {*expected, "README.md", ".gitattributes"}
     # the requests, in order: the protocol HfApi speaks (writes only; reads: refs and tree)
     assert hub.uploads == [
-        ("POST", "/api/repos/create"), ("POST", "/api/validate-yaml"),
-        ("POST", f"/api/datasets/{REPO_ID}/preupload/main"), ("POST", f"/api/datasets/{REPO_ID}/commit/main"),
-        ("POST", f"/api/datasets/{REPO_ID}/tag/{result.commit}")]
+        ("POST", "/api/repos/create"),
+        ("POST", "/api/validate-yaml"),
+        ("POST", f"/api/datasets/{REPO_ID}/preupload/main"),
+        ("POST", f"/api/datasets/{REPO_ID}/commit/main"),
+        ("POST", f"/api/datasets/{REPO_ID}/tag/{result.commit}"),
+    ]
     header, *ops = hub.commits_log[-1]
     assert header["value"]["summary"] == f"optsteps registry {factory.DATA_VERSION}"
     assert header["value"]["parentCommit"]  # guarded against a concurrent push
@@ -252,8 +273,11 @@ def test_a_concurrent_push_makes_the_commit_fail(registry, hub):
         with hub._state:
             return hub._preupload(request, match)
 
-    hub.route("POST", rf"^/api/(?P<kind>datasets)/(?P<repo>{REPO_ID})/preupload/(?P<revision>main)$",
-              preupload_after_someone_pushed)
+    hub.route(
+        "POST",
+        rf"^/api/(?P<kind>datasets)/(?P<repo>{REPO_ID})/preupload/(?P<revision>main)$",
+        preupload_after_someone_pushed,
+    )
     with pytest.raises(PublishError, match="could not commit the registry to main: .*412"):
         do_publish(registry, hub)
     assert TAG not in hub.repos[("dataset", REPO_ID)].refs
@@ -261,8 +285,7 @@ def test_a_concurrent_push_makes_the_commit_fail(registry, hub):
 
 def test_token_from_hf_token_and_wrong_tokens(registry, hub, monkeypatch):
     runner = CliRunner()
-    args = ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG,
-            "--endpoint", hub.endpoint]
+    args = ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG, "--endpoint", hub.endpoint]
     out = runner.invoke(cli(), args, env={"HF_TOKEN": "hf_wrong"})
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert "could not create the dataset repo" in out.output and "401" in out.output
@@ -358,8 +381,9 @@ def test_vendored_single_file_verifies_with_allow_missing(registry, tmp_path):
     assert "1 files" in out.output and "missing: v1/flow-shift1.json, v1/flow-shift3.json" in out.output
     assert runner.invoke(build_cli(), ["verify", "--source", str(folder)]).exit_code == 1  # subset needs the flag
     assert validate_registry(folder, allow_missing=True).ok
-    assert optsteps_loader.get("vp-linear", 4, source=folder).t == optsteps_loader.get(
-        "vp-linear", 4, source=registry).t
+    assert (
+        optsteps_loader.get("vp-linear", 4, source=folder).t == optsteps_loader.get("vp-linear", 4, source=registry).t
+    )
     (folder / "v1/vp-linear.json").write_bytes((folder / "v1/vp-linear.json").read_bytes().replace(b"1", b"2", 1))
     out = runner.invoke(build_cli(), ["verify", "--source", str(folder), "--allow-missing"])
     assert out.exit_code == 1 and "Error:" in out.output and "Traceback" not in out.output
@@ -373,7 +397,10 @@ def test_the_stdlib_snippet_in_the_docs(registry, tmp_path):
     folder = vendor(registry, tmp_path / "_optsteps", "v1/vp-linear.json")
     index = json.loads((registry / "index.json").read_bytes())
     assert namespace["verify_vendored"](folder, ["v1/vp-linear.json"]) == (
-        index["data_version"], index["license"], index["citation"])
+        index["data_version"],
+        index["license"],
+        index["citation"],
+    )
     (folder / "v1/vp-linear.json").write_bytes(b"{}\n")
     with pytest.raises(AssertionError, match="v1/vp-linear.json"):
         namespace["verify_vendored"](folder, ["v1/vp-linear.json"])

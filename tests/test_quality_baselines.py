@@ -71,9 +71,7 @@ def test_published_tables_and_applicability():
     np.testing.assert_allclose(baseline_lambdas("gits", sd, 7)[1:-1], -np.log(gits[1:-1]))
     oss = np.array(tables["oss"]["sigmas"]["FLUX"])
     flow = get_schedule("flow", shift=3.0)
-    np.testing.assert_allclose(
-        baseline_lambdas("oss-flux", flow, 10)[1:-1], np.log((1 - oss[1:-1]) / oss[1:-1])
-    )
+    np.testing.assert_allclose(baseline_lambdas("oss-flux", flow, 10)[1:-1], np.log((1 - oss[1:-1]) / oss[1:-1]))
     for key in ("ays", "gits", "oss"):
         assert published_sources()[key]
     with pytest.raises(KeyError):

@@ -113,8 +113,9 @@ def test_truth_is_converged(model, vp_truth):
 
 
 def test_sampler_error_shrinks_with_nfe(model, vp_truth):
-    errors = [learned.measure_grid(model, vp_truth, baseline_lambdas("uniform-lambda", VP, n)).mean_l2
-              for n in (4, 8, 16, 32)]
+    errors = [
+        learned.measure_grid(model, vp_truth, baseline_lambdas("uniform-lambda", VP, n)).mean_l2 for n in (4, 8, 16, 32)
+    ]
     assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 0.01 * errors[0], errors
     assert errors[-1] > 100 * TRUTH_AGREEMENT  # the truth is far tighter than the finest grid
@@ -166,8 +167,19 @@ def test_registry_grid_follows_the_loader(registry):
 
 def test_cli_runs_on_a_small_case(registry):
     runner = CliRunner()
-    args = ["learned-check", "--schedule", "vp-linear", "--nfe", "4", "--nfe", "5", "--batch", "8",
-            "--source", str(registry)]
+    args = [
+        "learned-check",
+        "--schedule",
+        "vp-linear",
+        "--nfe",
+        "4",
+        "--nfe",
+        "5",
+        "--batch",
+        "8",
+        "--source",
+        str(registry),
+    ]
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
@@ -180,8 +192,9 @@ def test_cli_runs_on_a_small_case(registry):
 
 def test_cli_live_solves_the_sweep_problem():
     p, tau = learned.sweep_problem("scaled-linear")
-    res = CliRunner().invoke(cli, ["learned-check", "--schedule", "scaled-linear", "--nfe", "4", "--batch", "4",
-                                   "--live"])
+    res = CliRunner().invoke(
+        cli, ["learned-check", "--schedule", "scaled-linear", "--nfe", "4", "--batch", "4", "--live"]
+    )
     assert res.exit_code == 0, res.output
     assert res.output.startswith(f"scaled-linear: solved grid (order 3, p {p:g})")
     assert "ays-sd1" in res.output.splitlines()[1]  # scaled-linear's published baselines are in the table

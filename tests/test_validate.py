@@ -297,8 +297,9 @@ def test_integer_fields_refuse_floats(reg: Path) -> None:
 
 def test_wrong_collisions_are_refused(reg: Path) -> None:
     edit_entry(reg, DISC, 1, lambda e: e.update(timestep_collisions=[]))
-    assert_refused(validate_registry(reg), DISC, "entry nfe=40 order=3 p=1: timestep_collisions is []",
-                   "expected [[39, 40]]")
+    assert_refused(
+        validate_registry(reg), DISC, "entry nfe=40 order=3 p=1: timestep_collisions is []", "expected [[39, 40]]"
+    )
 
 
 def test_timesteps_must_follow_time_input(reg: Path) -> None:
@@ -430,9 +431,7 @@ def test_invalid_index_is_refused(reg: Path) -> None:
     assert_refused(report, "index.json", "invalid JSON", "truncated")
 
 
-@pytest.mark.parametrize(
-    "bad", ["../outside.json", "/etc/passwd.json", "v1\\x.json", "v1/./x.json", "x.json"]
-)
+@pytest.mark.parametrize("bad", ["../outside.json", "/etc/passwd.json", "v1\\x.json", "v1/./x.json", "x.json"])
 def test_unsafe_index_paths_are_refused(reg: Path, bad: str) -> None:
     index = json.loads((reg / "index.json").read_text())
     index["files"].insert(0, dict(index["files"][0], path=bad))

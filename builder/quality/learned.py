@@ -243,13 +243,22 @@ def summarise(
     grids = {}
     for name, m in measured.items():
         lr, se = paired(m, ref)
-        grids[name] = {"mean_l2": m.mean_l2, "median_l2": m.median_l2, "log_ratio": lr, "log_ratio_se": se,
-                       "ratio": math.exp(lr)}
+        grids[name] = {
+            "mean_l2": m.mean_l2,
+            "median_l2": m.median_l2,
+            "log_ratio": lr,
+            "log_ratio_se": se,
+            "ratio": math.exp(lr),
+        }
     baselines = [name for name in measured if name != subject]
     best = min(baselines, key=lambda name: measured[name].log_error)
     lr_best, se_best = paired(measured[subject], measured[best])
-    return {"grids": grids, "best_baseline": best, "log_ratio_best_baseline": lr_best,
-            "log_ratio_best_baseline_se": se_best}
+    return {
+        "grids": grids,
+        "best_baseline": best,
+        "log_ratio_best_baseline": lr_best,
+        "log_ratio_best_baseline_se": se_best,
+    }
 
 
 class SubjectGrid(NamedTuple):

@@ -58,19 +58,40 @@ def run_schedule(
 
 
 @click.command("learned-check")
-@click.option("--schedule", "schedules", multiple=True, default=DEFAULT_SCHEDULES, show_default=True,
-              help="Schedule key (repeatable).")
-@click.option("--nfe", "nfes", multiple=True, type=click.IntRange(2, 50), default=DEFAULT_NFE, show_default=True,
-              help="Number of steps (repeatable).")
+@click.option(
+    "--schedule",
+    "schedules",
+    multiple=True,
+    default=DEFAULT_SCHEDULES,
+    show_default=True,
+    help="Schedule key (repeatable).",
+)
+@click.option(
+    "--nfe",
+    "nfes",
+    multiple=True,
+    type=click.IntRange(2, 50),
+    default=DEFAULT_NFE,
+    show_default=True,
+    help="Number of steps (repeatable).",
+)
 @click.option("--p", type=float, default=None, help="Registry entry's p (default: the schedule's measured default).")
 @click.option("--shift", type=float, default=None, help="Flow shift (flow schedules only).")
-@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Registry folder (default: the loader's: $OPTSTEPS_REGISTRY_DIR or the bundled registry).")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Registry folder (default: the loader's: $OPTSTEPS_REGISTRY_DIR or the bundled registry).",
+)
 @click.option("--live", is_flag=True, help="Solve the grids live (builder.optimize.solve, spec's τ and p) instead.")
 @click.option("--batch", type=click.IntRange(2, 4096), default=256, show_default=True, help="Samples (paired noises).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Denoiser .npz (default: builder/quality/data/digits_denoiser.npz).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Denoiser .npz (default: builder/quality/data/digits_denoiser.npz).",
+)
 def learned_check(
     schedules: tuple[str, ...],
     nfes: tuple[int, ...],
@@ -95,8 +116,15 @@ def learned_check(
     try:
         for schedule in schedules:
             rows = run_schedule(
-                schedule, sorted(set(nfes)), model, batch=batch, seed=seed, p=p, shift=shift,
-                source=None if source is None else str(source), live=live,
+                schedule,
+                sorted(set(nfes)),
+                model,
+                batch=batch,
+                seed=seed,
+                p=p,
+                shift=shift,
+                source=None if source is None else str(source),
+                live=live,
             )
             tables.append(format_table(schedule, rows))
     except (OptstepsError, ScheduleNotFoundError, ValueError) as exc:

@@ -360,8 +360,14 @@ def _alternatives(
         if name in grids and name in baselines:
             lam = grids[name]
             start = {"init": init, "lambdas": lam, "fun": objective(lam, entry["p"], entry["tau"], order)}
-            out.append(("start", f"the unoptimised {name} grid (start {init!r})",
-                        entry_for_candidate(schedule, entry, start), baselines[name]))
+            out.append(
+                (
+                    "start",
+                    f"the unoptimised {name} grid (start {init!r})",
+                    entry_for_candidate(schedule, entry, start),
+                    baselines[name],
+                )
+            )
     return out
 
 
