@@ -16,7 +16,8 @@ p = 2, τ = 3 (the released problem).
     python benchmarks/bench_optimize.py [--repeat 3] [--nfe 5 6 8 10 15 20] [--p 2]
 
 Prints, per NFE, the median wall time of each, the ratios released/ours and loop-FD/ours for ``unif``,
-and every optimum F. Run on one core for the per-solve figures:
+and every optimum F; then each ``unif`` solve's iteration count and time per iteration, which split a
+ratio into path length (where the kink-crawl stops) and cost per iteration. Run on one core for the per-solve figures:
 ``taskset -c 0 python benchmarks/bench_optimize.py``.
 """
 
@@ -59,6 +60,7 @@ def main() -> None:
     )
     print(f"{args.schedule} p={args.p:g} tau={args.tau}; median of {args.repeat} runs each")
     print(header)
+    per_iteration = []
     for nfe in args.nfe:
         t_ref, ref = _median_time(lambda n=nfe: solve_released_way(sched, n, args.p, args.tau), args.repeat)
         t_loop, loop = _median_time(
@@ -74,6 +76,20 @@ def main() -> None:
             f"{t_loop / t_unif:>8.1f}x {t_best:>13.3f} {t_epi:>11.3f} {t_ref / t_epi:>9.1f}x "
             f"{ref.fun:>11.6g} {loop.fun:>11.6g} {unif.fun:>12.6g} {best.fun:>12.6g} {epi.fun:>11.6g}"
             + ("" if best.fun <= min(ref.fun, loop.fun) * (1 + 1e-9) else "  (best above released)")
+        )
+        per_iteration.append((nfe, [(t_ref, ref.nit), (t_loop, loop.nit), (t_unif, unif.nit)]))
+
+    print("\nwhere a ratio comes from: iterations (path length) and ms per iteration (cost), unif start")
+    print(
+        f"{'nfe':>4} {'it released':>12} {'it loop FD':>11} {'it ours':>8} {'ms/it rel':>10} {'ms/it loop':>11} "
+        f"{'ms/it ours':>11} {'per-it ÷released':>17}"
+    )
+    for nfe, runs in per_iteration:
+        ms = [1e3 * seconds / nit for seconds, nit in runs]
+        its = [nit for _, nit in runs]
+        print(
+            f"{nfe:>4} {its[0]:>12} {its[1]:>11} {its[2]:>8} {ms[0]:>10.3f} {ms[1]:>11.3f} {ms[2]:>11.3f} "
+            f"{ms[0] / ms[2]:>16.1f}x"
         )
 
 
