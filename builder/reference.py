@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import LinearConstraint, minimize
+from scipy.optimize import minimize
+
+from .optimize import monotone_constraint
 
 
 def _phi(h: float) -> tuple[float, float, float]:
@@ -124,14 +126,7 @@ def solve_released_way(schedule, nfe: int, p: float, tau: int = 3, *, literal: b
     ``x0``: the interior λ's to start from instead of the uniform-λ grid's.
     """
     lambda_start, lambda_end = schedule.lambda_start, schedule.lambda_end
-    grid = np.linspace(lambda_start, lambda_end, nfe + 1)
-    a = np.zeros((nfe, nfe - 1))
-    a[0, 0] = 1.0
-    for row in range(1, nfe - 1):
-        a[row, row - 1], a[row, row] = -1.0, 1.0
-    a[nfe - 1, nfe - 2] = -1.0
-    lb = np.zeros(nfe)
-    lb[0], lb[-1] = lambda_start, -lambda_end
+    grid = np.linspace(lambda_start, lambda_end, nfe + 1)  # the released start (in float64: the same problem)
 
     if literal:
 
@@ -144,4 +139,5 @@ def solve_released_way(schedule, nfe: int, p: float, tau: int = 3, *, literal: b
             return reference_objective([lambda_start, *x, lambda_end], p, tau)
 
     start = grid[1:-1] if x0 is None else np.asarray(x0, dtype=np.float64)
-    return minimize(fun, start, method="trust-constr", constraints=[LinearConstraint(a, lb, np.inf)])
+    constraint = monotone_constraint(nfe, lambda_start, lambda_end)  # the released constraint, row for row
+    return minimize(fun, start, method="trust-constr", constraints=[constraint])

@@ -33,11 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(monkeypatch):
-    monkeypatch.delenv("OPTSTEPS_REGISTRY_DIR", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+def _fresh_cache(fresh_loader_cache):
+    """Every test here starts from an empty loader cache (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 click_testing = pytest.importorskip("click.testing")
 
-from optsteps_loader import clear_cache, get  # noqa: E402
+from optsteps_loader import get  # noqa: E402
 from optsteps_loader.cli import build_cli, main  # noqa: E402
 from tests import registry_factory as factory  # noqa: E402
 
@@ -20,11 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(monkeypatch):
-    monkeypatch.delenv("OPTSTEPS_REGISTRY_DIR", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+def _fresh_cache(fresh_loader_cache):
+    """Every test here starts from an empty loader cache (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,8 @@ SMALL = {"schedules": ("vp-linear", "flow"), "nfes": (3, 4), "orders": (1, 3), "
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(monkeypatch):
-    monkeypatch.delenv("OPTSTEPS_REGISTRY_DIR", raising=False)
-    clear_cache()
-    yield
-    clear_cache()
+def _fresh_cache(fresh_loader_cache):
+    """Every test here starts from an empty loader cache (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
