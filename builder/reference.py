@@ -25,10 +25,10 @@ from scipy.optimize import minimize
 from .optimize import monotone_constraint
 
 
-def _phi(h: float) -> tuple[float, float, float]:
-    phi0 = math.exp(h) - 1.0
-    phi1 = h * math.exp(h) - phi0
-    phi2 = h * h * math.exp(h) - 2.0 * phi1
+def _phi(h, exp=math.exp):
+    phi0 = exp(h) - 1.0
+    phi1 = h * exp(h) - phi0
+    phi2 = h * h * exp(h) - 2.0 * phi1
     return phi0, phi1, phi2
 
 
@@ -40,11 +40,11 @@ def _order(s: int, nfe: int, max_order: int) -> int:
     return max_order
 
 
-def _step_weights(lam: list[float], s: int, k: int) -> dict[int, float]:
+def _step_weights(lam, s: int, k: int, exp=math.exp) -> dict:
     """{node j: w_{s,j}} for step s of order k (METHOD.md §2), one case per order."""
     h = lam[s + 1] - lam[s]
-    phi0, phi1, phi2 = _phi(h)
-    e = math.exp(lam[s])
+    phi0, phi1, phi2 = _phi(h, exp)
+    e = exp(lam[s])
     if k == 1:
         return {s: e * phi0}
     if k == 2:
@@ -59,24 +59,28 @@ def _step_weights(lam: list[float], s: int, k: int) -> dict[int, float]:
     }
 
 
-def reference_objective(lambdas: list[float] | np.ndarray, p: float, tau: int, max_order: int = 3) -> float:
-    """F(λ) by loops, exactly as METHOD.md §3 states it."""
-    lam = [float(v) for v in lambdas]
+def _bound_by_loops(lam, p: float, tau: int, max_order: int, exp, sqrt, pooled):
+    """METHOD.md §3 step by step; ``exp``/``sqrt`` and the ``pooled`` accumulator set the arithmetic's kind."""
     nfe = len(lam) - 1
-    err = [(1 + math.exp(2 * v)) ** (-p / 2) * (1 + math.exp(-2 * v)) ** 0.5 for v in lam]
+    err = [(1 + exp(2 * lam[j])) ** (-p / 2) * sqrt(1 + exp(-2 * lam[j])) for j in range(nfe + 1)]
     total = 0.0
-    pooled = [0.0] * (nfe + 1)
     for s in range(nfe):
         k = _order(s, nfe, max_order)
-        weights = _step_weights(lam, s, k)
+        weights = _step_weights(lam, s, k, exp)
         if k == 1:
             total += abs(weights[s]) * err[s]
         elif s < tau:
-            total += math.sqrt(sum((w * err[j]) ** 2 for j, w in weights.items()))
+            total += sqrt(sum((w * err[j]) ** 2 for j, w in weights.items()))
         else:
             for j, w in weights.items():
                 pooled[j] += w * err[j]
     return total + sum(abs(v) for v in pooled)
+
+
+def reference_objective(lambdas: list[float] | np.ndarray, p: float, tau: int, max_order: int = 3) -> float:
+    """F(λ) by loops on Python floats, exactly as METHOD.md §3 states it."""
+    lam = [float(v) for v in lambdas]
+    return _bound_by_loops(lam, p, tau, max_order, math.exp, math.sqrt, [0.0] * len(lam))
 
 
 def released_objective(interior: np.ndarray, schedule, p: float, tau: int, max_order: int = 3) -> float:
@@ -84,38 +88,7 @@ def released_objective(interior: np.ndarray, schedule, p: float, tau: int, max_o
     lambda_t = np.log(schedule.marginal_alpha(schedule.t_start) / schedule.marginal_sigma(schedule.t_start))
     lambda_e = np.log(schedule.marginal_alpha(schedule.t_end) / schedule.marginal_sigma(schedule.t_end))
     lam = np.concatenate((np.array([lambda_t]), interior, np.array([lambda_e])))
-    nfe = len(lam) - 1
-    h = np.zeros(nfe)
-    for i in range(nfe):
-        h[i] = lam[i + 1] - lam[i]
-    exp_lam = np.exp(lam)
-    err = (1 + np.exp(2 * lam)) ** (-p / 2) * np.sqrt(1 + np.exp(-2 * lam))
-    total = 0.0
-    pooled = np.zeros(nfe)
-    for s in range(nfe):
-        k = _order(s, nfe, max_order)
-        phi0 = np.exp(h[s]) - 1
-        phi1 = np.exp(h[s]) * h[s] - phi0
-        phi2 = np.exp(h[s]) * h[s] * h[s] - 2 * phi1
-        if k == 1:
-            total += abs(exp_lam[s] * phi0 * err[s])
-            continue
-        if k == 2:
-            a = h[s - 1]
-            terms = [(s - 1, -exp_lam[s] * phi1 / a), (s, exp_lam[s] * (phi1 + a * phi0) / a)]
-        else:
-            a, b = h[s - 2], h[s - 1]
-            terms = [
-                (s - 2, exp_lam[s] * (phi2 + b * phi1) / (a * (a + b))),
-                (s - 1, -exp_lam[s] * (phi2 + (a + b) * phi1) / (a * b)),
-                (s, exp_lam[s] * (phi2 + (a + 2 * b) * phi1 + b * (a + b) * phi0) / (b * (a + b))),
-            ]
-        if s < tau:
-            total += np.sqrt(sum((err[j] * w) ** 2 for j, w in terms))
-        else:
-            for j, w in terms:
-                pooled[j] += err[j] * w
-    return total + sum(abs(pooled))
+    return float(_bound_by_loops(lam, p, tau, max_order, np.exp, np.sqrt, np.zeros(lam.shape[0])))
 
 
 def solve_released_way(schedule, nfe: int, p: float, tau: int = 3, *, literal: bool = True, x0=None):
@@ -131,7 +104,7 @@ def solve_released_way(schedule, nfe: int, p: float, tau: int = 3, *, literal: b
     if literal:
 
         def fun(x: np.ndarray) -> float:
-            return float(released_objective(x, schedule, p, tau))
+            return released_objective(x, schedule, p, tau)
 
     else:
 
