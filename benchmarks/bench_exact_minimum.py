@@ -4,9 +4,9 @@
 
 Same problem, same uniform-λ start for all three solves:
 
-- ``released``: builder.reference.solve_released_way (trust-constr, finite differences, scipy defaults);
-- ``direct``: builder.optimize.solve(method="direct", init="unif") (exact gradient, what the registry uses);
-- ``epigraph``: builder.optimize.solve(method="epigraph", init="unif") (F's ℓ1 part as constraints: a
+- ``released``: reference.solve_released_way (trust-constr, finite differences, scipy defaults);
+- ``direct``: builder.solve.optimize.solve(method="direct", init="unif") (exact gradient, what the registry uses);
+- ``epigraph``: builder.solve.optimize.solve(method="epigraph", init="unif") (F's ℓ1 part as constraints: a
   stationary point of F).
 
 Per problem it prints each solve's wall time, F, trust-constr status and smallest step min_i h_i, then the
@@ -26,10 +26,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from builder.optimize import initial_grid, solve  # noqa: E402
-from builder.quality import compare, standard_problems  # noqa: E402
-from builder.reference import solve_released_way  # noqa: E402
-from builder.schedules import get_schedule  # noqa: E402
+from reference import solve_released_way  # noqa: E402
+
+from builder.select import compare, standard_problems  # noqa: E402
+from builder.solve.optimize import initial_grid, solve  # noqa: E402
+from builder.solve.schedules import get_schedule  # noqa: E402
 
 
 def main() -> None:

@@ -1,16 +1,16 @@
 """Time our solve against the released way of solving the same problem, in the same run.
 
 Baselines, both trust-constr with 2-point finite-difference gradients, one uniform-λ start and scipy's
-default options (builder.reference.solve_released_way), as the paper's ``step_optim.py`` solves it:
+default options (reference.solve_released_way), as the paper's ``step_optim.py`` solves it:
 
 - ``released``: the objective evaluated at the released code's cost (numpy scalar loops, endpoints
   re-derived from the schedule on every call; ``literal=True``);
 - ``loop FD``: the same loops on Python floats (``literal=False``), 3× cheaper per evaluation — the
   fastest a finite-difference solve of this bound gets, so the honest floor for a ratio.
 
-Ours: ``builder.optimize.solve`` with the exact gradient, ``--init unif`` (same start) and ``--init best``
+Ours: ``builder.solve.optimize.solve`` with the exact gradient, ``--init unif`` (same start) and ``--init best``
 (multi-start), both ``method="direct"``, and ``method="epigraph"`` from the same uniform-λ start (the exact
-local minimiser of F; see builder.epigraph for why the registry does not use it). Problem: vp-linear,
+local minimiser of F; see builder.solve.epigraph for why the registry does not use it). Problem: vp-linear,
 p = 2, τ = 3 (the released problem).
 
     python benchmarks/bench_optimize.py [--repeat 3] [--nfe 5 6 8 10 15 20] [--p 2]
@@ -28,9 +28,10 @@ import statistics
 import time
 import warnings
 
-from builder.optimize import solve
-from builder.reference import solve_released_way
-from builder.schedules import get_schedule
+from reference import solve_released_way
+
+from builder.solve.optimize import solve
+from builder.solve.schedules import get_schedule
 
 
 def _median_time(fn, repeat: int):

@@ -4,7 +4,7 @@
 
 Per NFE: ms per grid evaluation (median of repeats, standard problem set, UniPC-3 bh1), then one row per
 grid: mean / median L2 to the ground truth (averaged over problems), SW₂, and the paired geometric-mean
-error ratio to uniform-λ with its standard error. ``optimized-p{1,2}`` are ``builder.optimize.solve`` with
+error ratio to uniform-λ with its standard error. ``optimized-p{1,2}`` are ``builder.solve.optimize.solve`` with
 the released settings (τ = 3, init "unif") when that module is importable.
 """
 
@@ -18,19 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from builder.quality import (  # noqa: E402
+from builder.select import (  # noqa: E402
     baseline_grids,
     compare,
     evaluate_grid,
     held_out_problems,
     standard_problems,
 )
-from builder.schedules import get_schedule  # noqa: E402
+from builder.solve.schedules import get_schedule  # noqa: E402
 
 
 def _optimized(schedule, nfe: int) -> dict:
     try:
-        from builder.optimize import solve
+        from builder.solve.optimize import solve
     except ImportError:
         return {}
     out = {}

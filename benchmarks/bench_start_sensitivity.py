@@ -5,9 +5,9 @@ from the same start. This measures whether that comparison is stable: it perturb
 uniform-λ start by ``--scale`` (default 1e-12, far below anything a grid's user could see) in ``--starts``
 seeded random directions and solves each perturbed start three ways:
 
-- ``direct``: builder.optimize.solve, the registry's method (exact gradient);
-- ``FD``: builder.reference.solve_released_way (finite differences, the released way; ``literal=False``);
-- ``epigraph``: builder.optimize.solve(method="epigraph"), which stops at a stationary point of F.
+- ``direct``: builder.solve.optimize.solve, the registry's method (exact gradient);
+- ``FD``: reference.solve_released_way (finite differences, the released way; ``literal=False``);
+- ``epigraph``: builder.solve.optimize.solve(method="epigraph"), which stops at a stationary point of F.
 
     python benchmarks/bench_start_sensitivity.py [--nfe 8 10 15 20] [--starts 10] [--scale 1e-12]
 
@@ -23,10 +23,10 @@ import argparse
 import warnings
 
 import numpy as np
+from reference import solve_released_way
 
-from builder.optimize import initial_grid, solve
-from builder.reference import solve_released_way
-from builder.schedules import get_schedule
+from builder.solve.optimize import initial_grid, solve
+from builder.solve.schedules import get_schedule
 
 
 def main() -> None:

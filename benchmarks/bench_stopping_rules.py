@@ -25,8 +25,8 @@ import warnings
 
 import numpy as np
 
-from builder.optimize import solve
-from builder.schedules import get_schedule
+from builder.solve.optimize import solve
+from builder.solve.schedules import get_schedule
 
 
 class StallStop:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .optimize import INIT_CHOICES, MAX_NFE, METHODS
-from .schedules import SCHEDULE_NAMES, ScheduleNotFoundError
+from builder.solve.optimize import INIT_CHOICES, MAX_NFE, METHODS
+from builder.solve.schedules import SCHEDULE_NAMES, ScheduleNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = REPO_ROOT / "registry"
@@ -60,9 +60,9 @@ def solve(
     as_json: bool,
 ) -> None:
     """Optimise one step grid and print it next to the uniform-λ baseline."""
-    from .optimize import initial_grid
-    from .optimize import solve as solve_grid
-    from .schedules import get_schedule
+    from builder.solve.optimize import initial_grid
+    from builder.solve.optimize import solve as solve_grid
+    from builder.solve.schedules import get_schedule
 
     tau_value = _tau(tau)
     params = {} if shift is None else {"shift": shift}
@@ -142,7 +142,7 @@ def solve(
     "spec_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Grid spec (default: builder/spec.json).",
+    help="Grid spec (default: builder/registry/spec.json).",
 )
 @click.option("--check", is_flag=True, help="Rebuild into a temporary folder and fail on any byte difference.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -156,8 +156,8 @@ def sweep(
     check: bool,
     no_progress: bool,
 ) -> None:
-    """Build the registry from builder/spec.json (resumable; parallel)."""
-    from . import sweep as sweep_mod
+    """Build the registry from builder/registry/spec.json (resumable; parallel)."""
+    from builder.registry import sweep as sweep_mod
 
     try:
         selection = sweep_mod.parse_only([*only, *(f"schedule={s}" for s in schedules)])
@@ -165,7 +165,7 @@ def sweep(
         raise click.BadParameter(str(exc), param_hint="--only") from None
     for name in selection.get("schedule", ()):
         if name not in SCHEDULE_NAMES:
-            from .schedules import get_schedule
+            from builder.solve.schedules import get_schedule
 
             try:
                 get_schedule(name)
@@ -189,7 +189,7 @@ def sweep(
 @click.option("--allow-missing", is_flag=True, help="Accept files listed in the index but absent (vendored subset).")
 def validate(path: Path, allow_missing: bool) -> None:
     """Check a registry folder: schemas, hashes, canonical bytes and invariants."""
-    from .validate import format_report, validate_registry
+    from builder.registry.validate import format_report, validate_registry
 
     report = validate_registry(path, allow_missing=allow_missing)
     click.echo(format_report(report))
@@ -203,9 +203,8 @@ def validate(path: Path, allow_missing: bool) -> None:
 @click.option("--variant", default="bh2", show_default=True, type=click.Choice(["bh1", "bh2"]), help="UniPC B(h).")
 def demo(schedule: str, nfe: int, variant: str) -> None:
     """Solve, load the shipped entry, and measure its sample error against baselines."""
+    from builder.demo import format_demo, run_demo
     from optsteps_loader import OptstepsError
-
-    from .demo import format_demo, run_demo
 
     try:
         click.echo(format_demo(run_demo(schedule, nfe, variant=variant)))
@@ -215,15 +214,15 @@ def demo(schedule: str, nfe: int, variant: str) -> None:
 
 def _register_plugins() -> None:
     """Commands that live beside the modules they drive."""
-    from .publish import publish_command
+    from builder.registry.publish import publish_command
 
     cli.add_command(publish_command, "publish")
 
 
 _register_plugins()
 
-from .quality.cli import measure_defaults, quality, report  # noqa: E402
-from .quality.learned_cli import learned_check  # noqa: E402
+from builder.select.cli import measure_defaults, quality, report  # noqa: E402
+from builder.select.learned_cli import learned_check  # noqa: E402
 
 cli.add_command(quality)
 cli.add_command(learned_check)

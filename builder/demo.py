@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .optimize import solve
-from .quality.baselines import baseline_grids
-from .quality.evaluate import Problem, compare
-from .quality.gmm import digits_mixture
-from .schedules import get_schedule
+from builder.select.baselines import baseline_grids
+from builder.select.evaluate import Problem, compare
+from builder.select.mixtures import digits_mixture
+from builder.solve.optimize import solve
+from builder.solve.schedules import get_schedule
 
 
 def run_demo(schedule_name: str = "vp-linear", nfe: int = 6, *, variant: str = "bh2") -> dict[str, Any]:

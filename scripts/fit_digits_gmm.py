@@ -1,4 +1,4 @@
-"""Fit the digits Gaussian mixture shipped as builder/quality/data/digits_gmm.npz (run once; needs sklearn).
+"""Fit the digits Gaussian mixture shipped as builder/select/data/digits_gmm.npz (run once; needs sklearn).
 
 Data: scikit-learn's bundled 8×8 digits (1797 images, 64 pixels, values 0..16), scaled to [−1, 1] by
 x/8 − 1. Model: ``GaussianMixture(n_components=10, covariance_type="full", reg_covar=1e-3,
@@ -7,7 +7,7 @@ always-zero border pixels from making Σ_k singular. The file stores π_k, μ_k 
 Σ_k = U_k diag(s_k) U_kᵀ in float64, so the problem is defined by the file bytes and not by a platform's
 ``eigh``.
 
-    python scripts/fit_digits_gmm.py [--components 10] [--out builder/quality/data/digits_gmm.npz]
+    python scripts/fit_digits_gmm.py [--components 10] [--out builder/select/data/digits_gmm.npz]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(root))
-    from builder.quality.gmm import GaussianMixture
+    from builder.select.mixtures import GaussianMixture
 
     weights, means, covs = fit(args.components, args.reg_covar)
     gmm = GaussianMixture.from_covariances(weights, means, covs, name="digits")

@@ -1,4 +1,4 @@
-"""A small, valid registry for tests, built from METHOD.md's formulas (independent of builder.schedules).
+"""A small, valid registry for tests, built from METHOD.md's formulas (independent of builder.solve.schedules).
 
 Three data files:
 - ``v1/vp-linear.json``: VP-linear (β0 = 0.1, β1 = 20, t from 1 to 1e-3), family ``vp-continuous``;
@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from builder._canonical import atomic_write_bytes, canonical_bytes, sha256_of
+from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
 
 BETA_0, BETA_1 = 0.1, 20.0
 DATA_VERSION = "2026.11.25"

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import reference_objective, released_objective, solve_released_way
 
 from builder.cli import cli
-from builder.objective import error_model, lagrange_weights, objective, objective_and_gradient, step_orders
-from builder.optimize import INITS, initial_grid, solve
-from builder.reference import reference_objective, released_objective, solve_released_way
-from builder.schedules import SCHEDULE_NAMES, ScheduleNotFoundError, get_schedule
+from builder.solve.objective import error_model, lagrange_weights, objective, objective_and_gradient, step_orders
+from builder.solve.optimize import INITS, initial_grid, solve
+from builder.solve.schedules import SCHEDULE_NAMES, ScheduleNotFoundError, get_schedule
 
 ALL_SCHEDULES = [(name, {}) for name in SCHEDULE_NAMES] + [("flow", {"shift": 3.0})]
 

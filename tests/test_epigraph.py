@@ -1,4 +1,4 @@
-"""The bound minimised exactly (builder.epigraph, ``solve(method="epigraph")``): its split of F, its
+"""The bound minimised exactly (builder.solve.epigraph, ``solve(method="epigraph")``): its split of F, its
 derivatives, its stationary points, and the degeneracy it exposes (issue 2)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference import solve_released_way
 
 from builder.cli import cli
-from builder.epigraph import SplitBound
-from builder.objective import objective
-from builder.optimize import initial_grid, solve
-from builder.reference import solve_released_way
-from builder.schedules import get_schedule
+from builder.solve.epigraph import SplitBound
+from builder.solve.objective import objective
+from builder.solve.optimize import initial_grid, solve
+from builder.solve.schedules import get_schedule
 
 from .test_builder_core import grids
 

@@ -1,4 +1,4 @@
-"""``builder.publish``: the dry run, refusals, and real uploads through ``huggingface_hub.HfApi`` against the
+"""``builder.registry.publish``: the dry run, refusals, and real uploads through ``huggingface_hub.HfApi`` against the
 local Hub stand-in (tests/hub_stub.py), then a round trip through the loader's ``source="hub"``.
 
 What the client's protocol allows offline is exercised: create_repo, refs, tree listing, README metadata
@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import optsteps_loader
-from builder.publish import (
+from builder.registry.publish import (
     PublishError,
     PublishPlan,
     dataset_card,
@@ -371,7 +371,7 @@ def vendor(registry: Path, dest: Path, rel: str) -> Path:
 
 
 def test_vendored_single_file_verifies_with_allow_missing(registry, tmp_path):
-    from builder.validate import validate_registry
+    from builder.registry.validate import validate_registry
     from optsteps_loader.cli import build_cli
 
     folder = vendor(registry, tmp_path / "_optsteps", "v1/vp-linear.json")

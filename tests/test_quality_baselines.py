@@ -1,4 +1,4 @@
-"""Baseline λ-grids (builder/quality/baselines.py)."""
+"""Baseline λ-grids (builder/select/baselines.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from builder.quality.baselines import (
+from builder.select.baselines import (
     FORMULA_BASELINES,
     applicable_baselines,
     baseline_grids,
@@ -16,8 +16,8 @@ from builder.quality.baselines import (
     loglinear_interp,
     published_sources,
 )
-from builder.quality.gmm import DATA_DIR
-from builder.schedules import get_schedule
+from builder.select.mixtures import DATA_DIR
+from builder.solve.schedules import get_schedule
 
 SCHEDULES = [
     ("vp-linear", {}),

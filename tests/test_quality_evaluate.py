@@ -1,4 +1,4 @@
-"""Sample-error evaluation with the project's samplers (builder/quality/evaluate.py)."""
+"""Sample-error evaluation with the project's samplers (builder/select/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from builder.quality.baselines import baseline_grids, baseline_lambdas  # noqa: E402
-from builder.quality.evaluate import (  # noqa: E402
+from builder.select.baselines import baseline_grids, baseline_lambdas  # noqa: E402
+from builder.select.evaluate import (  # noqa: E402
     Benchmark,
     Problem,
     ProblemSet,
@@ -21,9 +21,9 @@ from builder.quality.evaluate import (  # noqa: E402
     standard_problems,
     steps_for_lambdas,
 )
-from builder.quality.gmm import random_mixture, vp_alpha_sigma  # noqa: E402
-from builder.quality.truth import initial_batch  # noqa: E402
-from builder.schedules import get_schedule  # noqa: E402
+from builder.select.mixtures import random_mixture, vp_alpha_sigma  # noqa: E402
+from builder.select.truth import initial_batch  # noqa: E402
+from builder.solve.schedules import get_schedule  # noqa: E402
 from optsteps_loader import dpmpp, unipc  # noqa: E402
 
 

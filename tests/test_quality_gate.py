@@ -4,7 +4,7 @@ For vp-linear, scaled-linear and edm at NFE 5, 6, 8, 10 the default entry (order
 default p) must beat uniform-λ by a clear margin (geometric-mean error ≤ 95% of uniform-λ's, beyond noise),
 must not be worse than the best baseline beyond noise (2 standard errors of the paired log-ratio) unless the
 pair is a documented known loss, and its stored ``worse_than_best_baseline`` flag must be truthful. The
-criteria live in :mod:`builder.quality.gate` (shared with ``python -m builder quality --quick``).
+criteria live in :mod:`builder.select.gate` (shared with ``python -m builder quality --quick``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("torch")
 
 import optsteps_loader  # noqa: E402
-from builder.quality import gate  # noqa: E402
-from builder.schedules import get_schedule  # noqa: E402
+from builder.select import gate  # noqa: E402
+from builder.solve.schedules import get_schedule  # noqa: E402
 
 REGISTRY = Path(__file__).resolve().parents[1] / "registry"
 

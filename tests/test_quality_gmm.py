@@ -1,4 +1,4 @@
-"""The mixture denoiser E[x₀ | x_λ] against independent formulas (builder/quality/gmm.py)."""
+"""The mixture denoiser E[x₀ | x_λ] against independent formulas (builder/select/mixtures.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from builder.quality.gmm import DATA_DIR, GaussianMixture, digits_mixture, random_mixture, vp_alpha_sigma
+from builder.select.mixtures import DATA_DIR, GaussianMixture, digits_mixture, random_mixture, vp_alpha_sigma
 
 
 def _bayes_denoiser(weights, means, covs, x, lam):

@@ -15,16 +15,16 @@ pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from builder import sweep  # noqa: E402
 from builder.cli import cli  # noqa: E402
-from builder.entry import make_entry  # noqa: E402
-from builder.objective import objective  # noqa: E402
-from builder.optimize import initial_grid, solve  # noqa: E402
-from builder.quality import gate  # noqa: E402
-from builder.quality import registry as qreg  # noqa: E402
-from builder.quality.baselines import baseline_grids  # noqa: E402
-from builder.schedules import get_schedule  # noqa: E402
-from builder.validate import validate_registry  # noqa: E402
+from builder.registry import sweep  # noqa: E402
+from builder.registry.entry import make_entry  # noqa: E402
+from builder.registry.validate import validate_registry  # noqa: E402
+from builder.select import gate  # noqa: E402
+from builder.select import selection as qreg  # noqa: E402
+from builder.select.baselines import baseline_grids  # noqa: E402
+from builder.solve.objective import objective  # noqa: E402
+from builder.solve.optimize import initial_grid, solve  # noqa: E402
+from builder.solve.schedules import get_schedule  # noqa: E402
 
 SCHEDULE = get_schedule("vp-linear")
 NFE = 6

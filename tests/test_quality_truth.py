@@ -1,11 +1,11 @@
-"""Ground truth of the probability-flow ODE in λ (builder/quality/truth.py)."""
+"""Ground truth of the probability-flow ODE in λ (builder/select/truth.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from builder.quality.gmm import GaussianMixture, random_mixture, vp_alpha_sigma
-from builder.quality.truth import cache_dir, ground_truth, initial_batch, solve_truth
+from builder.select.mixtures import GaussianMixture, random_mixture, vp_alpha_sigma
+from builder.select.truth import cache_dir, ground_truth, initial_batch, solve_truth
 
 
 def test_single_gaussian_flow_is_the_exact_linear_map():

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import optsteps_loader
-from builder import sweep
 from builder.cli import cli
-from builder.validate import validate_registry
+from builder.registry import sweep
+from builder.registry.validate import validate_registry
 
 SMALL = dataclasses.replace(
     sweep.load_spec(),

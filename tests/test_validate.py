@@ -1,4 +1,4 @@
-"""builder.validate, builder._canonical and the two schemas.
+"""builder.registry.validate, builder.registry._canonical and the two schemas.
 
 A small valid registry (tests/_registry_fixture.py) must validate clean; each corruption must be refused
 with a message that names the file and the problem.
@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from builder import _canonical
-from builder._canonical import atomic_write_bytes, canonical_bytes, sha256_of
-from builder.validate import (
+from builder.registry import _canonical
+from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
+from builder.registry.validate import (
     ValidationReport,
     format_report,
     load_schema,

@@ -141,7 +141,7 @@ def test_builder_commands_used_by_the_workflows_exist(where, args):
     import click
 
     from builder.cli import cli
-    from builder.publish import publish_command
+    from builder.registry.publish import publish_command
 
     commands = {**cli.commands, "publish": cli.commands.get("publish", publish_command)}
     name, *rest = args

@@ -32,8 +32,8 @@ import math
 
 import numpy as np
 
-from builder.quality.gmm import DATA_DIR, Array
-from builder.schedules import Schedule
+from builder.select.mixtures import DATA_DIR, Array
+from builder.solve.schedules import Schedule
 
 __all__ = [
     "FORMULA_BASELINES",

@@ -1,21 +1,24 @@
-"""Sample-quality measurement (issue 6): exact benchmark problems, ground truth, baselines, evaluation.
+"""The select stage: exact benchmark problems, ground truth, baselines, evaluation, selection by measurement.
 
-- :mod:`.gmm`: Gaussian mixtures with a closed-form denoiser E[x₀ | x_λ] (random ones, and the digits fit);
+- :mod:`.mixtures`: Gaussian mixtures with a closed-form denoiser E[x₀ | x_λ] (random ones, and the digits fit);
 - :mod:`.truth`: the probability-flow ODE in λ solved tightly (DOP853), cached on disk;
 - :mod:`.baselines`: uniform-λ, uniform-t, uniform-√t, Karras grids; the published AYS, GITS, OSS tables;
 - :mod:`.evaluate`: the project's sampler on paired noises, L2 to the truth and sliced Wasserstein; paired
-  comparisons against a baseline; the standard and held-out problem sets.
+  comparisons against a baseline; the standard and held-out problem sets;
+- :mod:`.selection`: per-entry figures and the choice among the solve's candidates and the starting grids;
+- :mod:`.learned`: the learned digits denoiser checked against its own exact flow;
+- :mod:`.gate`, :mod:`.report`: the quality gate over a registry, measured defaults, docs/report.md.
 
 Typical use (one process, many grids)::
 
-    from builder.quality import baseline_grids, compare, evaluate_grid, standard_problems
+    from builder.select import baseline_grids, compare, evaluate_grid, standard_problems
     problems = standard_problems()                 # built once; truths cached on disk
     evaluate_grid(entry_lambdas, problems)         # {"mean_l2", "median_l2", "sw", "problems": {...}}
     compare({"optimized": entry_lambdas, **baseline_grids(schedule, nfe)}, problems)
 """
 
-from builder.quality.baselines import applicable_baselines, baseline_grids, baseline_lambdas
-from builder.quality.evaluate import (
+from builder.select.baselines import applicable_baselines, baseline_grids, baseline_lambdas
+from builder.select.evaluate import (
     Benchmark,
     Problem,
     ProblemSet,
@@ -24,8 +27,8 @@ from builder.quality.evaluate import (
     held_out_problems,
     standard_problems,
 )
-from builder.quality.gmm import GaussianMixture, digits_mixture, random_mixture
-from builder.quality.truth import ground_truth
+from builder.select.mixtures import GaussianMixture, digits_mixture, random_mixture
+from builder.select.truth import ground_truth
 
 __all__ = [
     "Benchmark",

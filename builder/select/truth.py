@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from builder.quality.gmm import Array, GaussianMixture, vp_alpha_sigma
+from builder.select.mixtures import Array, GaussianMixture, vp_alpha_sigma
 
 __all__ = ["Truth", "cache_dir", "initial_batch", "solve_truth", "ground_truth"]
 

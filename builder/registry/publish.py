@@ -3,7 +3,7 @@
 What :func:`publish` does, in order (``HfApi`` from ``huggingface_hub``, imported only here, only for a real
 run; ``pip install 'optsteps[hub]'``):
 
-1. Validates the folder with :func:`builder.validate.validate_registry` (complete, not a vendored subset)
+1. Validates the folder with :func:`builder.registry.validate.validate_registry` (complete, not a vendored subset)
    and refuses an invalid one, or a ``revision`` that does not start with ``v<data_version>``.
 2. Plans the upload: ``index.json``, the data files it lists (nothing else from the folder), and a generated
    dataset card ``README.md`` (licence and citation from the index, the data version, the file table).
@@ -51,7 +51,7 @@ __all__ = [
     "register",
 ]
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "registry"
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "registry"
 REPO_TYPE = "dataset"
 CARD_NAME = "README.md"
 # Licence ids the Hub's card metadata knows, by the SPDX id the index carries (lower-cased); others: "other".
@@ -155,7 +155,7 @@ class PublishResult:
 
 def plan(registry: str | Path, repo_id: str, revision: str, *, branch: str = "main") -> PublishPlan:
     """Validate ``registry`` and list what would be uploaded. Raises `PublishError` if it is invalid."""
-    from .validate import format_report, validate_registry
+    from builder.registry.validate import format_report, validate_registry
 
     root = Path(registry)
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id or ""):
@@ -285,7 +285,7 @@ def publish(
         from huggingface_hub.hf_api import RepoFile
     except ImportError:
         raise PublishError("publishing needs huggingface_hub: pip install 'optsteps[hub]'") from None
-    from . import __version__
+    from builder import __version__
 
     api = HfApi(endpoint=endpoint, token=token, library_name="optsteps-builder", library_version=__version__)
     kw = {"repo_type": REPO_TYPE}

@@ -43,7 +43,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from builder._canonical import canonical_bytes, sha256_of
+from builder.registry._canonical import canonical_bytes, sha256_of
 
 __all__ = [
     "Problem",
@@ -97,7 +97,7 @@ class ValidationReport:
 
 def _schema_dir() -> Path:
     """``schemas/`` in a checkout; ``optsteps_loader/schemas`` in an installed wheel (force-include)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     for candidate in (here.parent / "schemas", here.parent / "optsteps_loader" / "schemas"):
         if (candidate / "registry-file.schema.json").is_file():
             return candidate

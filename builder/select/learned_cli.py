@@ -3,7 +3,7 @@
 One table per schedule: rows NFE; columns the mean L2 to the model's own exact flow of the optsteps grid and of
 every applicable baseline, the optsteps grid's geometric-mean error ratio to uniform-λ, and the best baseline
 with the optsteps grid's paired log-ratio against it (± one standard error; negative: optsteps better).
-See :mod:`builder.quality.learned` for the model, the truth and the formulas.
+See :mod:`builder.select.learned` for the model, the truth and the formulas.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SUBJECT = "optsteps"
 
 
 def format_table(schedule: str, rows: Sequence[dict[str, Any]]) -> str:
-    """The text table of :func:`builder.quality.learned.learned_check` results for one schedule (same NFE set)."""
+    """The text table of :func:`builder.select.learned.learned_check` results for one schedule (same NFE set)."""
     first = rows[0]
     names = [SUBJECT] + [n for n in first["grids"] if n != SUBJECT]
     title = (
@@ -44,7 +44,7 @@ def run_schedule(
     schedule: str, nfes: Sequence[int], model: Any, *, batch: int, seed: int, **grid_kw: Any
 ) -> list[dict[str, Any]]:
     """check_grids rows for one schedule; every NFE runs on one truth (solved once: the endpoints are shared)."""
-    from builder.quality import learned
+    from builder.select import learned
 
     rows: list[dict[str, Any]] = []
     truth = None
@@ -83,14 +83,16 @@ def run_schedule(
     default=None,
     help="Registry folder (default: the loader's: $OPTSTEPS_REGISTRY_DIR or the bundled registry).",
 )
-@click.option("--live", is_flag=True, help="Solve the grids live (builder.optimize.solve, spec's τ and p) instead.")
+@click.option(
+    "--live", is_flag=True, help="Solve the grids live (builder.solve.optimize.solve, spec's τ and p) instead."
+)
 @click.option("--batch", type=click.IntRange(2, 4096), default=256, show_default=True, help="Samples (paired noises).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Denoiser .npz (default: builder/quality/data/digits_denoiser.npz).",
+    help="Denoiser .npz (default: builder/select/data/digits_denoiser.npz).",
 )
 def learned_check(
     schedules: tuple[str, ...],
@@ -106,8 +108,8 @@ def learned_check(
     """Sample the learned digits denoiser with the default steps and the baselines; L2 to its own exact flow."""
     import torch
 
-    from builder.quality import learned
-    from builder.schedules import ScheduleNotFoundError
+    from builder.select import learned
+    from builder.solve.schedules import ScheduleNotFoundError
     from optsteps_loader import OptstepsError
 
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
 **Standard measurement.** The project's UniPC (``optsteps_loader.unipc.sample``), variant ``bh2`` (diffusers'
 default), order = the entry's order, corrector on, lower-order final steps, on the standard problem set
-(:func:`builder.quality.evaluate.standard_problems`: paired noises, exact ground truth). For a grid g and
+(:func:`builder.select.evaluate.standard_problems`: paired noises, exact ground truth). For a grid g and
 problem p with per-sample errors e_{p,b}(g) = ‖x_N − x_true‖₂:
 
     mean_l2(g)   = mean_p mean_b e_{p,b}(g),      median_l2(g) = mean_p median_b e_{p,b}(g)
@@ -10,7 +10,7 @@ problem p with per-sample errors e_{p,b}(g) = ‖x_N − x_true‖₂:
     m_p          = mean_b d_{p,b},   se_p = sd_b(d_{p,b}) / √B
     log_ratio    = mean_p m_p,       log_ratio_se = √(Σ_p se_p²) / P
 
-(as :func:`builder.quality.evaluate.compare`); ``ratio`` = exp(log_ratio) is the geometric-mean error
+(as :func:`builder.select.evaluate.compare`); ``ratio`` = exp(log_ratio) is the geometric-mean error
 ratio, below 1 when g is better than ref. The *best baseline* is the baseline with the lowest geometric
 mean error G(g) = mean_p mean_b log e_{p,b}(g) among those that waste no model evaluation (below; all of
 them if each one does). The paired log-ratios of two grids differ by exactly the difference of their G.
@@ -31,12 +31,12 @@ a one-line formula); otherwise the lowest-bound optimum stays (``selection`` "lo
 evaluation when two of its evaluated nodes 0 … N−1 give the model the same time input (an integer-timestep
 collision of a discrete schedule; the pair with the final node N is harmless, the model is not called
 there), or when a step is shorter than ``DEGENERATE_STEP`` = 1/50 of the uniform step (λ_ε − λ_T)/N (the
-bound's minimisers can collapse a step: builder.epigraph). Such alternatives are never chosen; a
+bound's minimisers can collapse a step: builder.solve.epigraph). Such alternatives are never chosen; a
 lowest-bound optimum that wastes one is replaced by the best alternative that does not (lowest G), beyond
 noise or not, and kept only when every alternative wastes one too.
 
 **Held-out figures.** For a "benchmark" or "start" choice the entry also carries the *held-out* figures
-(:func:`builder.quality.evaluate.held_out_problems`: other mixtures, dimensions and noises, never used to
+(:func:`builder.select.evaluate.held_out_problems`: other mixtures, dimensions and noises, never used to
 choose) of the chosen grid against the lowest-bound grid and the best baseline, so the win is shown on
 problems not used to choose it.
 
@@ -54,11 +54,11 @@ from typing import Any
 
 import numpy as np
 
-from builder.entry import collisions, node_arrays
-from builder.objective import objective
-from builder.quality.baselines import baseline_grids
-from builder.quality.evaluate import held_out_problems, single_threaded_blas, standard_problems
-from builder.schedules import Schedule
+from builder.registry.entry import collisions, node_arrays
+from builder.select.baselines import baseline_grids
+from builder.select.evaluate import held_out_problems, single_threaded_blas, standard_problems
+from builder.solve.objective import objective
+from builder.solve.schedules import Schedule
 
 __all__ = [
     "SAMPLER",
@@ -79,7 +79,7 @@ SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) a
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
 REPLACED_WASTEFUL = "the lowest-bound local optimum "
-# The optimiser's starting grids (builder.optimize.INITS) and the formula baselines they are.
+# The optimiser's starting grids (builder.solve.optimize.INITS) and the formula baselines they are.
 START_BASELINES: dict[str, str] = {
     "unif": "uniform-lambda",
     "unif_t": "uniform-t",
@@ -269,7 +269,7 @@ def choose_and_measure(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the entry to ship, its quality record) for a solved task.
 
-    ``entry``: the lowest-bound entry (``builder.entry.make_entry``); ``candidates``: the multi-start's
+    ``entry``: the lowest-bound entry (``builder.registry.entry.make_entry``); ``candidates``: the multi-start's
     local optima (``init``, ``lambdas``, ``fun``, ``valid``). The returned entry is ``entry`` itself or
     :func:`entry_for_candidate` of the chosen grid (module docstring), with ``quality`` set to the returned
     record.

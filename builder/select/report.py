@@ -1,9 +1,9 @@
 """``python -m builder report``: docs/report.md and PNG plots from the registry's measured quality (issue 6).
 
 Everything but the held-out section is read from the entries' ``quality`` records (standard problem set,
-UniPC bh2 at the entry's order, corrector on; :mod:`builder.quality.registry`), so the report costs seconds.
+UniPC bh2 at the entry's order, corrector on; :mod:`builder.select.selection`), so the report costs seconds.
 The held-out section re-measures the default entries at NFE 5–10 on problems never used to choose anything
-(:func:`builder.quality.gate.held_out_figures`). Plots (matplotlib, Agg backend):
+(:func:`builder.select.gate.held_out_figures`). Plots (matplotlib, Agg backend):
 
 - ``img/steps-<file>.png``: the λ of each node of the default entry at NFE 5, 8 and 10 next to the
   baselines' (uniform-λ, uniform-t, uniform-√t, Karras ρ = 7 and the applicable tables);
@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from builder.quality import gate
-from builder.quality import registry as qreg
-from builder.quality.baselines import baseline_grids
+from builder.select import gate
+from builder.select import selection as qreg
+from builder.select.baselines import baseline_grids
 
 __all__ = ["write_report"]
 

@@ -9,7 +9,7 @@ import click
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGISTRY = REPO_ROOT / "registry"
-SPEC_PATH = REPO_ROOT / "builder" / "spec.json"
+SPEC_PATH = REPO_ROOT / "builder" / "registry" / "spec.json"
 
 _registry_option = click.option(
     "--registry",
@@ -45,8 +45,8 @@ def quality(registry: Path, tier: str) -> None:
     Standard set, UniPC bh2 at the entry's order, corrector on; paired log-ratios on the same noises.
     """
     import optsteps_loader
-    from builder.quality import gate
-    from builder.schedules import get_schedule
+    from builder.select import gate
+    from builder.solve.schedules import get_schedule
 
     click.echo(_HEADER)
     failures: list[str] = []
@@ -79,7 +79,9 @@ def quality(registry: Path, tier: str) -> None:
 
 @click.command("measure-defaults")
 @_registry_option
-@click.option("--write/--no-write", default=False, show_default=True, help="Write the chosen p into builder/spec.json.")
+@click.option(
+    "--write/--no-write", default=False, show_default=True, help="Write the chosen p into builder/registry/spec.json."
+)
 @click.option(
     "--held-out/--no-held-out", default=True, show_default=True, help="Measure the choice on held-out problems."
 )
@@ -88,7 +90,7 @@ def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[in
     """Pick each schedule's default p by measured error at NFE 5–10 (order 3, standard set)."""
     import json
 
-    from builder.quality import gate
+    from builder.select import gate
 
     nfe = tuple(sorted(set(nfes))) or gate.DEFAULTS_NFE
     span = ", ".join(map(str, nfe))
@@ -131,7 +133,7 @@ def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[in
 )
 def report(registry: Path, out: Path, held_out: bool) -> None:
     """Write docs/report.md and PNG plots (step locations, error vs NFE) from the registry's quality figures."""
-    from builder.quality.report import write_report
+    from builder.select.report import write_report
 
     written = write_report(registry, out, held_out=held_out)
     for path in written:

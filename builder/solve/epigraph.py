@@ -1,6 +1,6 @@
 """Minimise the bound F exactly: its ℓ1 part moved into constraints, so trust-constr sees a smooth problem.
 
-Split F (builder.objective) into a smooth part and the pooled ℓ1 part:
+Split F (builder.solve.objective) into a smooth part and the pooled ℓ1 part:
 
     F(λ) = S(λ) + Σ_j |c_j(λ)|,
     S    = Σ_{s: k_s=1} w_{s,s} E_s + Σ_{s<τ, k_s≥2} ‖(w_{s,j} E_j)_j‖₂,
@@ -23,7 +23,7 @@ What it shows (``benchmarks/bench_exact_minimum.py``; figures in the README): fr
 p = 2), but it samples worse from NFE 10 on. At τ = 0 its grid collapses a step to h ≈ 0.01 in λ, F drops
 about tenfold, and the sampling error grows to 1.7–100× that of uniform-λ steps. The bound guides well
 only where the optimiser stops early. The registry therefore keeps ``method="direct"`` and picks among
-its candidates by measured error (builder.quality).
+its candidates by measured error (builder.select).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import LinearConstraint, NonlinearConstraint, OptimizeResult, minimize
 
-from .objective import _COMPLEX_STEP, _node_index, error_model, lagrange_weights, objective, step_orders
+from builder.solve.objective import _COMPLEX_STEP, _node_index, error_model, lagrange_weights, objective, step_orders
 
 Array = NDArray[np.float64]
 

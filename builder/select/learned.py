@@ -15,13 +15,13 @@ F = W_out h_L. Trained with E_{λ~U[λ_min, λ_max], x₀, ε} ‖F_θ − (x₀
 ‖x̂₀ − x₀‖²/c_out² (EDM's loss weighting); λ_min, λ_max cover every registry schedule's endpoints.
 
 **Its own ground truth.** The model's probability-flow ODE, dy/dλ = e^λ x̂₀(σ̂ y, λ) with y = x/σ̂, solved by
-:func:`builder.quality.truth.solve_truth` (DOP853, float64 weights and state, rtol 1e-9, atol 1e-11) from
-x_T = α̂_T x₀ + σ̂_T ε, with x₀ drawn from the digits mixture (:func:`builder.quality.truth.initial_batch`;
+:func:`builder.select.truth.solve_truth` (DOP853, float64 weights and state, rtol 1e-9, atol 1e-11) from
+x_T = α̂_T x₀ + σ̂_T ε, with x₀ drawn from the digits mixture (:func:`builder.select.truth.initial_batch`;
 the mixture is fitted to the same scaled data, so the start needs neither scikit-learn nor the training set).
 The truth is the model's own: sampler error is measured against what *this* network's exact flow gives.
 
-**Measurement.** The project's sampler (:func:`builder.quality.evaluate.sample_grid` with the standard
-settings :data:`builder.quality.registry.SAMPLER`: UniPC bh2, corrector on) runs each λ-grid from the same x_T;
+**Measurement.** The project's sampler (:func:`builder.select.evaluate.sample_grid` with the standard
+settings :data:`builder.select.selection.SAMPLER`: UniPC bh2, corrector on) runs each λ-grid from the same x_T;
 per-sample errors e_b = ‖x_N − x_true‖₂. For grids g, ref, on the same noises (:func:`.registry.paired`):
 d_b = log e_b(g) − log e_b(ref), log_ratio = mean_b d_b, se = sd_b(d_b)/√B, ratio = exp(log_ratio). The best
 baseline is the one with the lowest geometric-mean error G = mean_b log e_b.
@@ -38,12 +38,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from builder.quality.baselines import baseline_grids
-from builder.quality.evaluate import ENDPOINT_TOL, sample_grid, single_threaded_blas
-from builder.quality.gmm import DATA_DIR, Array, digits_mixture
-from builder.quality.registry import SAMPLER, Measurement, paired
-from builder.quality.truth import Truth, initial_batch, solve_truth
-from builder.schedules import Schedule, get_schedule
+from builder.select.baselines import baseline_grids
+from builder.select.evaluate import ENDPOINT_TOL, sample_grid, single_threaded_blas
+from builder.select.mixtures import DATA_DIR, Array, digits_mixture
+from builder.select.selection import SAMPLER, Measurement, paired
+from builder.select.truth import Truth, initial_batch, solve_truth
+from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
     "WEIGHTS_PATH",
@@ -173,8 +173,8 @@ def network_from_arrays(arrays: Mapping[str, np.ndarray], dtype: torch.dtype = t
 class LearnedDenoiser:
     """The network as a float64 numpy denoiser ``denoise(x (B, D), λ) -> x̂₀ (B, D)``.
 
-    That is the interface :func:`builder.quality.truth.solve_truth` and
-    :func:`builder.quality.evaluate.sample_grid` call on a mixture, so both run on this model unchanged.
+    That is the interface :func:`builder.select.truth.solve_truth` and
+    :func:`builder.select.evaluate.sample_grid` call on a mixture, so both run on this model unchanged.
     """
 
     network: DigitsDenoiser
@@ -284,7 +284,7 @@ def check_grids(
     seed: int = 0,
 ) -> dict[str, Any]:
     """:func:`summarise` of the subject grid (endpoints snapped to the schedule's) and the schedule's baselines
-    (:func:`builder.quality.baselines.baseline_grids`) on the model's own truth (built unless given)."""
+    (:func:`builder.select.baselines.baseline_grids`) on the model's own truth (built unless given)."""
     model = load_denoiser() if model is None else model
     schedule = grid.schedule
     if truth is None:
@@ -334,24 +334,26 @@ def registry_grid(
 
 
 def sweep_problem(schedule: str, shift: float | None = None) -> tuple[float, int | str]:
-    """(default p, τ) the sweep solves ``schedule`` with (``builder/spec.json``; flow: the first listed shift
+    """(default p, τ) the sweep solves ``schedule`` with (``builder/registry/spec.json``; flow: the first listed shift
     when ``shift`` is None)."""
-    from builder.sweep import load_spec
+    from builder.registry.sweep import load_spec
 
     spec = load_spec()
     for entry in spec.schedules:
         params = entry.get("params", {})
         if entry["name"] == schedule and (shift is None or float(params.get("shift", shift)) == float(shift)):
             return float(entry["defaults"]["p"]), spec.tau
-    raise ValueError(f"builder/spec.json has no schedule {schedule!r}" + ("" if shift is None else f" shift {shift}"))
+    raise ValueError(
+        f"builder/registry/spec.json has no schedule {schedule!r}" + ("" if shift is None else f" shift {shift}")
+    )
 
 
 def solved_grid(
     schedule: str, nfe: int, *, p: float | None = None, order: int = 3, shift: float | None = None
 ) -> SubjectGrid:
-    """The lowest-bound grid of the sweep's problem, solved live by :func:`builder.optimize.solve` (for when no
+    """The lowest-bound grid of the sweep's problem, solved live by :func:`builder.solve.optimize.solve` (for when no
     registry exists): the spec's τ, and its default p unless ``p`` is given (multi-start "best")."""
-    from builder.optimize import solve
+    from builder.solve.optimize import solve
 
     default_p, tau = sweep_problem(schedule, shift)
     p = default_p if p is None else float(p)

@@ -4,7 +4,7 @@ Plain Python loops over steps and nodes, and finite-difference gradients in the 
 ``step_optim.py`` solves the problem (METHOD.md §5). Two flavours of the same loops:
 
 - ``reference_objective``: scalar ``math`` calls on Python floats — the fastest a loop-and-finite-difference
-  solve gets, and the independent second implementation tests check ``builder.objective`` against;
+  solve gets, and the independent second implementation tests check ``builder.solve.objective`` against;
 - ``released_objective``: what one evaluation of the released objective costs — the endpoints λ_T, λ_ε
   re-derived from the schedule on every call, numpy arrays filled and read element by element, numpy
   scalar arithmetic. (The released code also routes the endpoints through torch, which this port does
@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize
 
-from .optimize import monotone_constraint
+from builder.solve.optimize import monotone_constraint
 
 
 def _phi(h, exp=math.exp):

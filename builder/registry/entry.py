@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._canonical import sha256_of
-from .schedules import Schedule
+from builder.registry._canonical import sha256_of
+from builder.solve.schedules import Schedule
 
 
 def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | str) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def collisions(timesteps: list[Any]) -> list[list[int]]:
 
 
 def make_entry(schedule: Schedule, result: OptimizeResult, tau_spec: int | str) -> dict[str, Any]:
-    """The registry entry for ``result`` (an OptimizeResult from ``builder.optimize.solve``)."""
+    """The registry entry for ``result`` (an OptimizeResult from ``builder.solve.optimize.solve``)."""
     nodes = node_arrays(schedule, result.t)
     key = problem_key(schedule, result.nfe, result.order, result.p, tau_spec)
     return {

@@ -1,12 +1,12 @@
 """Optimise the interior λ's of an N-step grid with scipy's trust-region constrained method.
 
-    minimise  F(λ_1 … λ_{N−1})                       (builder.objective)
+    minimise  F(λ_1 … λ_{N−1})                       (builder.solve.objective)
     s.t.      λ_T ≤ λ_1 ≤ λ_2 ≤ … ≤ λ_{N−1} ≤ λ_ε     (one LinearConstraint, as in the released code)
 
 ``solve`` mirrors ``scipy.optimize.minimize``: the problem inputs come first, knobs in ``options``, a
 ``callback``, and it returns an ``OptimizeResult`` (failure is data: ``success=False`` and a message,
 never an exception). The released code passes finite-difference gradients; here ``jac`` is exact
-(builder.objective), which makes each iteration cheaper and the optimum sharper.
+(builder.solve.objective), which makes each iteration cheaper and the optimum sharper.
 
 Starting grids (``init``), each with N+1 nodes from t_T to t_ε:
 
@@ -37,9 +37,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import LinearConstraint, OptimizeResult, minimize
 
-from .epigraph import minimize_epigraph
-from .objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau, step_orders
-from .schedules import Schedule, get_schedule
+from builder.solve.epigraph import minimize_epigraph
+from builder.solve.objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau, step_orders
+from builder.solve.schedules import Schedule, get_schedule
 
 METHODS = ("direct", "epigraph")
 INITS = ("unif", "unif_t", "quad", "edm")
@@ -145,7 +145,7 @@ def solve(
     endpoints are the schedule's λ_T and λ_ε (to 1e-9; they are then set exactly); its ``init`` is ``"x0"``.
 
     ``method``: ``"direct"`` (trust-constr on F itself, as the released code does, with the exact gradient;
-    what the registry uses) or ``"epigraph"`` (builder.epigraph: F's ℓ1 part as constraints, so the solve
+    what the registry uses) or ``"epigraph"`` (builder.solve.epigraph: F's ℓ1 part as constraints, so the solve
     reaches a stationary point of F — a lower F, but at τ = 0 and at large N a degenerate grid).
     """
     if isinstance(schedule, str):

@@ -1,4 +1,4 @@
-"""Sweep the declarative grid (``builder/spec.json``) through the optimiser into a registry folder.
+"""Sweep the declarative grid (``builder/registry/spec.json``) through the optimiser into a registry folder.
 
     tasks     = schedule variants × NFE × order × p       (from the spec; ``only`` filters a slice)
     solve     = each task's multi-start optimisation         (expensive; cached as ``solve-<key>.json``)
@@ -26,24 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from ._canonical import atomic_write_bytes, canonical_bytes, sha256_of
-from .entry import make_entry
-from .optimize import solve
-from .schedules import Schedule, get_schedule
+from builder import __version__
+from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
+from builder.registry.entry import make_entry
+from builder.solve.optimize import solve
+from builder.solve.schedules import Schedule, get_schedule
 
 SPEC_PATH = Path(__file__).with_name("spec.json")
 SCHEMA_VERSION = 1
-_SOLVE_CODE = ("schedules.py", "objective.py", "optimize.py", "entry.py")
+_SOLVE_CODE = ("solve/schedules.py", "solve/objective.py", "solve/optimize.py", "registry/entry.py")
 _FINALIZE_CODE: tuple[str, ...] = (
-    "sweep.py",
-    "quality/registry.py",
-    "quality/evaluate.py",
-    "quality/baselines.py",
-    "quality/gmm.py",
-    "quality/truth.py",
-    "quality/data/baselines.json",
-    "quality/data/digits_gmm.npz",
+    "registry/sweep.py",
+    "select/selection.py",
+    "select/evaluate.py",
+    "select/baselines.py",
+    "select/mixtures.py",
+    "select/truth.py",
+    "select/data/baselines.json",
+    "select/data/digits_gmm.npz",
     "../optsteps_loader/unipc.py",
     "../optsteps_loader/_coefficients.py",
     "../optsteps_loader/_model_io.py",
@@ -112,7 +112,7 @@ def code_fingerprint(modules: tuple[str, ...]) -> str:
     import scipy
 
     digest = hashlib.sha256(f"{__version__} {numpy.__version__} {scipy.__version__}".encode())
-    here = Path(__file__).parent
+    here = Path(__file__).parent.parent
     for name in modules:
         digest.update(name.encode() + b"\0" + (here / name).read_bytes())
     return digest.hexdigest()
@@ -176,9 +176,9 @@ def solve_task(task: Task) -> dict[str, Any]:
 
 
 def finalize_entry(task: Task, solved: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2 (cheap): the registry entry from a solved task, measured (builder.quality.registry): the
+    """Stage 2 (cheap): the registry entry from a solved task, measured (builder.select.selection): the
     lowest-bound start, or another local optimum where it measures better beyond noise, with its quality."""
-    from .quality.registry import choose_and_measure
+    from builder.select.selection import choose_and_measure
 
     entry, _quality = choose_and_measure(task.make_schedule(), solved["entry"], solved["candidates"])
     return entry

@@ -1,7 +1,7 @@
 """The quality gate, the measured defaults, and re-measurement of registry entries (issue 6).
 
 **Re-measurement.** :func:`check_entry` runs an entry's λ-grid again with the standard sampler
-(:mod:`builder.quality.registry`: UniPC bh2, the entry's order, corrector on) on the standard problem set,
+(:mod:`builder.select.selection`: UniPC bh2, the entry's order, corrector on) on the standard problem set,
 against every applicable baseline on the same noises, and compares with what the entry claims.
 
 **Gate** (per default entry; d = paired log-ratio entry vs baseline, se its standard error):
@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.quality import registry as qreg
-from builder.schedules import Schedule, get_schedule
+from builder.select import selection as qreg
+from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
     "GATE_MAX_RATIO",

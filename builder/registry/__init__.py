@@ -1,0 +1,1 @@
+"""The registry stage: entries, the sweep into registry files, validation and publishing."""
