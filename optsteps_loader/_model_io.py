@@ -61,7 +61,10 @@ def timestep_values(steps: Any, x: torch.Tensor) -> torch.Tensor:
     """
     values = list(steps.timesteps)
     integer = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-    return torch.tensor(values, dtype=torch.long if integer else x.dtype, device=x.device)
+    host = torch.tensor(values, dtype=torch.long if integer else x.dtype)
+    if x.device.type != "cuda":
+        return host.to(x.device)
+    return host.pin_memory().to(x.device, non_blocking=True)  # a pageable copy would block the host
 
 
 class Denoiser:
