@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from reference import solve_released_way  # noqa: E402
 
 from builder.select import compare, standard_problems  # noqa: E402
-from builder.solve.optimize import initial_grid, solve  # noqa: E402
+from builder.solve.grids import start_grid  # noqa: E402
+from builder.solve.optimize import solve  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def main() -> None:
                 started = time.perf_counter()
                 res = solve(schedule, nfe, p=args.p, tau=tau, init="unif", method=method)
                 rows[method] = (time.perf_counter() - started, res.fun, res.status, res.lambdas)
-            grids = {"uniform-lambda": initial_grid(schedule, nfe, "unif")}
+            grids = {"uniform-lambda": start_grid(schedule, nfe, "unif")}
             grids.update({name: row[3] for name, row in rows.items() if np.all(np.diff(row[3]) > 0)})
             errors = {row["name"]: row for row in compare(grids, problems)}
             for name, (seconds, fun, status, lam) in rows.items():

@@ -1,4 +1,8 @@
-"""``python -m builder``: a thin click layer over the builder's functions."""
+"""``python -m builder``: the click layer, the only module that defines commands; each calls library functions.
+
+Build: ``solve``, ``sweep``, ``validate``, ``publish``, ``demo``. Quality: ``quality``, ``measure-defaults``,
+``report``, ``learned-check``.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,25 @@ from pathlib import Path
 import click
 
 from builder.solve.optimize import INIT_CHOICES, MAX_NFE, METHODS
-from builder.solve.schedules import SCHEDULE_NAMES, ScheduleNotFoundError
+from builder.solve.schedules import SCHEDULE_NAMES
+from optsteps_loader.errors import ScheduleNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = REPO_ROOT / "registry"
+SPEC_PATH = REPO_ROOT / "builder" / "registry" / "spec.json"
+# ``--init karras`` names the start that registry entries store as ``init`` "edm" (still accepted).
+INIT_NAMES = {"karras": "edm"}
+
+
+def _registry_option(help_text: str, *, exists: bool = False):  # noqa: ANN202 - a click decorator
+    """``--registry FOLDER`` (default: the repository's registry/)."""
+    return click.option(
+        "--registry",
+        type=click.Path(file_okay=False, exists=exists, path_type=Path),
+        default=DEFAULT_REGISTRY,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def _tau(value: str) -> int | str:
@@ -27,6 +46,9 @@ def _tau(value: str) -> int | str:
     return tau
 
 
+# ---- build: solve one grid, sweep the registry, validate, publish, demo
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """optsteps builder: optimise diffusion-sampler time steps and write the registry."""
@@ -38,7 +60,14 @@ def cli() -> None:
 @click.option("--order", default=3, show_default=True, type=click.IntRange(1, 3), help="Maximum solver order.")
 @click.option("--p", "p", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Error model σ^p/α.")
 @click.option("--tau", default="auto", show_default=True, help="Truncation τ: 'auto' (3 if NFE ≤ 7 else 0) or int.")
-@click.option("--init", default="best", show_default=True, type=click.Choice(INIT_CHOICES), help="Starting grid.")
+@click.option(
+    "--init",
+    default="best",
+    show_default=True,
+    type=click.Choice([n for n in INIT_CHOICES if n != "edm"] + ["karras", "edm"]),
+    help="Starting grid: unif (uniform λ), unif_t (uniform t), quad (uniform √t), karras (Karras ρ = 7; "
+    "'edm' is an old name for it), or best (all of them and two blends; the lowest bound wins).",
+)
 @click.option(
     "--method",
     default="direct",
@@ -60,7 +89,7 @@ def solve(
     as_json: bool,
 ) -> None:
     """Optimise one step grid and print it next to the uniform-λ baseline."""
-    from builder.solve.optimize import initial_grid
+    from builder.solve.grids import start_grid
     from builder.solve.optimize import solve as solve_grid
     from builder.solve.schedules import get_schedule
 
@@ -68,10 +97,9 @@ def solve(
     params = {} if shift is None else {"shift": shift}
     try:
         sched = get_schedule(schedule, **params)
+        init = INIT_NAMES.get(init, init)
         result = solve_grid(sched, nfe, order=order, p=p, tau=tau_value, init=init, method=method)
-    except ScheduleNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (TypeError, ValueError) as exc:
+    except (ScheduleNotFoundError, TypeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         payload = {
@@ -99,7 +127,7 @@ def solve(
         }
         click.echo(json.dumps(payload, indent=1))
         return
-    uniform = initial_grid(sched, nfe, "unif")
+    uniform = start_grid(sched, nfe, "unif")
     click.echo(
         f"{sched.name} nfe={nfe} order={order} p={p:g} tau={result.tau} init={result.init} method={method} "
         f"({result.starts} start{'s' if result.starts > 1 else ''}, {result.seconds:.2f} s, {result.message})"
@@ -115,13 +143,7 @@ def solve(
 
 
 @cli.command()
-@click.option(
-    "--registry",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_REGISTRY,
-    show_default=True,
-    help="Registry folder to write.",
-)
+@_registry_option("Registry folder to write.")
 @click.option(
     "--only",
     multiple=True,
@@ -208,26 +230,214 @@ def demo(schedule: str, nfe: int, variant: str) -> None:
 
     try:
         click.echo(format_demo(run_demo(schedule, nfe, variant=variant)))
-    except (OptstepsError, ScheduleNotFoundError, ValueError) as exc:
+    except (OptstepsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _register_plugins() -> None:
-    """Commands that live beside the modules they drive."""
-    from builder.registry.publish import publish_command
+@cli.command("publish")
+@_registry_option("Registry folder to publish.")
+@click.option("--repo-id", required=True, help="Hub dataset repo, e.g. optsteps/optsteps-registry.")
+@click.option("--revision", required=True, help="Tag to create: v<data_version> (optionally with a suffix).")
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded (path, size, sha256); no network.")
+@click.option("--force", is_flag=True, help="Move the tag if it already names other registry files.")
+@click.option("--endpoint", default=None, help="Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co].")
+def publish(registry: Path, repo_id: str, revision: str, dry_run: bool, force: bool, endpoint: str | None) -> None:
+    """Upload the registry to a Hub dataset repo and tag it (token: $HF_TOKEN or `hf auth login`)."""
+    from builder.registry.publish import PublishError
+    from builder.registry.publish import publish as publish_registry
 
-    cli.add_command(publish_command, "publish")
+    try:
+        result = publish_registry(registry, repo_id, revision, dry_run=dry_run, endpoint=endpoint, force=force)
+    except PublishError as err:
+        raise click.ClickException(str(err)) from None
+    if dry_run:
+        click.echo(result.format())
+        click.echo("dry run: nothing was uploaded")
+        return
+    click.echo(result.plan.format())
+    click.echo(result.format())
 
 
-_register_plugins()
+# ---- quality: re-measure the registry, choose defaults, report, check on a learned model
 
-from builder.select.cli import measure_defaults, quality, report  # noqa: E402
-from builder.select.learned_cli import learned_check  # noqa: E402
 
-cli.add_command(quality)
-cli.add_command(learned_check)
-cli.add_command(report)
-cli.add_command(measure_defaults)
+@cli.command("quality")
+@_registry_option("Registry folder to measure.", exists=True)
+@click.option("--quick", "tier", flag_value="quick", default=True, help="The gate: 3 schedules × NFE 5, 6, 8, 10.")
+@click.option("--full", "tier", flag_value="full", help="Every entry of the registry (minutes).")
+def quality(registry: Path, tier: str) -> None:
+    """Re-measure registry entries against the baselines; nonzero exit if the quick gate fails.
+
+    Standard set, UniPC bh2 at the entry's order, corrector on; paired log-ratios on the same noises.
+    """
+    import optsteps_loader
+    from builder.select import gate
+    from builder.solve.schedules import get_schedule
+
+    click.echo(gate.ROW_HEADER)
+    failures: list[str] = []
+    if tier == "quick":
+        for name in gate.GATE_SCHEDULES:
+            schedule = get_schedule(name)
+            for nfe in gate.GATE_NFE:
+                steps = optsteps_loader.get(name, nfe, source=str(registry))
+                stored = dict(steps.quality) if steps.quality is not None else None
+                row = gate.check_entry(schedule, steps.lambdas, steps.order, stored)
+                click.echo(gate.format_row(name, f"{steps.p:g}", row))
+                failures += gate.gate_failures(row, name)
+    else:
+        untruthful = worse = 0
+        for head, entry in gate.registry_entries(registry):
+            schedule = gate.schedule_of(head)
+            row = gate.check_entry(schedule, entry["lambda"], entry["order"], entry.get("quality"))
+            label = head["path"].removeprefix("v1/").removesuffix(".json")
+            click.echo(gate.format_row(f"{label} o{entry['order']}", entry["p"], row))
+            worse += row["worse_than_best_baseline"]
+            if not row["flag_truthful"]:
+                untruthful += 1
+                failures.append(f"{label} order {entry['order']} p {entry['p']} NFE {entry['nfe']}: flag not truthful")
+        click.echo(f"{worse} entries measure worse than their best baseline beyond noise (flagged in the entry)")
+    if failures:
+        click.echo("\n".join(["", "gate failures:", *failures]), err=True)
+        sys.exit(1)
+    click.echo("quality gate: OK" if tier == "quick" else "full tier: every flag is truthful")
+
+
+@cli.command("measure-defaults")
+@_registry_option("Registry folder to measure.", exists=True)
+@click.option(
+    "--write/--no-write", default=False, show_default=True, help="Write the chosen p into builder/registry/spec.json."
+)
+@click.option(
+    "--held-out/--no-held-out", default=True, show_default=True, help="Measure the choice on held-out problems."
+)
+@click.option("--nfe", "nfes", multiple=True, type=int, help="NFE to average over (repeatable; default 5–10).")
+def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[int, ...]) -> None:
+    """Pick each schedule's default p by measured error at NFE 5–10 (order 3, standard set)."""
+    from builder.select import gate
+
+    nfe = tuple(sorted(set(nfes))) or gate.DEFAULTS_NFE
+    span = ", ".join(map(str, nfe))
+    choice = gate.measured_defaults(registry, nfe=nfe)
+    if not choice:
+        raise click.ClickException(
+            f"no file has order-3 entries with quality figures at every NFE of {span}: build them "
+            "(python -m builder sweep) or pass --nfe with the NFEs the registry has"
+        )
+    spec_tau = json.loads(SPEC_PATH.read_text())["tau"]
+    click.echo(f"p by mean log-ratio to uniform-λ over NFE {span} (order 3, standard set); spec tau = {spec_tau!r}")
+    for path, c in sorted(choice.items()):
+        scores = "  ".join(f"p={p:g}: {s:+.3f}" for p, s in sorted(c["scores"].items()))
+        click.echo(f"{path:<22} tau {c['tau']!s:>4}  default p {c['current']} -> {c['p']:g}   ({scores})")
+    if held_out:
+        click.echo("\nheld-out problems (not used to choose), ratio to uniform-λ and log-ratio to the best baseline:")
+        for path, rows in sorted(gate.held_out_figures(registry, choice, nfe=nfe).items()):
+            for r in rows:
+                click.echo(
+                    f"{path:<22} NFE {r['nfe']:>2}: {r['ratio_uniform_lambda']:.3f}x uniform-λ, "
+                    f"{r['log_ratio_best_baseline']:+.3f} ±{r['log_ratio_best_baseline_se']:.3f} "
+                    f"vs {r['best_baseline']}"
+                )
+    if write:
+        changed = gate.write_spec_defaults(SPEC_PATH, {path: c["p"] for path, c in choice.items()})
+        click.echo(f"{SPEC_PATH}: {'updated' if changed else 'unchanged'}")
+
+
+@cli.command("report")
+@_registry_option("Registry folder to measure.", exists=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=REPO_ROOT / "docs",
+    show_default=True,
+    help="Folder for report.md and img/.",
+)
+@click.option(
+    "--held-out/--no-held-out", default=True, show_default=True, help="Measure defaults on held-out problems."
+)
+def report(registry: Path, out: Path, held_out: bool) -> None:
+    """Write docs/report.md and PNG plots (step locations, error vs NFE) from the registry's quality figures."""
+    from builder.select.report import write_report
+
+    written = write_report(registry, out, held_out=held_out)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("learned-check")
+@click.option(
+    "--schedule",
+    "schedules",
+    multiple=True,
+    default=("scaled-linear", "vp-linear"),
+    show_default=True,
+    help="Schedule key (repeatable).",
+)
+@click.option(
+    "--nfe",
+    "nfes",
+    multiple=True,
+    type=click.IntRange(2, 50),
+    default=(5, 6, 8, 10),
+    show_default=True,
+    help="Number of steps (repeatable).",
+)
+@click.option("--p", type=float, default=None, help="Registry entry's p (default: the schedule's measured default).")
+@click.option("--shift", type=float, default=None, help="Flow shift (flow schedules only).")
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Registry folder (default: the loader's: $OPTSTEPS_REGISTRY_DIR or the bundled registry).",
+)
+@click.option(
+    "--live", is_flag=True, help="Solve the grids live (builder.solve.optimize.solve, spec's τ and p) instead."
+)
+@click.option("--batch", type=click.IntRange(2, 4096), default=256, show_default=True, help="Samples (paired noises).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Denoiser .npz (default: builder/select/data/digits_denoiser.npz).",
+)
+def learned_check(
+    schedules: tuple[str, ...],
+    nfes: tuple[int, ...],
+    p: float | None,
+    shift: float | None,
+    source: Path | None,
+    live: bool,
+    batch: int,
+    seed: int,
+    weights: Path | None,
+) -> None:
+    """Sample the learned digits denoiser with the default steps and the baselines; L2 to its own exact flow."""
+    import torch
+
+    from builder.select import learned
+    from optsteps_loader import OptstepsError
+
+    torch.set_num_threads(1)
+    model = learned.load_denoiser(learned.WEIGHTS_PATH if weights is None else weights)
+    tables = []
+    try:
+        for schedule in schedules:
+            rows = learned.check_schedule(
+                schedule,
+                sorted(set(nfes)),
+                model,
+                batch=batch,
+                seed=seed,
+                p=p,
+                shift=shift,
+                source=None if source is None else str(source),
+                live=live,
+            )
+            tables.append(learned.format_table(schedule, rows))
+    except (OptstepsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n\n".join(tables))
 
 
 def main() -> None:

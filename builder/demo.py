@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from builder.select.baselines import baseline_grids
 from builder.select.evaluate import Problem, compare
 from builder.select.mixtures import digits_mixture
+from builder.solve.grids import baseline_grids
 from builder.solve.optimize import solve
 from builder.solve.schedules import get_schedule
 

@@ -1,4 +1,4 @@
-"""Schedules, the bound F and its gradient, and the optimiser (issue 2)."""
+"""Schedules, the bound F and its gradient, and the optimiser."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from reference import reference_objective, released_objective, solve_released_way
 
 from builder.cli import cli
-from builder.solve.objective import error_model, lagrange_weights, objective, objective_and_gradient, step_orders
-from builder.solve.optimize import INITS, initial_grid, solve
-from builder.solve.schedules import SCHEDULE_NAMES, ScheduleNotFoundError, get_schedule
+from builder.solve.grids import start_grid
+from builder.solve.objective import error_model, lagrange_weights, objective, objective_and_gradient
+from builder.solve.optimize import INITS, solve
+from builder.solve.schedules import SCHEDULE_NAMES, get_schedule
+from optsteps_loader._coefficients import step_orders
+from optsteps_loader.errors import ScheduleNotFoundError
 
 ALL_SCHEDULES = [(name, {}) for name in SCHEDULE_NAMES] + [("flow", {"shift": 3.0})]
 
@@ -106,16 +109,16 @@ REFERENCE_VALUES = [  # METHOD.md §8.1: vp-linear, float64 uniform-λ grid
 
 @pytest.mark.parametrize(("nfe", "p", "tau", "expected"), REFERENCE_VALUES)
 def test_objective_reproduces_method_reference_values(nfe, p, tau, expected):
-    lam = initial_grid(get_schedule("vp-linear"), nfe, "unif")
+    lam = start_grid(get_schedule("vp-linear"), nfe, "unif")
     assert objective(lam, p, tau) == pytest.approx(expected, rel=1e-10)
 
 
 def test_step_orders_pattern():
-    assert step_orders(3).tolist() == [1, 2, 1]
-    assert step_orders(4).tolist() == [1, 2, 2, 1]
-    assert step_orders(7).tolist() == [1, 2, 3, 3, 3, 2, 1]
-    assert step_orders(6, 2).tolist() == [1, 2, 2, 2, 2, 1]
-    assert step_orders(5, 1).tolist() == [1] * 5
+    assert step_orders(3, 3) == (1, 2, 1)
+    assert step_orders(4, 3) == (1, 2, 2, 1)
+    assert step_orders(7, 3) == (1, 2, 3, 3, 3, 2, 1)
+    assert step_orders(6, 2) == (1, 2, 2, 2, 2, 1)
+    assert step_orders(5, 1) == (1,) * 5
 
 
 def _random_grid(draw_gaps, lam_t=-5.0, lam_e=4.5):
@@ -159,7 +162,7 @@ def test_weights_sum_to_exact_integral(lam, order):
 @pytest.mark.parametrize("p", [0.0, 1.0, 2.0])
 def test_gradient_matches_central_differences(order, tau, p):
     rng = np.random.default_rng(1234 + order + 10 * tau)
-    lam = initial_grid(get_schedule("vp-linear"), 12, "unif")
+    lam = start_grid(get_schedule("vp-linear"), 12, "unif")
     lam[1:-1] += rng.uniform(-0.25, 0.25, 11)
     _, grad = objective_and_gradient(lam, p, tau, order)
     step = 1e-6
@@ -240,7 +243,7 @@ def test_bad_inputs_get_one_clear_error(kwargs, exc, message):
 def test_explicit_start_grid_is_solved_like_the_named_one():
     sched = get_schedule("edm")
     named = solve(sched, 7, p=1, init="quad")
-    explicit = solve(sched, 7, p=1, init=initial_grid(sched, 7, "quad").tolist())
+    explicit = solve(sched, 7, p=1, init=start_grid(sched, 7, "quad").tolist())
     assert explicit.init == "x0" and explicit.starts == 1
     assert explicit.lambdas.tobytes() == named.lambdas.tobytes()
 

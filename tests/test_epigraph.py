@@ -1,5 +1,5 @@
 """The bound minimised exactly (builder.solve.epigraph, ``solve(method="epigraph")``): its split of F, its
-derivatives, its stationary points, and the degeneracy it exposes (issue 2)."""
+derivatives, its stationary points, and the degeneracy it exposes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from reference import solve_released_way
 
 from builder.cli import cli
 from builder.solve.epigraph import SplitBound
+from builder.solve.grids import start_grid
 from builder.solve.objective import objective
-from builder.solve.optimize import initial_grid, solve
+from builder.solve.optimize import solve
 from builder.solve.schedules import get_schedule
 
 from .test_builder_core import grids
@@ -31,7 +32,7 @@ def test_split_reassembles_the_bound(lam, p, tau, order):
 @pytest.mark.parametrize(("tau", "order", "p"), [(0, 3, 2.0), (3, 3, 1.0), (0, 2, 0.0), (2, 1, 2.0)])
 def test_split_derivatives_match_central_differences(tau, order, p):
     rng = np.random.default_rng(7 + tau + order)
-    lam = initial_grid(get_schedule("vp-linear"), 10, "unif")
+    lam = start_grid(get_schedule("vp-linear"), 10, "unif")
     lam[1:-1] += rng.uniform(-0.2, 0.2, 9)
     bound = SplitBound(10, p, tau, order)
     _, d_smooth, _, d_pooled = bound(lam)
@@ -46,7 +47,7 @@ def test_split_derivatives_match_central_differences(tau, order, p):
 
 @pytest.mark.parametrize("nfe", [8, 10])
 def test_epigraph_reaches_a_stationary_point_below_the_released_solve(nfe):
-    """Issue 2's ``--tau 3 --init unif`` comparison, met by the exact minimiser (not by ``direct``)."""
+    """On the released problem (``--tau 3 --init unif``) the exact minimiser ends below the released solve's F."""
     vp = get_schedule("vp-linear")
     exact = solve(vp, nfe, p=2, tau=3, init="unif", method="epigraph")
     released = solve_released_way(vp, nfe, 2.0, 3)

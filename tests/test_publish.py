@@ -16,20 +16,14 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 import optsteps_loader
-from builder.registry.publish import (
-    PublishError,
-    PublishPlan,
-    dataset_card,
-    dist_registry_problems,
-    publish,
-    publish_command,
-    register,
-)
+from builder.cli import cli
+from builder.registry.card import dataset_card
+from builder.registry.dist import dist_registry_problems
+from builder.registry.publish import PublishError, PublishPlan, publish
 from tests import registry_factory as factory
 from tests.hub_stub import HubStub
 
@@ -65,17 +59,6 @@ def hub(tmp_path, monkeypatch):
         optsteps_loader.clear_cache()
 
 
-def cli() -> click.Group:
-    """A group like builder.cli's, with the command added the way builder/cli.py adds it."""
-
-    @click.group()
-    def group() -> None:
-        pass
-
-    group.add_command(publish_command, "publish")
-    return group
-
-
 def registry_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -90,7 +73,7 @@ def do_publish(registry: Path, hub: HubStub, **kwargs):
 def test_dry_run_prints_path_size_sha256_and_makes_no_request(registry, hub, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported
     out = CliRunner().invoke(
-        cli(),
+        cli,
         [
             "publish",
             "--registry",
@@ -137,7 +120,7 @@ def test_invalid_registry_is_refused_before_any_request(registry, hub, damage):
     with pytest.raises(PublishError, match="refusing to publish an invalid registry"):
         do_publish(registry, hub)
     out = CliRunner().invoke(
-        cli(), ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG, "--dry-run"]
+        cli, ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG, "--dry-run"]
     )
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert "refusing to publish an invalid registry" in out.output and "v1/" in out.output
@@ -286,11 +269,11 @@ def test_a_concurrent_push_makes_the_commit_fail(registry, hub):
 def test_token_from_hf_token_and_wrong_tokens(registry, hub, monkeypatch):
     runner = CliRunner()
     args = ["publish", "--registry", str(registry), "--repo-id", REPO_ID, "--revision", TAG, "--endpoint", hub.endpoint]
-    out = runner.invoke(cli(), args, env={"HF_TOKEN": "hf_wrong"})
+    out = runner.invoke(cli, args, env={"HF_TOKEN": "hf_wrong"})
     assert out.exit_code == 1 and "Traceback" not in out.output
     assert "could not create the dataset repo" in out.output and "401" in out.output
     assert ("dataset", REPO_ID) not in hub.repos
-    out = runner.invoke(cli(), args, env={"HF_TOKEN": TOKEN})  # as in the release workflow
+    out = runner.invoke(cli, args, env={"HF_TOKEN": TOKEN})  # as in the release workflow
     assert out.exit_code == 0, out.output
     assert f"{REPO_ID}@{TAG}: published" in out.output
     assert "index.json" in out.output  # the plan is printed as well
@@ -349,15 +332,6 @@ def test_dist_registry_check(registry, tmp_path):
         assert "v1/flow-shift1.json is listed in the index but not packaged" in problems[0]
         assert "v1/stale.json is packaged but not listed" in problems[1]
         assert "v1/vp-linear.json differs" in problems[2]
-
-
-def test_register_adds_the_command():
-    @click.group()
-    def group() -> None:
-        pass
-
-    register(group)
-    assert group.commands["publish"] is publish_command
 
 
 # ---- docs/vendoring.md: the recipe works as written

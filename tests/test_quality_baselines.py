@@ -1,4 +1,4 @@
-"""Baseline λ-grids (builder/select/baselines.py)."""
+"""Rule grids and published tables (builder/solve/grids.py): the baselines and the optimiser's starts."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from builder.select.baselines import (
+from builder.solve.grids import (
     FORMULA_BASELINES,
+    STARTS,
+    TABLES_PATH,
     applicable_baselines,
     baseline_grids,
     baseline_lambdas,
+    karras,
     loglinear_interp,
     published_sources,
+    start_grid,
 )
-from builder.select.mixtures import DATA_DIR
 from builder.solve.schedules import get_schedule
 
 SCHEDULES = [
@@ -62,7 +65,7 @@ def test_published_tables_and_applicability():
     assert {"ays-sd1", "ays-sdxl", "gits"} <= set(applicable_baselines(sd))
     assert "ays-sd1" not in applicable_baselines(get_schedule("vp-linear"))
     assert {"oss-flux", "oss-wan"} <= set(applicable_baselines(get_schedule("flow", shift=3.0)))
-    tables = json.loads((DATA_DIR / "baselines.json").read_text())
+    tables = json.loads(TABLES_PATH.read_text())
     ays = np.array(tables["ays"]["comfyui_sigmas_10step"]["SD1"])
     lam = baseline_lambdas("ays-sd1", sd, 10)
     np.testing.assert_allclose(lam[1:-1], -np.log(ays[1:-1]))
@@ -85,3 +88,18 @@ def test_loglinear_interp_matches_comfyui_definition():
     assert out[0] == pytest.approx(14.6) and out[-1] == pytest.approx(0.03)
     np.testing.assert_allclose(out[::2], sig)  # doubling the resolution keeps the old nodes
     assert out[1] == pytest.approx(math.sqrt(14.6 * 6.4))  # midpoint in log σ
+
+
+@pytest.mark.parametrize(("name", "kw"), SCHEDULES)
+def test_starts_are_the_rule_baselines(name, kw):
+    """Each named start is its rule's grid; the Karras start (powers of s) and the Karras baseline
+    (logarithms) are one formula evaluated two ways, equal up to rounding."""
+    s = get_schedule(name, **kw)
+    for nfe in (3, 8, 25):
+        for init, rule in STARTS.items():
+            np.testing.assert_allclose(start_grid(s, nfe, init), baseline_lambdas(rule, s, nfe), rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(start_grid(s, nfe, "edm"), karras(s, nfe, 7.0))
+        coarse = karras(s, nfe, 3.0)
+        assert coarse[0] == s.lambda_start and coarse[-1] == s.lambda_end and np.all(np.diff(coarse) > 0)
+    with pytest.raises(ValueError, match="unknown start"):
+        start_grid(s, 5, "karras")

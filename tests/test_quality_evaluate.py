@@ -10,7 +10,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from builder.select.baselines import baseline_grids, baseline_lambdas  # noqa: E402
 from builder.select.evaluate import (  # noqa: E402
     Benchmark,
     Problem,
@@ -23,6 +22,7 @@ from builder.select.evaluate import (  # noqa: E402
 )
 from builder.select.mixtures import random_mixture, vp_alpha_sigma  # noqa: E402
 from builder.select.truth import initial_batch  # noqa: E402
+from builder.solve.grids import baseline_grids, baseline_lambdas  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 from optsteps_loader import dpmpp, unipc  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The learned-model check (builder/select/learned.py, learned_cli.py): the committed digits denoiser, its own
+"""The learned-model check (builder/select/learned.py): the committed digits denoiser, its own
 exact flow, the sampler against it, and the ``learned-check`` command. Small batches; nothing cached on disk."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from click.testing import CliRunner  # noqa: E402
 
 from builder.cli import cli  # noqa: E402
 from builder.select import learned  # noqa: E402
-from builder.select.baselines import baseline_grids, baseline_lambdas  # noqa: E402
 from builder.select.mixtures import digits_mixture, vp_alpha_sigma  # noqa: E402
 from builder.select.selection import Measurement  # noqa: E402
+from builder.solve.grids import baseline_grids, baseline_lambdas  # noqa: E402
 from builder.solve.optimize import solve  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 from tests import registry_factory as factory  # noqa: E402

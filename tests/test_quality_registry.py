@@ -21,9 +21,9 @@ from builder.registry.entry import make_entry  # noqa: E402
 from builder.registry.validate import validate_registry  # noqa: E402
 from builder.select import gate  # noqa: E402
 from builder.select import selection as qreg  # noqa: E402
-from builder.select.baselines import baseline_grids  # noqa: E402
+from builder.solve.grids import STARTS, baseline_grids, start_grid  # noqa: E402
 from builder.solve.objective import objective  # noqa: E402
-from builder.solve.optimize import initial_grid, solve  # noqa: E402
+from builder.solve.optimize import solve  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 
 SCHEDULE = get_schedule("vp-linear")
@@ -73,7 +73,7 @@ def test_quality_record_is_consistent(solved):
 def test_a_better_local_optimum_is_chosen_and_shown_on_held_out(solved):
     entry, candidates = solved
     good = min(candidates, key=lambda c: c["fun"])
-    uniform = initial_grid(SCHEDULE, NFE, "unif")
+    uniform = start_grid(SCHEDULE, NFE, "unif")
     # a fake "lowest-bound" optimum at the uniform-λ grid, and the real optimum with a higher F
     fake = [
         {"init": "unif", "lambdas": list(uniform), "fun": 0.0, "valid": True},
@@ -112,7 +112,7 @@ def test_a_starting_grid_that_samples_better_is_shipped_instead_of_a_bad_optimum
     shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [bad])
     assert q["selection"] == "start" and q["candidates"] == 1
     assert "unoptimised" in q["selection_reason"] and "4 starting grids" in q["selection_reason"]
-    name = qreg.START_BASELINES[shipped["init"]]
+    name = STARTS[shipped["init"]]
     assert name in q["selection_reason"]
     np.testing.assert_allclose(shipped["lambda"], baseline_grids(SCHEDULE, NFE)[name], rtol=0, atol=1e-12)
     assert math.isclose(shipped["objective"], objective(shipped["lambda"], entry["p"], entry["tau"], 3), rel_tol=1e-12)

@@ -1,4 +1,4 @@
-"""``python -m builder publish``: put the registry folder on a Hugging Face Hub dataset repo, tagged.
+"""Put the registry folder on a Hugging Face Hub dataset repo, tagged.
 
 What :func:`publish` does, in order (``HfApi`` from ``huggingface_hub``, imported only here, only for a real
 run; ``pip install 'optsteps[hub]'``):
@@ -6,7 +6,7 @@ run; ``pip install 'optsteps[hub]'``):
 1. Validates the folder with :func:`builder.registry.validate.validate_registry` (complete, not a vendored subset)
    and refuses an invalid one, or a ``revision`` that does not start with ``v<data_version>``.
 2. Plans the upload: ``index.json``, the data files it lists (nothing else from the folder), and a generated
-   dataset card ``README.md`` (licence and citation from the index, the data version, the file table).
+   dataset card ``README.md`` (:mod:`builder.registry.card`: licence and citation from the index, the data version, the file table).
    ``dry_run=True`` stops here: the plan (path, size, sha256 of each file) is returned and printed by the
    CLI; nothing is imported from ``huggingface_hub`` and no request is made.
 3. ``create_repo(repo_type="dataset", exist_ok=True)``; reads the refs. If the tag exists already: when its
@@ -29,44 +29,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import click
+from builder.registry.card import CARD_NAME, dataset_card
 
 __all__ = [
     "PlannedFile",
     "PublishError",
     "PublishPlan",
     "PublishResult",
-    "dataset_card",
-    "dist_registry_problems",
     "plan",
     "publish",
-    "publish_command",
-    "register",
 ]
 
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "registry"
 REPO_TYPE = "dataset"
-CARD_NAME = "README.md"
-# Licence ids the Hub's card metadata knows, by the SPDX id the index carries (lower-cased); others: "other".
-HUB_LICENSES = {
-    "cc-by-4.0",
-    "cc-by-sa-4.0",
-    "cc0-1.0",
-    "cc-by-nc-4.0",
-    "mit",
-    "apache-2.0",
-    "bsd-3-clause",
-    "odc-by",
-    "odbl",
-    "pddl",
-}
 _REGISTRY_FILE = re.compile(r"^v\d+/.+\.json$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -179,84 +158,6 @@ def plan(registry: str | Path, repo_id: str, revision: str, *, branch: str = "ma
     files += [PlannedFile.of(rec["path"], (root / rec["path"]).read_bytes()) for rec in index["files"]]
     files.append(PlannedFile.of(CARD_NAME, dataset_card(index, repo_id, revision).encode("utf-8")))
     return PublishPlan(str(root), repo_id, revision, branch, data_version, tuple(files))
-
-
-def dataset_card(index: dict, repo_id: str, revision: str) -> str:
-    """The dataset card (``README.md``): YAML metadata (licence, tags, no viewer), what the data is, how to
-    load it, the file table, and the citation, all taken from ``index``."""
-    spdx = str(index["license"])
-    hub_license = spdx.lower() if spdx.lower() in HUB_LICENSES else "other"
-    meta = [f"license: {hub_license}"]
-    if hub_license == "other":
-        meta.append(f"license_name: {json.dumps(spdx)}")
-    meta += [
-        "pretty_name: optsteps registry",
-        "viewer: false",
-        "tags:",
-        "- diffusion",
-        "- sampling",
-        "- unipc",
-        "- dpm-solver",
-        "- optsteps",
-    ]
-    rows = ["| file | schedule | params | entries | NFE | orders | p | sha256 |", "|---|---|---|---|---|---|---|---|"]
-    for rec in index["files"]:
-        params = ", ".join(f"{k}={v}" for k, v in sorted(rec["params"].items())) or "-"
-        nfe = rec["nfe"]
-        nfes = f"{nfe[0]}-{nfe[-1]}" if nfe == list(range(nfe[0], nfe[-1] + 1)) else ",".join(map(str, nfe))
-        rows.append(
-            f"| `{rec['path']}` | {rec['schedule']} | {params} | {rec['entries']} | {nfes} | "
-            f"{','.join(map(str, rec['orders']))} | {','.join(map(str, rec['p']))} | "
-            f"`{rec['sha256'].removeprefix('sha256:')[:16]}…` |"
-        )
-    citation = str(index["citation"])
-    return "\n".join(
-        [
-            "---",
-            *meta,
-            "---",
-            "",
-            "# optsteps registry",
-            "",
-            "Optimized time steps for few-step diffusion samplers (UniPC / DPM-Solver++), one JSON file per",
-            "noise-schedule variant, as written by the optsteps builder (`python -m builder sweep`).",
-            "",
-            f"- data version: `{index['data_version']}` (this revision: `{revision}`)",
-            f"- generator: `{index['generator']}`",
-            f"- schema version: {index['schema_version']} (format: docs/registry-format.md in the optsteps repo)",
-            f"- licence: {spdx}",
-            "",
-            "`index.json` lists every data file with its sha256; the files are canonical JSON.",
-            "",
-            "## Use",
-            "",
-            "```python",
-            "import os, optsteps_loader",
-            f'os.environ["OPTSTEPS_HUB_REPO"] = "{repo_id}"',
-            f'steps = optsteps_loader.get("vp-linear", 10, source="hub", revision="{revision}")',
-            "```",
-            "",
-            "Pin a commit id instead of the tag for bit-for-bit reproducibility; the loader checks every file",
-            "against the index's sha256. To vendor files, copy `index.json` and the files you need and run",
-            "`optsteps verify --source FOLDER --allow-missing`.",
-            "",
-            "## Files",
-            "",
-            *rows,
-            "",
-            "## Licence",
-            "",
-            f"The data is licensed {spdx}. When you use or redistribute it, keep the index's",
-            "`license` and `citation` fields with it.",
-            "",
-            "## Citation",
-            "",
-            "```",
-            citation,
-            "```",
-            "",
-        ]
-    )
 
 
 # ---- publishing
@@ -376,82 +277,3 @@ def _step(what: str) -> Iterator[None]:
     except Exception as err:  # the Hub client's errors (HTTP, network, malformed answers)
         first = (str(err).strip().splitlines() or [""])[0]
         raise PublishError(f"could not {what}: {type(err).__name__}: {first}") from err
-
-
-# ---- distribution check (release workflow)
-
-
-def dist_registry_problems(archive: str | Path, registry: str | Path = DEFAULT_REGISTRY) -> list[str]:
-    """Compare the registry inside a wheel (``optsteps_loader/registry/``) or sdist (``<name>/registry/``)
-    with ``registry``: the same set of files (``index.json`` and exactly the files it lists) with the same
-    bytes. Returns the differences (empty: they agree)."""
-    archive, root = Path(archive), Path(registry)
-    index_bytes = (root / "index.json").read_bytes()
-    expected = {"index.json": index_bytes}
-    for rec in json.loads(index_bytes)["files"]:
-        expected[rec["path"]] = (root / rec["path"]).read_bytes()
-    found: dict[str, bytes] = {}
-    if archive.name.endswith(".whl"):
-        with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if name.startswith("optsteps_loader/registry/") and not name.endswith("/"):
-                    found[name.removeprefix("optsteps_loader/registry/")] = zf.read(name)
-    elif archive.name.endswith(".tar.gz"):
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                parts = PurePosixPath(member.name).parts
-                if member.isfile() and len(parts) > 2 and parts[1] == "registry":
-                    found["/".join(parts[2:])] = tf.extractfile(member).read()
-    else:
-        return [f"{archive.name}: neither a wheel (.whl) nor an sdist (.tar.gz)"]
-    problems = [
-        f"{archive.name}: registry/{p} is listed in the index but not packaged"
-        for p in sorted(set(expected) - set(found))
-    ]
-    problems += [
-        f"{archive.name}: registry/{p} is packaged but not listed in the index"
-        for p in sorted(set(found) - set(expected))
-    ]
-    problems += [
-        f"{archive.name}: registry/{p} differs from {root / p}"
-        for p in sorted(set(found) & set(expected))
-        if found[p] != expected[p]
-    ]
-    return problems
-
-
-# ---- command line
-
-
-@click.command("publish")
-@click.option(
-    "--registry",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_REGISTRY,
-    show_default=True,
-    help="Registry folder to publish.",
-)
-@click.option("--repo-id", required=True, help="Hub dataset repo, e.g. optsteps/optsteps-registry.")
-@click.option("--revision", required=True, help="Tag to create: v<data_version> (optionally with a suffix).")
-@click.option("--dry-run", is_flag=True, help="Print what would be uploaded (path, size, sha256); no network.")
-@click.option("--force", is_flag=True, help="Move the tag if it already names other registry files.")
-@click.option("--endpoint", default=None, help="Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co].")
-def publish_command(
-    registry: Path, repo_id: str, revision: str, dry_run: bool, force: bool, endpoint: str | None
-) -> None:
-    """Upload the registry to a Hub dataset repo and tag it (token: $HF_TOKEN or `hf auth login`)."""
-    try:
-        result = publish(registry, repo_id, revision, dry_run=dry_run, endpoint=endpoint, force=force)
-    except PublishError as err:
-        raise click.ClickException(str(err)) from None
-    if dry_run:
-        click.echo(result.format())
-        click.echo("dry run: nothing was uploaded")
-        return
-    click.echo(result.plan.format())
-    click.echo(result.format())
-
-
-def register(cli_group: click.Group) -> None:
-    """Add ``publish`` to a click group (``builder.cli``)."""
-    cli_group.add_command(publish_command, "publish")

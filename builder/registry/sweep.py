@@ -34,15 +34,14 @@ from builder.solve.schedules import Schedule, get_schedule
 
 SPEC_PATH = Path(__file__).with_name("spec.json")
 SCHEMA_VERSION = 1
-_SOLVE_CODE = ("solve/schedules.py", "solve/objective.py", "solve/optimize.py", "registry/entry.py")
+_SOLVE_CODE = ("solve/schedules.py", "solve/objective.py", "solve/optimize.py", "solve/grids.py", "registry/entry.py")
 _FINALIZE_CODE: tuple[str, ...] = (
     "registry/sweep.py",
     "select/selection.py",
     "select/evaluate.py",
-    "select/baselines.py",
     "select/mixtures.py",
     "select/truth.py",
-    "select/data/baselines.json",
+    "solve/data/baselines.json",
     "select/data/digits_gmm.npz",
     "../optsteps_loader/unipc.py",
     "../optsteps_loader/_coefficients.py",

@@ -2,12 +2,14 @@
 
 - :mod:`.mixtures`: Gaussian mixtures with a closed-form denoiser E[x₀ | x_λ] (random ones, and the digits fit);
 - :mod:`.truth`: the probability-flow ODE in λ solved tightly (DOP853), cached on disk;
-- :mod:`.baselines`: uniform-λ, uniform-t, uniform-√t, Karras grids; the published AYS, GITS, OSS tables;
 - :mod:`.evaluate`: the project's sampler on paired noises, L2 to the truth and sliced Wasserstein; paired
   comparisons against a baseline; the standard and held-out problem sets;
 - :mod:`.selection`: per-entry figures and the choice among the solve's candidates and the starting grids;
 - :mod:`.learned`: the learned digits denoiser checked against its own exact flow;
 - :mod:`.gate`, :mod:`.report`: the quality gate over a registry, measured defaults, docs/report.md.
+
+The baselines (rule grids and the published AYS, GITS, OSS tables) come from :mod:`builder.solve.grids`,
+which also builds the optimiser's starts; they are re-exported here.
 
 Typical use (one process, many grids)::
 
@@ -17,7 +19,6 @@ Typical use (one process, many grids)::
     compare({"optimized": entry_lambdas, **baseline_grids(schedule, nfe)}, problems)
 """
 
-from builder.select.baselines import applicable_baselines, baseline_grids, baseline_lambdas
 from builder.select.evaluate import (
     Benchmark,
     Problem,
@@ -29,6 +30,7 @@ from builder.select.evaluate import (
 )
 from builder.select.mixtures import GaussianMixture, digits_mixture, random_mixture
 from builder.select.truth import ground_truth
+from builder.solve.grids import applicable_baselines, baseline_grids, baseline_lambdas
 
 __all__ = [
     "Benchmark",

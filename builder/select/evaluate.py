@@ -42,6 +42,8 @@ __all__ = [
     "sample_grid",
     "evaluate_grid",
     "compare",
+    "paired",
+    "paired_by_problem",
 ]
 
 N_PROJECTIONS = 64
@@ -354,6 +356,23 @@ def evaluate_grid(
     )
 
 
+def paired_by_problem(errors: Mapping[str, Array], reference: Mapping[str, Array]) -> dict[str, tuple[float, float]]:
+    """{problem p: (m_p, se_p)} of per-sample errors against ``reference``'s on the same noises:
+    d_b = log e_b − log e_b^{ref}, m_p = mean_b d_b, se_p = sd_b(d_b)/√B (0 for a single sample)."""
+    out = {}
+    for name, e in errors.items():
+        d = np.log(e) - np.log(reference[name])
+        out[name] = (float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0)
+    return out
+
+
+def paired(errors: Mapping[str, Array], reference: Mapping[str, Array]) -> tuple[float, float]:
+    """(log_ratio, log_ratio_se) pooled over the P problems: log_ratio = mean_p m_p, log_ratio_se =
+    √(Σ_p se_p²)/P (:func:`paired_by_problem`); exp(log_ratio) is the geometric-mean error ratio."""
+    per = list(paired_by_problem(errors, reference).values())
+    return float(np.mean([m for m, _ in per])), math.sqrt(sum(se * se for _, se in per)) / len(per)
+
+
 def compare(
     lambdas_by_name: Mapping[str, Sequence[float]],
     problem_set: Any = None,
@@ -363,11 +382,10 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Paired comparison of grids (same endpoints) against ``baseline`` (a key of ``lambdas_by_name``).
 
-    For each grid and problem p: d_b = log(e_b / e_b^{baseline}) per sample b; m_p = mean_b d_b,
-    se_p = sd_b(d_b)/√B. Pooled over the P problems: log_ratio = mean_p m_p, log_ratio_se =
-    √(Σ_p se_p²)/P; ``ratio`` = exp(log_ratio) (geometric-mean error ratio, < 1 is better than the
-    baseline), ``win_rate`` = fraction of samples with a smaller error. Rows also carry the
-    :meth:`Benchmark.evaluate` summary figures. Sorted by log_ratio, best first.
+    ``log_ratio``, ``log_ratio_se``: :func:`paired` against the baseline; ``ratio`` = exp(log_ratio)
+    (geometric-mean error ratio, < 1 is better than the baseline); ``win_rate`` = fraction of samples with a
+    smaller error; ``per_problem_log_ratio`` = {p: m_p}. Rows also carry the :meth:`Benchmark.evaluate`
+    summary figures. Sorted by log_ratio, best first.
     """
     if baseline not in lambdas_by_name:
         raise KeyError(f"baseline {baseline!r} is not among the grids {sorted(lambdas_by_name)}")
@@ -377,14 +395,10 @@ def compare(
     base = runs[baseline]
     rows = []
     for name, run in runs.items():
-        means, ses, wins = [], [], []
-        for prob, m in run.items():
-            d = np.log(m["errors"]) - np.log(base[prob]["errors"])
-            means.append(float(d.mean()))
-            ses.append(float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0)
-            wins.append(float(np.mean(m["errors"] < base[prob]["errors"])))
-        n = len(means)
-        log_ratio = float(np.mean(means))
+        errors = {prob: m["errors"] for prob, m in run.items()}
+        reference = {prob: m["errors"] for prob, m in base.items()}
+        log_ratio, log_ratio_se = paired(errors, reference)
+        wins = [float(np.mean(errors[prob] < reference[prob])) for prob in errors]
         rows.append(
             {
                 "name": name,
@@ -393,10 +407,10 @@ def compare(
                 "median_l2": float(np.mean([m["median_l2"] for m in run.values()])),
                 "sw": float(np.mean([m["sw"] for m in run.values()])),
                 "log_ratio": log_ratio,
-                "log_ratio_se": math.sqrt(sum(s * s for s in ses)) / n,
+                "log_ratio_se": log_ratio_se,
                 "ratio": math.exp(log_ratio),
                 "win_rate": float(np.mean(wins)),
-                "per_problem_log_ratio": dict(zip(run, means, strict=True)),
+                "per_problem_log_ratio": {prob: m for prob, (m, _) in paired_by_problem(errors, reference).items()},
             }
         )
     rows.sort(key=lambda r: r["log_ratio"])

@@ -1,4 +1,4 @@
-"""The quality gate, the measured defaults, and re-measurement of registry entries (issue 6).
+"""The quality gate, the measured defaults, and re-measurement of registry entries.
 
 **Re-measurement.** :func:`check_entry` runs an entry's λ-grid again with the standard sampler
 (:mod:`builder.select.selection`: UniPC bh2, the entry's order, corrector on) on the standard problem set,
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.select import selection as qreg
+from builder.select.evaluate import paired
 from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "held_out_figures",
     "write_spec_defaults",
     "registry_entries",
+    "ROW_HEADER",
+    "format_row",
 ]
 
 GATE_SCHEDULES = ("vp-linear", "scaled-linear", "edm")
@@ -54,9 +57,25 @@ GATE_NFE = (5, 6, 8, 10)
 GATE_MAX_RATIO = 0.95
 DEFAULTS_NFE = (5, 6, 7, 8, 9, 10)
 BORDERLINE = 0.5  # standard errors around the worse-than-best threshold where a flag may go either way
-# (schedule, nfe) pairs whose default entry is known to lose to the best baseline beyond noise (reported,
-# flagged in the entry). Empty: none at the time of writing.
+# (schedule, nfe) pairs of the gate whose default entry may lose to the best baseline beyond noise, provided
+# the entry flags it. Empty: every gated default entry must not lose.
 KNOWN_LOSSES: frozenset[tuple[str, int]] = frozenset()
+
+
+ROW_HEADER = (
+    f"{'schedule':<16} {'nfe':>4} {'p':>4} {'mean L2':>9} {'x unif-λ':>7} {'best baseline':>15} "
+    f"{'log-ratio':>8} {'±se':>6} {'selection':>12}"
+)
+
+
+def format_row(label: str, p: object, row: dict[str, Any]) -> str:
+    """One line of the ``quality`` table (columns :data:`ROW_HEADER`) for a :func:`check_entry` row."""
+    flag = "WORSE" if row["worse_than_best_baseline"] else ""
+    return (
+        f"{label:<16} {row['nfe']:>4} {p!s:>4} {row['mean_l2']:>9.4f} {row['ratio_uniform_lambda']:>7.3f} "
+        f"{row['best_baseline']:>15} {row['log_ratio_best_baseline']:>+8.3f} ±{row['log_ratio_best_baseline_se']:.3f} "
+        f"{str(row['selection']):>12} {flag}"
+    )
 
 
 def registry_entries(root: str | Path) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
@@ -84,8 +103,8 @@ def check_entry(schedule: Schedule, lambdas: Sequence[float], order: int, stored
     m = qreg.measure(lambdas, order)
     baselines = qreg.measure_baselines(schedule, nfe, order)
     best = qreg.best_baseline(schedule, nfe, baselines)
-    d_u, se_u = qreg.paired(m, baselines["uniform-lambda"])
-    d_b, se_b = qreg.paired(m, baselines[best])
+    d_u, se_u = paired(m.errors, baselines["uniform-lambda"].errors)
+    d_b, se_b = paired(m.errors, baselines[best].errors)
     worse = d_b > qreg.NOISE_SE * se_b
     stored_flag = None if not stored else stored.get("worse_than_best_baseline")
     borderline = abs(d_b - qreg.NOISE_SE * se_b) <= BORDERLINE * se_b
@@ -171,8 +190,8 @@ def held_out_figures(
         m = qreg.measure(entry["lambda"], order, "held-out")
         base = qreg.measure_baselines(schedule, entry["nfe"], order, "held-out")
         best = min(base, key=lambda n: base[n].log_error)
-        d_u, se_u = qreg.paired(m, base["uniform-lambda"])
-        d_b, se_b = qreg.paired(m, base[best])
+        d_u, se_u = paired(m.errors, base["uniform-lambda"].errors)
+        d_b, se_b = paired(m.errors, base[best].errors)
         out.setdefault(path, []).append(
             {
                 "nfe": entry["nfe"],

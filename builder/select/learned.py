@@ -1,4 +1,4 @@
-"""The learned-model check (issue 6): a small denoiser trained on the 8×8 digits, sampled against its own flow.
+"""The learned-model check: a small denoiser trained on the 8×8 digits, sampled against its own flow.
 
 **The model** (``data/digits_denoiser.npz``, written by ``scripts/train_digits_denoiser.py``). Data x₀ are
 scikit-learn's digits scaled to [−1, 1]^64 by x/8 − 1 (as the digits mixture, ``scripts/fit_digits_gmm.py``).
@@ -22,7 +22,7 @@ The truth is the model's own: sampler error is measured against what *this* netw
 
 **Measurement.** The project's sampler (:func:`builder.select.evaluate.sample_grid` with the standard
 settings :data:`builder.select.selection.SAMPLER`: UniPC bh2, corrector on) runs each λ-grid from the same x_T;
-per-sample errors e_b = ‖x_N − x_true‖₂. For grids g, ref, on the same noises (:func:`.registry.paired`):
+per-sample errors e_b = ‖x_N − x_true‖₂. For grids g, ref, on the same noises (:func:`builder.select.evaluate.paired`):
 d_b = log e_b(g) − log e_b(ref), log_ratio = mean_b d_b, se = sd_b(d_b)/√B, ratio = exp(log_ratio). The best
 baseline is the one with the lowest geometric-mean error G = mean_b log e_b.
 """
@@ -38,11 +38,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from builder.select.baselines import baseline_grids
-from builder.select.evaluate import ENDPOINT_TOL, sample_grid, single_threaded_blas
+from builder.select.evaluate import ENDPOINT_TOL, paired, sample_grid, single_threaded_blas
 from builder.select.mixtures import DATA_DIR, Array, digits_mixture
-from builder.select.selection import SAMPLER, Measurement, paired
+from builder.select.selection import SAMPLER, Measurement
 from builder.select.truth import Truth, initial_batch, solve_truth
+from builder.solve.grids import baseline_grids
 from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -64,7 +64,8 @@ __all__ = [
     "sweep_problem",
     "solved_grid",
     "subject_grid",
-    "learned_check",
+    "check_schedule",
+    "format_table",
 ]
 
 WEIGHTS_PATH = DATA_DIR / "digits_denoiser.npz"
@@ -242,7 +243,7 @@ def summarise(
     ref = measured[reference]
     grids = {}
     for name, m in measured.items():
-        lr, se = paired(m, ref)
+        lr, se = paired(m.errors, ref.errors)
         grids[name] = {
             "mean_l2": m.mean_l2,
             "median_l2": m.median_l2,
@@ -252,7 +253,7 @@ def summarise(
         }
     baselines = [name for name in measured if name != subject]
     best = min(baselines, key=lambda name: measured[name].log_error)
-    lr_best, se_best = paired(measured[subject], measured[best])
+    lr_best, se_best = paired(measured[subject].errors, measured[best].errors)
     return {
         "grids": grids,
         "best_baseline": best,
@@ -284,7 +285,7 @@ def check_grids(
     seed: int = 0,
 ) -> dict[str, Any]:
     """:func:`summarise` of the subject grid (endpoints snapped to the schedule's) and the schedule's baselines
-    (:func:`builder.select.baselines.baseline_grids`) on the model's own truth (built unless given)."""
+    (:func:`builder.solve.grids.baseline_grids`) on the model's own truth (built unless given)."""
     model = load_denoiser() if model is None else model
     schedule = grid.schedule
     if truth is None:
@@ -377,16 +378,38 @@ def subject_grid(
     return registry_grid(schedule, nfe, p=p, source=source, shift=shift)
 
 
-def learned_check(
-    schedule: str,
-    nfe: int,
-    *,
-    model: LearnedDenoiser | None = None,
-    truth: Truth | None = None,
-    batch: int = 256,
-    seed: int = 0,
-    **grid_kw: Any,
-) -> dict[str, Any]:
-    """The registry's default entry for (schedule, nfe) (or a solved grid, ``grid_kw`` as :func:`subject_grid`)
-    against the baselines on the learned model: :func:`check_grids` of :func:`subject_grid`."""
-    return check_grids(subject_grid(schedule, nfe, **grid_kw), model=model, truth=truth, batch=batch, seed=seed)
+def check_schedule(
+    schedule: str, nfes: Sequence[int], model: LearnedDenoiser, *, batch: int, seed: int, **grid_kw: Any
+) -> list[dict[str, Any]]:
+    """:func:`check_grids` rows of :func:`subject_grid` (``grid_kw``) for each NFE; every NFE runs on one truth
+    (solved once: the endpoints are shared)."""
+    rows: list[dict[str, Any]] = []
+    truth = None
+    for nfe in nfes:
+        grid = subject_grid(schedule, nfe, **grid_kw)
+        if truth is None:
+            sched = grid.schedule
+            truth = model_truth(model, sched.lambda_start, sched.lambda_end, batch=batch, seed=seed)
+        rows.append(check_grids(grid, model=model, truth=truth))
+    return rows
+
+
+def format_table(schedule: str, rows: Sequence[dict[str, Any]]) -> str:
+    """The text table of :func:`check_schedule` rows for one schedule: the mean L2 of the optsteps grid and of
+    every baseline per NFE, its error ratio to uniform-λ, and its paired log-ratio against the best baseline."""
+    first = rows[0]
+    names = [SUBJECT] + [n for n in first["grids"] if n != SUBJECT]
+    title = (
+        f"{schedule}: {first['grid_source']} grid (order {first['order']}, p {first['p']:g}) vs baselines, "
+        f"mean L2 to the digits denoiser's own flow (batch {first['batch']}, truth nfev {first['truth_nfev']})"
+    )
+    columns = " ".join(f"{n:>14}" for n in names)
+    lines = [title, f"{'nfe':>4} {columns} {'x unif-λ':>9} {'best baseline':>15} {'log-ratio':>9}"]
+    for row in rows:
+        grids = row["grids"]
+        cells = " ".join(f"{grids[n]['mean_l2']:>14.5f}" if n in grids else f"{'-':>14}" for n in names)
+        lines.append(
+            f"{row['nfe']:>4} {cells} {grids[SUBJECT]['ratio']:>9.3f} {row['best_baseline']:>15} "
+            f"{row['log_ratio_best_baseline']:>+9.3f} ±{row['log_ratio_best_baseline_se']:.3f}"
+        )
+    return "\n".join(lines)

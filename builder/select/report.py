@@ -1,4 +1,4 @@
-"""``python -m builder report``: docs/report.md and PNG plots from the registry's measured quality (issue 6).
+"""``python -m builder report``: docs/report.md and PNG plots from the registry's measured quality.
 
 Everything but the held-out section is read from the entries' ``quality`` records (standard problem set,
 UniPC bh2 at the entry's order, corrector on; :mod:`builder.select.selection`), so the report costs seconds.
@@ -18,7 +18,7 @@ from typing import Any
 
 from builder.select import gate
 from builder.select import selection as qreg
-from builder.select.baselines import baseline_grids
+from builder.solve.grids import baseline_grids
 
 __all__ = ["write_report"]
 

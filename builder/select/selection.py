@@ -1,4 +1,4 @@
-"""Per-entry quality figures and selection by measurement (issue 6), called by the sweep's finalize stage.
+"""Per-entry quality figures and selection by measurement, called by the sweep's finalize stage.
 
 **Standard measurement.** The project's UniPC (``optsteps_loader.unipc.sample``), variant ``bh2`` (diffusers'
 default), order = the entry's order, corrector on, lower-order final steps, on the standard problem set
@@ -10,7 +10,7 @@ problem p with per-sample errors e_{p,b}(g) = ‖x_N − x_true‖₂:
     m_p          = mean_b d_{p,b},   se_p = sd_b(d_{p,b}) / √B
     log_ratio    = mean_p m_p,       log_ratio_se = √(Σ_p se_p²) / P
 
-(as :func:`builder.select.evaluate.compare`); ``ratio`` = exp(log_ratio) is the geometric-mean error
+(:func:`builder.select.evaluate.paired`); ``ratio`` = exp(log_ratio) is the geometric-mean error
 ratio, below 1 when g is better than ref. The *best baseline* is the baseline with the lowest geometric
 mean error G(g) = mean_p mean_b log e_{p,b}(g) among those that waste no model evaluation (below; all of
 them if each one does). The paired log-ratios of two grids differ by exactly the difference of their G.
@@ -18,14 +18,15 @@ The entry is ``worse_than_best_baseline`` when its paired log-ratio against the 
 2 standard errors: log_ratio > 2·log_ratio_se (worse beyond noise).
 
 **Selection by measurement (beyond the paper).** The multi-start optimisation returns several local optima
-of the paper's bound for the entry's (p, τ) (``candidates``). The paper ships the lowest-bound one. Here
-the alternatives are every other distinct valid local optimum *and* the optimiser's four starting grids
-themselves (``unif``, ``unif_t``, ``quad``, ``edm`` = the uniform-λ, uniform-t, uniform-√t and Karras ρ = 7
-baselines, :data:`START_BASELINES`), all measured on the *standard* set. The alternative with the lowest G
-is chosen when it beats the lowest-bound optimum beyond noise (paired log-ratio < −2·se): ``selection``
+of the paper's bound for the entry's (p, τ) (``candidates``). The paper ships the lowest-bound one
+(:func:`builder.solve.optimize.lowest_bound_index`). Here the alternatives are every other distinct valid
+local optimum *and* the optimiser's four starting grids themselves (``unif``, ``unif_t``, ``quad``, ``edm``
+= the uniform-λ, uniform-t, uniform-√t and Karras ρ = 7 baselines, :data:`builder.solve.grids.STARTS`; a
+start ships its baseline's grid), all measured on the *standard* set. The alternative with the lowest G is
+chosen when it beats the lowest-bound optimum beyond noise (paired log-ratio < −2·se): ``selection``
 "benchmark" for another local optimum, "start" for an unoptimised starting grid (where the surrogate bound
-leads the optimiser away from a grid that samples better, the registry ships that grid rather than lose to
-a one-line formula); otherwise the lowest-bound optimum stays (``selection`` "lowest-bound").
+leads the optimiser away from a grid that samples better, the registry ships that grid rather than lose to a
+one-line formula); otherwise the lowest-bound optimum stays (``selection`` "lowest-bound").
 
 **Grids that waste an evaluation are not shipped when another will do.** A grid *wastes* a model
 evaluation when two of its evaluated nodes 0 … N−1 give the model the same time input (an integer-timestep
@@ -55,9 +56,10 @@ from typing import Any
 import numpy as np
 
 from builder.registry.entry import collisions, node_arrays
-from builder.select.baselines import baseline_grids
-from builder.select.evaluate import held_out_problems, single_threaded_blas, standard_problems
+from builder.select.evaluate import held_out_problems, paired, single_threaded_blas, standard_problems
+from builder.solve.grids import STARTS, baseline_grids
 from builder.solve.objective import objective
+from builder.solve.optimize import lowest_bound_index
 from builder.solve.schedules import Schedule
 
 __all__ = [
@@ -68,7 +70,6 @@ __all__ = [
     "entry_for_candidate",
     "measure",
     "measure_baselines",
-    "paired",
     "wasted_evaluation",
 ]
 
@@ -79,14 +80,6 @@ SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) a
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
 REPLACED_WASTEFUL = "the lowest-bound local optimum "
-# The optimiser's starting grids (builder.solve.optimize.INITS) and the formula baselines they are.
-START_BASELINES: dict[str, str] = {
-    "unif": "uniform-lambda",
-    "unif_t": "uniform-t",
-    "quad": "uniform-sqrt-t",
-    "edm": "karras-rho7",
-}
-
 _BASELINE_CACHE: dict[tuple[Any, ...], Measurement] = {}
 
 
@@ -108,16 +101,6 @@ class Measurement:
     def log_error(self) -> float:
         """G = mean_p mean_b log e_{p,b}: the log of the geometric-mean error (pooled over problems)."""
         return float(np.mean([np.log(e).mean() for e in self.errors.values()]))
-
-
-def paired(a: Measurement, b: Measurement) -> tuple[float, float]:
-    """(log_ratio, log_ratio_se) of a against b on the same noises (module docstring)."""
-    means, ses = [], []
-    for name, ea in a.errors.items():
-        d = np.log(ea) - np.log(b.errors[name])
-        means.append(float(d.mean()))
-        ses.append(float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0)
-    return float(np.mean(means)), math.sqrt(sum(s * s for s in ses)) / len(ses)
 
 
 @functools.lru_cache(maxsize=1)
@@ -195,16 +178,6 @@ def wasted_evaluation(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def _lowest_bound_index(candidates: Sequence[dict[str, Any]]) -> int:
-    """The start ``optimize.solve`` keeps: valid before invalid, then lowest F, ties to the earlier start."""
-    best = 0
-    for i, c in enumerate(candidates[1:], start=1):
-        b = candidates[best]
-        if (c["valid"] and not b["valid"]) or (c["valid"] == b["valid"] and c["fun"] < b["fun"]):
-            best = i
-    return best
-
-
 def _distinct(candidates: Sequence[dict[str, Any]], first: int) -> list[int]:
     """Indices of distinct valid local optima, the lowest-bound one first (duplicates dropped)."""
     order = [first] + [i for i in range(len(candidates)) if i != first]
@@ -249,7 +222,7 @@ def _comparison(m: Measurement, baselines: dict[str, Measurement], best: str) ->
     """Figures of m against each baseline, and the best baseline (:func:`best_baseline`)."""
     rows = {}
     for name, mb in baselines.items():
-        lr, se = paired(m, mb)
+        lr, se = paired(m.errors, mb.errors)
         rows[name] = {
             "mean_l2": _round(mb.mean_l2),
             "median_l2": _round(mb.median_l2),
@@ -276,7 +249,7 @@ def choose_and_measure(
     """
     nfe, order = int(entry["nfe"]), int(entry["order"])
     baselines = measure_baselines(schedule, nfe, order)
-    first = _lowest_bound_index(candidates) if candidates else -1
+    first = lowest_bound_index(candidates) if candidates else -1
     distinct = _distinct(candidates, first) if candidates else []
 
     lowest = measure(entry["lambda"], order)
@@ -294,7 +267,7 @@ def choose_and_measure(
         reason = f"it {waste}, but so does every other of {pool}"
     if alternatives:
         kind, label, alt_entry, alt = min(alternatives, key=lambda a: a[3].log_error)
-        lr, se = paired(alt, lowest)
+        lr, se = paired(alt.errors, lowest.errors)
         if waste is not None:
             chosen_entry, chosen, selection = alt_entry, alt, kind
             reason = (
@@ -355,8 +328,8 @@ def _alternatives(
         alt = entry_for_candidate(schedule, entry, candidates[i])
         label = f"start {candidates[i]['init']!r}'s local optimum"
         out.append(("benchmark", label, alt, measure(alt["lambda"], order)))
-    grids = baseline_grids(schedule, int(entry["nfe"]), names=tuple(START_BASELINES.values()))
-    for init, name in START_BASELINES.items():
+    grids = baseline_grids(schedule, int(entry["nfe"]), names=tuple(STARTS.values()))
+    for init, name in STARTS.items():
         if name in grids and name in baselines:
             lam = grids[name]
             start = {"init": init, "lambdas": lam, "fun": objective(lam, entry["p"], entry["tau"], order)}
@@ -387,7 +360,7 @@ def _held_out(
         "median_l2": _round(mc.median_l2),
     }
     for key, m in refs.items():
-        lr, se = paired(mc, m)
+        lr, se = paired(mc.errors, m.errors)
         out[f"mean_l2_{key}"] = _round(m.mean_l2)
         out[f"log_ratio_{key}"] = _round(lr)
         out[f"log_ratio_{key}_se"] = _round(se)

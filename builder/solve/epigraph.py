@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import LinearConstraint, NonlinearConstraint, OptimizeResult, minimize
 
-from builder.solve.objective import _COMPLEX_STEP, _node_index, error_model, lagrange_weights, objective, step_orders
+from builder.solve.objective import COMPLEX_STEP, error_model, lagrange_weights, node_index, objective
+from optsteps_loader._coefficients import step_orders
 
 Array = NDArray[np.float64]
 
@@ -45,8 +46,8 @@ class SplitBound:
 
     def __init__(self, nfe: int, p: float, tau: int, max_order: int) -> None:
         self.p = float(p)
-        self.orders = step_orders(nfe, max_order)
-        node = _node_index(nfe)
+        self.orders = np.asarray(step_orders(nfe, max_order))
+        node = node_index(nfe)
         self.used = node >= 0
         self.safe_node = np.where(self.used, node, 0)
         steps = np.arange(nfe)
@@ -72,7 +73,7 @@ class SplitBound:
 
     def _evaluate(self, lam: Array) -> tuple[float, Array, Array, Array]:
         n_nodes = lam.shape[0]
-        step = 1j * _COMPLEX_STEP
+        step = 1j * COMPLEX_STEP
         probes = np.tile(lam.astype(np.complex128), (n_nodes + 1, 1))
         probes[1:] += step * np.eye(n_nodes)
         weights = lagrange_weights(probes, self.orders)  # (N+2, N, 3): row 0 unperturbed, row 1+m moves λ_m
@@ -84,9 +85,9 @@ class SplitBound:
         pooled = m[:, self.pooled].reshape(n_nodes + 1, -1) @ self.pool.T  # (N+2, N+1)
         return (
             float(smooth[0].real),
-            smooth[1:].imag / _COMPLEX_STEP,
+            smooth[1:].imag / COMPLEX_STEP,
             pooled[0].real,
-            pooled[1:].imag.T / _COMPLEX_STEP,  # [j, m] = ∂c_j/∂λ_m
+            pooled[1:].imag.T / COMPLEX_STEP,  # [j, m] = ∂c_j/∂λ_m
         )
 
 

@@ -13,7 +13,8 @@ e^λ exactly, with Φ_m(h) = ∫_0^h e^u u^m du (Φ0 = e^h − 1, Φ1 = h e^h �
 with every Φ at h = h_s. For each step the weights sum to e^{λ_{s+1}} − e^{λ_s}.
 
 **Orders.** k_s = min(K, s+1, N−s) for maximum order K: 1,2,3,…,3,2,1 for K = 3 (UniPC ``order=3,
-lower_order_final=True``), 1,2,…,2,1 for K = 2, all ones for K = 1.
+lower_order_final=True``), 1,2,…,2,1 for K = 2, all ones for K = 1 — the sampler's own rule,
+``optsteps_loader._coefficients.step_orders``.
 
 **Error model.** E_j = σ̂_j^p / α̂_j = (1 + e^{2λ_j})^{−p/2} (1 + e^{−2λ_j})^{1/2}.
 
@@ -36,16 +37,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from optsteps_loader._coefficients import step_orders
+
 Array = NDArray[np.float64]
 
-_COMPLEX_STEP = 1e-20
+COMPLEX_STEP = 1e-20  # η of the complex-step derivative Im f(λ + iη)/η
 MAX_ORDER = 3
-
-
-def step_orders(nfe: int, max_order: int = 3) -> Array:
-    """Solver order k_s = min(K, s+1, N−s) of each step s = 0..N−1 (an int array)."""
-    s = np.arange(nfe)
-    return np.minimum(np.minimum(s + 1, nfe - s), max_order)
 
 
 def resolve_tau(tau: int | str, nfe: int) -> int:
@@ -114,17 +111,17 @@ def _weights_and_partials(lambdas: Array, orders: NDArray) -> tuple[Array, Array
     probe = np.tile(lambdas.astype(np.complex128), (4, 1))
     idx = np.arange(n_nodes)
     for r in range(4):
-        probe[r, idx % 4 == r] += 1j * _COMPLEX_STEP
+        probe[r, idx % 4 == r] += 1j * COMPLEX_STEP
     w_complex = lagrange_weights(probe, orders)
     weights = w_complex[0].real
-    partials = w_complex.imag / _COMPLEX_STEP
+    partials = w_complex.imag / COMPLEX_STEP
     s = np.arange(n_nodes - 1)
     # the node index each probe r perturbs inside step s's window s−2 … s+1
     perturbed = np.stack([s - 2 + (r - (s - 2)) % 4 for r in range(4)])
     return weights, partials, perturbed
 
 
-def _node_index(nfe: int) -> Array:
+def node_index(nfe: int) -> Array:
     """node[s, c] = s − 2 + c, the node that weight c of step s multiplies."""
     return np.arange(nfe)[:, None] - 2 + np.arange(3)[None, :]
 
@@ -140,8 +137,8 @@ def objective_and_gradient(
     """F and ∂F/∂λ_m for every node m = 0..N of a full grid (endpoints included; callers drop them)."""
     lam = np.asarray(lambdas, dtype=np.float64)
     nfe = lam.shape[0] - 1
-    orders = step_orders(nfe, max_order)
-    node = _node_index(nfe)
+    orders = np.asarray(step_orders(nfe, max_order))
+    node = node_index(nfe)
     used = node >= 0
     safe_node = np.where(used, node, 0)
     err, derr = error_model(lam, p)

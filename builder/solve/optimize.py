@@ -8,16 +8,15 @@
 never an exception). The released code passes finite-difference gradients; here ``jac`` is exact
 (builder.solve.objective), which makes each iteration cheaper and the optimum sharper.
 
-Starting grids (``init``), each with N+1 nodes from t_T to t_ε:
+Starting grids (``init``, built by :mod:`builder.solve.grids`), each with N+1 nodes from t_T to t_ε:
 
 - ``unif``: λ uniform on [λ_T, λ_ε] (DPM-Solver's "logSNR" skip; recommended for pixel models);
 - ``unif_t``: t uniform on [t_ε, t_T] (recommended for latent models);
 - ``quad``: t_i = (√T + (i/N)(√ε − √T))²;
-- ``edm``: Karras ρ = 7 grid in σ/α = e^{−λ};
-- ``best``: every start above plus the blends ½(unif + quad) and ½(unif + edm) (deterministic
-  perturbations); the lowest F wins, ties going to the earlier start, so ``best`` is never above any
-  single named start. (A ½(unif + unif_t) blend is not used: over 24 probe problems — 4 schedules ×
-  NFE 5–50 × p 1, 2 — it never gave the lowest F.)
+- ``edm``: the Karras ρ = 7 grid in σ/α = e^{−λ} (the CLI also calls it ``karras``);
+- ``best``: every start above plus the blends ½(unif + quad) and ½(unif + edm); the lowest F wins, ties
+  going to the earlier start, so ``best`` is never above any single named start. (A ½(unif + unif_t)
+  blend is not used: over 24 probe problems — 4 schedules × NFE 5–50 × p 1, 2 — it never gave the lowest F.)
 
 Options: scipy's trust-constr defaults, except ``initial_barrier_parameter`` and
 ``initial_barrier_tolerance`` = 1e-6 (the monotone constraints are far from active at the optimum, so the
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,14 +37,15 @@ from numpy.typing import ArrayLike
 from scipy.optimize import LinearConstraint, OptimizeResult, minimize
 
 from builder.solve.epigraph import minimize_epigraph
-from builder.solve.objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau, step_orders
+from builder.solve.grids import STARTS, start_grid, start_grids
+from builder.solve.objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau
 from builder.solve.schedules import Schedule, get_schedule
+from optsteps_loader._coefficients import step_orders
 
 METHODS = ("direct", "epigraph")
-INITS = ("unif", "unif_t", "quad", "edm")
+INITS = tuple(STARTS)
 INIT_CHOICES = (*INITS, "best")
 MAX_NFE = 200
-_BLENDS = (("unif", "quad"), ("unif", "edm"))
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "maxiter": 500,
@@ -55,29 +55,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "initial_barrier_parameter": 1e-6,
     "initial_barrier_tolerance": 1e-6,
 }
-
-
-def initial_grid(schedule: Schedule, nfe: int, init: str) -> np.ndarray:
-    """The N+1-point λ grid of a named start (endpoints are the schedule's, exactly)."""
-    lam_t, lam_e = schedule.lambda_start, schedule.lambda_end
-    i = np.arange(nfe + 1) / nfe
-    if init == "unif":
-        lam = lam_t + i * (lam_e - lam_t)
-    elif init == "unif_t":
-        lam = schedule.marginal_lambda(schedule.t_start + i * (schedule.t_end - schedule.t_start))
-    elif init == "quad":
-        root_t, root_e = np.sqrt(schedule.t_start), np.sqrt(schedule.t_end)
-        lam = schedule.marginal_lambda((root_t + i * (root_e - root_t)) ** 2)
-    elif init == "edm":
-        rho = 7.0
-        s_max, s_min = np.exp(-lam_t), np.exp(-lam_e)
-        sigma = (s_max ** (1 / rho) + i * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-        lam = -np.log(sigma)
-    else:
-        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INIT_CHOICES)}")
-    lam = np.asarray(lam, dtype=np.float64)
-    lam[0], lam[-1] = lam_t, lam_e
-    return lam
 
 
 def explicit_start(schedule: Schedule, nfe: int, grid: ArrayLike) -> np.ndarray:
@@ -161,15 +138,14 @@ def solve(
 
     started = time.perf_counter()
     starts = _starting_grids(schedule, nfe, init)
-    best: OptimizeResult | None = None
+    results = []
     candidates = []
     for name, grid in starts:
         result = _solve_from(grid, p, tau_int, order, opts, callback, method)
         result.init = name
+        results.append(result)
         candidates.append({"init": name, "lambdas": result.lambdas, "fun": result.fun, "valid": result.valid})
-        if best is None or _better(result, best):
-            best = result
-    assert best is not None
+    best = results[lowest_bound_index(candidates)]
     best.candidates = candidates
 
     lam = best.lambdas
@@ -178,9 +154,9 @@ def solve(
     best.t = t
     best.timesteps = schedule.model_time(t)
     best.nfe, best.order, best.p, best.tau, best.method = nfe, order, p, tau_int, method
-    best.step_orders = step_orders(nfe, order)
-    best.objective_uniform_lambda = objective(initial_grid(schedule, nfe, "unif"), p, tau_int, order)
-    best.objective_uniform_t = objective(initial_grid(schedule, nfe, "unif_t"), p, tau_int, order)
+    best.step_orders = np.asarray(step_orders(nfe, order))
+    best.objective_uniform_lambda = objective(start_grid(schedule, nfe, "unif"), p, tau_int, order)
+    best.objective_uniform_t = objective(start_grid(schedule, nfe, "unif_t"), p, tau_int, order)
     best.starts = len(starts)
     best.seconds = time.perf_counter() - started
     return best
@@ -190,19 +166,19 @@ def _starting_grids(schedule: Schedule, nfe: int, init: str | ArrayLike) -> list
     if not isinstance(init, str):
         return [("x0", explicit_start(schedule, nfe, init))]
     if init != "best":
-        return [(init, initial_grid(schedule, nfe, init))]
-    grids = {name: initial_grid(schedule, nfe, name) for name in INITS}
-    starts = list(grids.items())
-    for first, second in _BLENDS:
-        starts.append((f"{first}+{second}", 0.5 * (grids[first] + grids[second])))
-    return starts
+        return [(init, start_grid(schedule, nfe, init))]
+    return start_grids(schedule, nfe)
 
 
-def _better(candidate: OptimizeResult, incumbent: OptimizeResult) -> bool:
-    """Valid (strictly increasing, finite) grids beat invalid ones; then the lower F wins."""
-    if candidate.valid != incumbent.valid:
-        return bool(candidate.valid)
-    return bool(candidate.fun < incumbent.fun)
+def lowest_bound_index(candidates: Sequence[Mapping[str, Any]]) -> int:
+    """The candidate ``solve`` keeps (each a mapping with ``valid`` and ``fun``): valid (finite, strictly
+    increasing) grids before invalid ones, then the lowest F, ties going to the earlier start."""
+    best = 0
+    for i, c in enumerate(candidates[1:], start=1):
+        b = candidates[best]
+        if (c["valid"] and not b["valid"]) or (c["valid"] == b["valid"] and c["fun"] < b["fun"]):
+            best = i
+    return best
 
 
 def _solve_from(
