@@ -1,4 +1,4 @@
-"""Would stopping trust-constr earlier buy speed without raising the bound? (Issue 2's 20× question.)
+"""Would stopping trust-constr earlier buy speed without raising the bound?
 
 Most of a direct solve's 150–250 iterations are spent crawling along kinks of F until the trust radius
 collapses. This solves a grid of problems with the registry's options (``current``) and with three ways to

@@ -1,4 +1,4 @@
-"""The quality gate (issue 6): the committed registry's default entries, re-measured on fixed noises.
+"""The quality gate: the committed registry's default entries, re-measured on fixed noises.
 
 For vp-linear, scaled-linear and edm at NFE 5, 6, 8, 10 the default entry (order 3, the schedule's measured
 default p) must beat uniform-λ by a clear margin (geometric-mean error ≤ 95% of uniform-λ's, beyond noise),

@@ -135,7 +135,7 @@ def test_validate_file_bytes_standalone(pristine: Path) -> None:
     assert len(problems) == 1 and problems[0].file == "x.json" and "invalid JSON" in problems[0].message
 
 
-# ---- the corruptions of issue 3
+# ---- corrupted registries: each corruption is refused with a message naming it
 
 
 def test_flipped_byte_is_refused(reg: Path) -> None:

@@ -1,1 +1,2 @@
-"""The solve stage: schedules, the paper's bound and its gradient, and the trust-constr optimiser."""
+"""The solve stage: schedules, fixed step grids (rules, starts, published tables), the paper's bound and its
+gradient, and the trust-constr optimiser."""
