@@ -24,6 +24,7 @@ unlisted file where the new registry wants to write, is refused unless the calle
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,22 +66,38 @@ def _listing(registry: Path, data: bytes) -> dict[str, str]:
     return listing
 
 
-def read_snapshot(registry: Path, *, attempts: int = 5) -> tuple[bytes, dict[str, bytes | None]] | None:
+def read_snapshot(registry: Path, *, attempts: int = 10) -> tuple[bytes, dict[str, bytes | None]] | None:
     """The index's bytes and every listed file's bytes, all of one registry version (None: no index).
 
-    A file whose bytes match neither at its path nor staged maps to None when the index did not change while
-    it was read: the file was altered after the registry was written. If the index keeps changing (another
-    writer), :class:`SweepError` after ``attempts`` tries.
+    The index is held open while the files are read: if a file's bytes match neither at its path nor staged,
+    and ``index.json`` still names the same open file (same device and inode; an open file's inode cannot be
+    reused, so an index rewritten with the same bytes is still seen as changed), the file was altered after
+    the registry was written and maps to None; if the index was replaced meanwhile, the read starts again.
+    If the index keeps changing (another writer), :class:`SweepError` after ``attempts`` tries.
     """
+    index_path = registry / INDEX
     for _ in range(attempts):
-        found = read_index(registry)
-        if found is None:
+        try:
+            handle = open(index_path, "rb")  # noqa: SIM115 - held open across the reads below
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        index_bytes, listing = found
-        files = {rel: _listed_bytes(registry, rel, sha) for rel, sha in listing.items()}
-        if all(data is not None for data in files.values()) or _read_or_none(registry / INDEX) == index_bytes:
-            return index_bytes, files
+        with handle:
+            index_bytes = handle.read()
+            listing = _listing(registry, index_bytes)
+            files = {rel: _listed_bytes(registry, rel, sha) for rel, sha in listing.items()}
+            if all(data is not None for data in files.values()) or _same_file(handle.fileno(), index_path):
+                return index_bytes, files
     raise SweepError(f"{registry} changed {attempts} times while it was being read: is another sweep writing it?")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd``."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    then = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino)
 
 
 def _listed_bytes(registry: Path, rel: str, sha: str) -> bytes | None:
