@@ -135,14 +135,15 @@ def parse_only(expressions: Iterable[str]) -> dict[str, set[str]]:
     for expr in expressions:
         key, sep, values = expr.partition("=")
         key = key.strip()
+        shown = repr(expr if len(expr) <= 60 else expr[:57] + "...")
         if not sep or key not in _ONLY_KEYS or not values.strip():
-            raise ValueError(f"bad --only {expr!r}: write KEY=V1,V2 with KEY one of {', '.join(sorted(_ONLY_KEYS))}")
+            raise ValueError(f"bad --only {shown}: write KEY=V1,V2 with KEY one of {', '.join(sorted(_ONLY_KEYS))}")
         wanted = {v.strip() for v in values.split(",")}
         kind = _ONLY_KEYS[key]
         for value in wanted:
             if not value or (kind is not str and not _parses_as(kind, value)):
                 noun = "an integer" if kind is int else "a finite number"
-                raise ValueError(f"bad --only {expr!r}: {key} takes {noun} per value, got {value[:40]!r}")
+                raise ValueError(f"bad --only {shown}: {key} takes {noun} per value, got {value[:40]!r}")
         selection.setdefault(key, set()).update(wanted)
     return selection
 
