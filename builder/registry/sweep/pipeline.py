@@ -78,23 +78,20 @@ def kept_entries(registry: Path) -> dict[tuple[str, int, int, float], dict[str, 
     snapshot = read_snapshot(registry)
     if snapshot is None:
         return {}
-    fix = (
-        f"restore it (e.g. git checkout -- {registry / '<file>'}), or rebuild every entry with "
-        "`python -m builder sweep` without --only"
-    )
+    fix = "restore <file> (e.g. from git), or rebuild every entry with `python -m builder sweep` without --only"
     out = {}
     for rel, data in sorted(snapshot[1].items()):
         if data is None:
             raise SweepError(
                 f"{registry / rel} does not match the sha256 that {INDEX} lists for it (changed after the "
                 f"registry was written). A slice keeps the other entries of a file and would re-sign it: "
-                f"{fix.replace('<file>', rel)}"
+                f"{fix.replace('<file>', str(registry / rel))}"
             )
         problems = validate_file_bytes(rel, data)
         if problems:
             more = f"; and {len(problems) - 3} more" if problems[3:] else ""
             shown = "; ".join(str(p) for p in problems[:3]) + more
-            raise SweepError(f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', rel)}")
+            raise SweepError(f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', str(registry / rel))}")
         for e in json.loads(data)["entries"]:
             out[(rel, e["nfe"], e["order"], float(e["p"]))] = e
     return out
