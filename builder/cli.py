@@ -168,6 +168,7 @@ def solve(
 )
 @click.option("--check", is_flag=True, help="Rebuild into a temporary folder and fail on any byte difference.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--force", is_flag=True, help="Write into a folder that is neither empty nor a registry.")
 def sweep(
     registry: Path,
     only: tuple[str, ...],
@@ -177,6 +178,7 @@ def sweep(
     spec_path: Path | None,
     check: bool,
     no_progress: bool,
+    force: bool,
 ) -> None:
     """Build the registry from builder/registry/spec.json (resumable; parallel)."""
     from builder.registry import sweep as sweep_mod
@@ -193,16 +195,21 @@ def sweep(
                 get_schedule(name)
             except ScheduleNotFoundError as exc:
                 raise click.ClickException(str(exc)) from None
-    spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
-    kwargs = {"spec": spec, "selection": selection or None, "workers": workers, "progress": not no_progress}
+    try:
+        spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
+        kwargs = {"spec": spec, "selection": selection or None, "workers": workers, "progress": not no_progress}
+        if check:
+            diffs = sweep_mod.check(registry, **kwargs)
+        else:
+            files = sweep_mod.build(registry, cache_dir=cache_dir, force=force, **kwargs)
+    except sweep_mod.SweepError as exc:
+        raise click.ClickException(str(exc)) from None
     if check:
-        diffs = sweep_mod.check(registry, **kwargs)
         if diffs:
             click.echo("\n\n".join(diffs), err=True)
             raise click.ClickException(f"{len(diffs)} file(s) differ from a rebuild: commit the rebuilt registry")
         click.echo(f"{registry}: byte-identical to a rebuild")
         return
-    files = sweep_mod.build(registry, cache_dir=cache_dir, **kwargs)
     click.echo(f"wrote {len(files)} files to {registry}")
 
 

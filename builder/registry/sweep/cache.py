@@ -1,0 +1,168 @@
+"""The sweep's resumable cache: stage keys derived from the code each stage runs, self-checking entries.
+
+    solve-<key>.json     what the optimiser returned for a task      key: task + builder/solve/** + the code it imports
+    entry-<key>.json     the finished registry entry for a task      key: the solve key + every package finalize runs
+
+Keys hash source files wholesale, package by package, so a module added to a stage is part of its key the
+moment it exists: the solve key covers every file of ``builder/solve``, the loader's ``_coefficients`` it imports (and the sweep functions that run the
+solve stage); the entry key also covers ``builder/select`` (its data files included), ``builder/registry``
+(the spec aside: its effect on a task is in the task) and the loader's modules. A change to the selection
+code therefore re-finalizes every entry and re-solves nothing.
+
+Each cache file carries its own sha256 and its key; a truncated, garbage or altered file is reported,
+removed and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from builder import __version__
+from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
+from builder.registry.sweep.spec import SweepError, Task
+
+log = logging.getLogger("builder.sweep")
+
+SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding builder/ and optsteps_loader/
+SOLVE_PACKAGES = ("builder/solve", "optsteps_loader/_coefficients.py")  # the solve imports the loader's step_orders
+FINALIZE_PACKAGES = ("builder/solve", "builder/select", "builder/registry", "optsteps_loader")
+_NOT_CODE = ("builder/registry/spec.json",)  # an input: what it says about a task is in the task itself
+CACHE_ENV = "OPTSTEPS_BUILD_CACHE"
+
+
+def package_files(root: Path, packages: Iterable[str]) -> list[str]:
+    """Every file of the packages (paths relative to root, sorted): ``builder/*`` folders whole, the loader's
+    ``*.py`` only (its registry copy and schemas are data, not code), a named file as itself; caches of
+    compiled code left out."""
+    out = set()
+    for package in packages:
+        if (root / package).is_file():
+            out.add(package)
+            continue
+        pattern = "*.py" if package == "optsteps_loader" else "*"
+        for path in (root / package).rglob(pattern):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and "__pycache__" not in path.parts and rel not in _NOT_CODE:
+                out.add(rel)
+    return sorted(out)
+
+
+@functools.cache
+def code_fingerprint(root: Path, packages: tuple[str, ...], extra_code: str = "") -> str:
+    """sha256 over the packages' files (names and bytes), ``extra_code``, and the builder, numpy, scipy versions."""
+    import numpy
+    import scipy
+
+    digest = hashlib.sha256(f"{__version__} {numpy.__version__} {scipy.__version__}".encode())
+    for rel in package_files(root, packages):
+        data = (root / rel).read_bytes()
+        digest.update(f"{rel}\0{len(data)}\0".encode() + data)
+    digest.update(extra_code.encode())
+    return digest.hexdigest()
+
+
+def stage_keys(task: Task, solve_code: Callable[..., Any], root: Path | None = None) -> tuple[str, str]:
+    """(solve key, entry key) of a task; ``solve_code``: the function that runs the solve stage (its source,
+    and that of the functions it names in its module, are part of the solve key)."""
+    root = root or SOURCE_ROOT
+    solve_fp = code_fingerprint(root, SOLVE_PACKAGES, _source_of(solve_code))
+    finalize_fp = code_fingerprint(root, FINALIZE_PACKAGES)
+    task_json = task.fields()
+
+    def key(stage: str, *fingerprints: str) -> str:
+        payload = json.dumps([task_json, *fingerprints, stage])
+        return f"{stage}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
+
+    return key("solve", solve_fp), key("entry", solve_fp, finalize_fp)
+
+
+@functools.cache
+def _source_of(function: Callable[..., Any]) -> str:
+    """The function's source plus that of the module-level functions it calls by name (one level)."""
+    module = inspect.getmodule(function)
+    names = function.__code__.co_names
+    helpers = [getattr(module, n) for n in names if inspect.isfunction(getattr(module, n, None))]
+    same_module = [h for h in helpers if h.__module__ == function.__module__]
+    return "\n".join(inspect.getsource(f) for f in [function, *same_module])
+
+
+def read_cached(folder: Path, key: str) -> dict[str, Any] | None:
+    """The payload cached under ``key``, or None if absent. A damaged file (unreadable, not JSON, a hash or key
+    that does not match) is logged, removed and reported as absent, so it is recomputed."""
+    path = folder / f"{key}.json"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SweepError(cache_problem(folder, exc)) from None
+    why = _damage(data, key)
+    if why is None:
+        return json.loads(data)["payload"]
+    log.warning("cache entry %s is damaged (%s): recomputing it", path, why)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def _damage(data: bytes, key: str) -> str | None:
+    """Why ``data`` is not a valid cache file for ``key``, or None."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"not JSON: {str(exc)[:80]}"
+    if not (isinstance(doc, dict) and set(doc) == {"key", "sha256", "payload"}):
+        return "not a cache entry"
+    if doc["key"] != key:
+        return f"it holds {str(doc['key'])[:60]!r}"
+    try:
+        got = sha256_of(canonical_bytes(doc["payload"]))
+    except (TypeError, ValueError) as exc:
+        return f"payload not canonical JSON: {exc}"
+    if got != doc["sha256"]:
+        return "its sha256 does not match its payload"
+    return None
+
+
+def write_cached(folder: Path, key: str, payload: dict[str, Any]) -> None:
+    """Store ``payload`` under ``key`` with its sha256 (atomically); an OSError becomes a :class:`SweepError`."""
+    data = canonical_bytes({"key": key, "sha256": sha256_of(canonical_bytes(payload)), "payload": payload})
+    try:
+        atomic_write_bytes(folder / f"{key}.json", data)
+    except OSError as exc:
+        raise SweepError(cache_problem(folder, exc)) from None
+
+
+def prepare_cache(folder: Path) -> None:
+    """Create the cache folder and prove it writable before any work is done (a clear error if not)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        atomic_write_bytes(probe, b"ok\n")
+        probe.unlink()
+    except OSError as exc:
+        raise SweepError(cache_problem(folder, exc)) from None
+
+
+def cache_problem(folder: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return (
+        f"cannot use the sweep cache folder {folder}: {reason}. Free space there, or choose another folder "
+        f"with --cache-dir PATH or ${CACHE_ENV}=PATH"
+    )
+
+
+def default_cache_dir(registry: Path) -> Path:
+    """``$OPTSTEPS_BUILD_CACHE`` or ``.optsteps-cache`` beside the registry folder."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else registry.resolve().parent / ".optsteps-cache"

@@ -1,0 +1,202 @@
+"""The sweep from spec to registry folder: compute what is missing, keep what a slice leaves alone (checked),
+assemble every file in canonical bytes, validate, write.
+
+Deterministic: results depend only on the inputs (no clocks, seeds are fixed, worker order does not matter
+because assembly sorts), so assembling from the cache gives exactly the bytes an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from builder import __version__
+from builder.registry._canonical import canonical_bytes, sha256_of
+from builder.registry.sweep.cache import default_cache_dir
+from builder.registry.sweep.run import load_cached, run_tasks
+from builder.registry.sweep.spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
+from builder.registry.sweep.write import INDEX, check_target, read_snapshot, write_registry
+from builder.solve.schedules import get_schedule
+
+SCHEMA_VERSION = 1
+
+
+def build(
+    registry: Path,
+    *,
+    spec: Spec | None = None,
+    selection: dict[str, set[str]] | None = None,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict[str, bytes]:
+    """Solve what is missing and write the registry folder; returns the bytes written (path → bytes).
+
+    With a ``selection`` (a slice), the slice is recomputed and every other entry is kept from the registry
+    files already in ``registry`` once they are checked against its index and the data invariants (or taken
+    from the cache if no registry is there yet, else computed). A selection that matches nothing, a folder
+    that is neither empty nor a registry (unless ``force``), or a kept file that fails its check is a
+    :class:`SweepError` raised before any work is done.
+    """
+    spec = spec or load_spec()
+    all_tasks = tasks_of(spec)
+    sliced = set(slice_of(spec, selection)) if selection else set(all_tasks)
+    check_target(registry, [s["file"] for s in spec.schedules], force=force)
+    cache_dir = cache_dir or default_cache_dir(registry)
+    existing = kept_entries(registry) if selection else {}
+
+    to_solve = [t for t in all_tasks if t in sliced or _existing_key(t) not in existing]
+    run_tasks(to_solve, cache_dir, workers=workers, progress=progress, recompute=bool(selection))
+
+    entries_by_file: dict[str, list[dict[str, Any]]] = {}
+    for task in all_tasks:
+        if task in sliced or _existing_key(task) not in existing:
+            entry = load_cached(task, cache_dir)
+        else:
+            entry = existing[_existing_key(task)]
+        entries_by_file.setdefault(task.file, []).append(entry)
+    files = assemble(spec, entries_by_file)
+    _check_data(files)
+    write_registry(registry, files, force=force)
+    return files
+
+
+def _existing_key(task: Task) -> tuple[str, int, int, float]:
+    return (task.file, task.nfe, task.order, float(task.p))
+
+
+def kept_entries(registry: Path) -> dict[tuple[str, int, int, float], dict[str, Any]]:
+    """The entries of the registry already in ``registry``, every file checked first: its bytes must hash to
+    what the index lists and pass the data invariants (builder.registry.validate), else :class:`SweepError`
+    naming the file and the fix. Nothing unchecked is ever written back under a fresh hash."""
+    from builder.registry.validate import validate_file_bytes
+
+    snapshot = read_snapshot(registry)
+    if snapshot is None:
+        return {}
+    fix = "restore <file> (e.g. from git), or rebuild every entry with `python -m builder sweep` without --only"
+    out = {}
+    for rel, data in sorted(snapshot[1].items()):
+        if data is None:
+            raise SweepError(
+                f"{registry / rel} does not match the sha256 that {INDEX} lists for it (changed after the "
+                f"registry was written). A slice keeps the other entries of a file and would re-sign it: "
+                f"{fix.replace('<file>', str(registry / rel))}"
+            )
+        problems = validate_file_bytes(rel, data)
+        if problems:
+            more = f"; and {len(problems) - 3} more" if problems[3:] else ""
+            shown = "; ".join(str(p) for p in problems[:3]) + more
+            raise SweepError(f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', str(registry / rel))}")
+        for e in json.loads(data)["entries"]:
+            out[(rel, e["nfe"], e["order"], float(e["p"]))] = e
+    return out
+
+
+def _check_data(files: dict[str, bytes]) -> None:
+    """Every data file about to be written passes the data invariants (a damaged entry is never written)."""
+    from builder.registry.validate import validate_file_bytes
+
+    for rel, data in files.items():
+        problems = [] if rel == INDEX else validate_file_bytes(rel, data)
+        if problems:
+            shown = "\n  ".join(str(p) for p in problems[:10])
+            raise SweepError(f"the rebuilt {rel} fails its checks; nothing was written:\n  {shown}")
+
+
+def assemble(spec: Spec, entries_by_file: dict[str, list[dict[str, Any]]]) -> dict[str, bytes]:
+    """Every file's canonical bytes, keyed by relative path, index.json included."""
+    import numpy
+    import scipy
+
+    provenance = {
+        "builder": f"optsteps {__version__}",
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+    files: dict[str, bytes] = {}
+    index_files = []
+    for sched in spec.schedules:
+        rel = sched["file"]
+        entries = sorted(entries_by_file.get(rel, []), key=lambda e: (e["order"], e["p"], e["nfe"]))
+        if not entries:
+            continue
+        schedule = get_schedule(sched["name"], **(sched.get("params") or {}))
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "data_version": spec.data_version,
+            "provenance": provenance,
+            "schedule": {
+                "name": schedule.name,
+                "family": schedule.family,
+                "params": schedule.params,
+                "t_start": schedule.t_start,
+                "t_end": schedule.t_end,
+                "lambda_start": schedule.lambda_start,
+                "lambda_end": schedule.lambda_end,
+                "time_input": schedule.time_input,
+                "description": schedule.description,
+            },
+            "defaults": {**sched["defaults"], "solver": "unipc", "tau": spec.tau},
+            "entries": entries,
+        }
+        data = canonical_bytes(doc)
+        files[rel] = data
+        index_files.append(
+            {
+                "path": rel,
+                "schedule": schedule.name,
+                "params": schedule.variant_params,
+                "sha256": sha256_of(data),
+                "bytes": len(data),
+                "entries": len(entries),
+                "nfe": sorted({e["nfe"] for e in entries}),
+                "orders": sorted({e["order"] for e in entries}),
+                "p": sorted({e["p"] for e in entries}),
+            }
+        )
+    index = {
+        "schema_version": SCHEMA_VERSION,
+        "data_version": spec.data_version,
+        "generator": f"optsteps {__version__}",
+        "license": spec.license,
+        "citation": spec.citation,
+        "files": sorted(index_files, key=lambda f: f["path"]),
+    }
+    files[INDEX] = canonical_bytes(index)
+    return files
+
+
+def check(registry: Path, **build_kwargs: Any) -> list[str]:
+    """Rebuild into a temporary folder and return a readable diff per differing file (empty: identical)."""
+    import difflib
+
+    with tempfile.TemporaryDirectory(prefix="optsteps-check-") as tmp:
+        tmp_registry = Path(tmp) / "registry"
+        if build_kwargs.get("selection"):
+            # a slice is checked against the committed files: start from a copy of them
+            if not (registry / INDEX).is_file():
+                raise SweepError(f"{registry} has no {INDEX}: a slice can only be checked against a registry")
+            shutil.copytree(registry, tmp_registry)
+        rebuilt = build(tmp_registry, **build_kwargs)
+    diffs = []
+    committed = {p.relative_to(registry).as_posix() for p in registry.glob("**/*.json")}
+    for rel in sorted(set(rebuilt) | committed):
+        path = registry / rel
+        old = path.read_bytes() if path.exists() else b""
+        new = rebuilt.get(rel, b"")
+        if old != new:
+            lines = difflib.unified_diff(
+                old.decode(errors="replace").splitlines(),
+                new.decode(errors="replace").splitlines(),
+                f"committed/{rel}",
+                f"rebuilt/{rel}",
+                lineterm="",
+                n=2,
+            )
+            diffs.append("\n".join(list(lines)[:80]))
+    return diffs

@@ -1,0 +1,199 @@
+"""The grid to sweep: the declarative spec (``builder/registry/spec.json``), its tasks, and ``--only`` slices.
+
+tasks = schedule variants × NFE × order × p      (deterministic order; ``only`` filters a slice)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.solve.schedules import Schedule, get_schedule
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "spec.json"
+
+
+class SweepError(Exception):
+    """A sweep that cannot go on, with a message that says why and what to do (the CLI prints it, no traceback)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One registry entry to compute."""
+
+    schedule: str
+    params: tuple[tuple[str, Any], ...]
+    file: str
+    nfe: int
+    order: int
+    p: float
+    tau: int | str
+    init: str
+
+    def make_schedule(self) -> Schedule:
+        return get_schedule(self.schedule, **dict(self.params))
+
+    def fields(self) -> dict[str, Any]:
+        """The task as plain JSON data (part of every cache key)."""
+        return self.__dict__ | {"params": list(self.params)}
+
+    def label(self) -> str:
+        params = "".join(f" {k}={v}" for k, v in self.params)
+        return f"{self.schedule}{params} nfe={self.nfe} order={self.order} p={self.p}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    data_version: str
+    license: str
+    citation: str
+    nfe: tuple[int, ...]
+    orders: tuple[int, ...]
+    p: tuple[float, ...]
+    tau: int | str
+    init: str
+    schedules: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+_SPEC_KEYS = ("data_version", "license", "citation", "nfe", "orders", "p", "tau", "init", "schedules")
+
+
+def load_spec(path: str | Path = SPEC_PATH) -> Spec:
+    """The spec at ``path``; a missing key, a wrong type or bad JSON is a :class:`SweepError` naming the file."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise SweepError(f"cannot read the spec {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise SweepError(f"the spec {path} is not valid JSON: {exc}") from None
+
+    def bad(what: str) -> SweepError:
+        return SweepError(f"the spec {path}: {what}")
+
+    if not isinstance(raw, dict):
+        raise bad("the top level must be a JSON object")
+    missing = [key for key in _SPEC_KEYS if key not in raw]
+    if missing:
+        raise bad(f"missing key {', '.join(repr(k) for k in missing)} (a spec has {', '.join(_SPEC_KEYS)})")
+    for key in ("data_version", "license", "citation", "init"):
+        if not isinstance(raw[key], str):
+            raise bad(f"{key!r} must be a string, got {raw[key]!r}")
+    for key in ("nfe", "orders"):
+        if not (isinstance(raw[key], list) and raw[key] and all(_is_int(v) for v in raw[key])):
+            raise bad(f"{key!r} must be a non-empty list of integers, got {raw[key]!r}")
+    if not (isinstance(raw["p"], list) and raw["p"] and all(_is_number(v) for v in raw["p"])):
+        raise bad(f"'p' must be a non-empty list of finite numbers, got {raw['p']!r}")
+    if not (raw["tau"] == "auto" or _is_int(raw["tau"])):
+        raise bad(f"'tau' must be 'auto' or an integer, got {raw['tau']!r}")
+    schedules = raw["schedules"]
+    if not isinstance(schedules, list):
+        raise bad("'schedules' must be a list")
+    for i, sched in enumerate(schedules):
+        if not (isinstance(sched, dict) and isinstance(sched.get("name"), str) and isinstance(sched.get("file"), str)):
+            raise bad(f"schedules[{i}] must be an object with a 'name' and a 'file'")
+        if not isinstance(sched.get("defaults"), dict):
+            raise bad(f"schedules[{i}] ({sched['name']}) has no 'defaults' object")
+        try:
+            get_schedule(sched["name"], **(sched.get("params") or {}))
+        except (KeyError, TypeError, ValueError) as exc:  # ScheduleNotFoundError is a KeyError
+            raise bad(f"schedules[{i}]: {exc.args[0] if exc.args else exc}") from None
+    return Spec(
+        data_version=raw["data_version"],
+        license=raw["license"],
+        citation=raw["citation"],
+        nfe=tuple(raw["nfe"]),
+        orders=tuple(raw["orders"]),
+        p=tuple(float(v) for v in raw["p"]),
+        tau=raw["tau"],
+        init=raw["init"],
+        schedules=tuple(schedules),
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+_ONLY_KEYS = {"schedule": str, "nfe": int, "order": int, "p": float, "shift": float}
+
+
+def parse_only(expressions: Iterable[str]) -> dict[str, set[str]]:
+    """``["nfe=5,6", "order=3"]`` → {"nfe": {"5", "6"}, "order": {"3"}}; keys: schedule, nfe, order, p, shift.
+
+    A malformed expression or a value of the wrong kind (``nfe=abc``, ``p=1e999``) raises ``ValueError``.
+    """
+    selection: dict[str, set[str]] = {}
+    for expr in expressions:
+        key, sep, values = expr.partition("=")
+        key = key.strip()
+        shown = repr(expr if len(expr) <= 60 else expr[:57] + "...")
+        if not sep or key not in _ONLY_KEYS or not values.strip():
+            raise ValueError(f"bad --only {shown}: write KEY=V1,V2 with KEY one of {', '.join(sorted(_ONLY_KEYS))}")
+        wanted = {v.strip() for v in values.split(",")}
+        kind = _ONLY_KEYS[key]
+        for value in wanted:
+            if not value or (kind is not str and not _parses_as(kind, value)):
+                noun = "an integer" if kind is int else "a finite number"
+                raise ValueError(f"bad --only {shown}: {key} takes {noun} per value, got {value[:40]!r}")
+        selection.setdefault(key, set()).update(wanted)
+    return selection
+
+
+def _parses_as(kind: type, text: str) -> bool:
+    try:
+        return math.isfinite(kind(text)) if len(text) < 40 else False
+    except ValueError:
+        return False
+
+
+def _matches(task: Task, selection: dict[str, set[str]]) -> bool:
+    def number_in(value: float, wanted: set[str]) -> bool:
+        return any(float(w) == float(value) for w in wanted)
+
+    params = dict(task.params)
+    checks = {
+        "schedule": lambda w: task.schedule in w,
+        "nfe": lambda w: number_in(task.nfe, w),
+        "order": lambda w: number_in(task.order, w),
+        "p": lambda w: number_in(task.p, w),
+        "shift": lambda w: "shift" in params and number_in(params["shift"], w),
+    }
+    return all(checks[key](wanted) for key, wanted in selection.items())
+
+
+def tasks_of(spec: Spec, selection: dict[str, set[str]] | None = None) -> list[Task]:
+    """Every task of the spec (or of a slice), in a deterministic order."""
+    out = []
+    for sched in spec.schedules:
+        params = tuple(sorted((sched.get("params") or {}).items()))
+        for order in spec.orders:
+            for p in spec.p:
+                for nfe in spec.nfe:
+                    task = Task(sched["name"], params, sched["file"], nfe, order, p, spec.tau, spec.init)
+                    if not selection or _matches(task, selection):
+                        out.append(task)
+    return out
+
+
+def slice_of(spec: Spec, selection: dict[str, set[str]]) -> list[Task]:
+    """The tasks of a non-empty selection; a selection that matches nothing is a :class:`SweepError`."""
+    tasks = tasks_of(spec, selection)
+    if tasks:
+        return tasks
+    wanted = " ".join(f"{key}={','.join(sorted(values))}" for key, values in sorted(selection.items()))
+    shifts = sorted({s["params"]["shift"] for s in spec.schedules if "shift" in (s.get("params") or {})})
+    grid = (
+        f"schedule={','.join(dict.fromkeys(s['name'] for s in spec.schedules))} "
+        f"nfe={','.join(map(str, spec.nfe))} order={','.join(map(str, spec.orders))} "
+        f"p={','.join(f'{p:g}' for p in spec.p)}" + (f" shift={','.join(f'{s:g}' for s in shifts)}" if shifts else "")
+    )
+    raise SweepError(f"--only {wanted} matches no task of the spec (it has {grid}); nothing was built")
