@@ -135,12 +135,13 @@ class FormatError(ValueError):
     """A file is not a registry file: the message says why (callers add the file's name)."""
 
 
-def read_regular(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+def read_regular(path: str, limit: int | None = None) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes (`FormatError`
     otherwise, decided from ``fstat`` before anything is read: a FIFO, a device or /dev/zero is refused,
-    not read). ``OSError`` when it cannot be opened or read."""
+    not read; ``limit`` defaults to `MAX_FILE_BYTES`). ``OSError`` when it cannot be opened or read."""
     import stat
 
+    limit = MAX_FILE_BYTES if limit is None else limit
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
