@@ -23,16 +23,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from optsteps_loader.errors import ScheduleNotFoundError
+
 Array = NDArray[np.float64]
 
 SCHEDULE_NAMES = ("vp-linear", "vp-cosine", "ddpm-linear", "scaled-linear", "edm", "flow")
-
-
-class ScheduleNotFoundError(KeyError):
-    """An unknown schedule key. Subclasses KeyError; the message suggests close matches."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
 
 
 def _as_array(x: ArrayLike) -> Array:
