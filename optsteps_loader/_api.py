@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 
+from . import _format as fmt
 from . import _registry as _r
 from .errors import EntryNotFoundError, ScheduleNotFoundError
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 SOLVERS = ("unipc", "dpmpp")
 ORDERS = (1, 2, 3)
+MAX_INT_ARG = 10**6  # nfe and order beyond this are surely mistakes (and too long to echo)
+MAX_NAME = 100  # schedule names longer than this are cut in messages
 
 
 def get(
@@ -157,10 +160,13 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
         import difflib
 
         names = sorted(index.by_schedule)
-        close = difflib.get_close_matches(schedule.lower().replace("_", "-"), names, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(schedule[:MAX_NAME].lower().replace("_", "-"), names, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        shown = (
+            repr(schedule) if len(schedule) <= MAX_NAME else f"{schedule[:MAX_NAME]!r}… ({len(schedule)} characters)"
+        )
         raise ScheduleNotFoundError(
-            f"unknown schedule {schedule!r} in {label}.{hint} Schedules: {', '.join(names) or 'none'}"
+            f"unknown schedule {shown} in {label}.{hint} Schedules: {', '.join(fmt.short(n) for n in names) or 'none'}"
         )
     shifts = [rec["params"].get("shift") for rec in recs]
     if shift is not None and all(s is None for s in shifts):
@@ -221,8 +227,9 @@ def _int_arg(name: str, value: object) -> int:
         if isinstance(value, bool) or not hasattr(type(value), "__index__"):
             raise TypeError(f"{name} must be an int, not {_kind(value)}")
         value = value.__index__()  # numpy integers and friends
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    if not 1 <= value <= MAX_INT_ARG:
+        shown = value if value.bit_length() < 64 else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"{name} must be between 1 and {MAX_INT_ARG}, got {shown}")
     return value
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
+from . import _format as fmt
 from . import _registry as _r
+from ._format import SCHEMA_FILES, schema_dir
 from .errors import RegistryIntegrityError
 
-SCHEMA_FILES = {"index": "registry-index.schema.json", "file": "registry-file.schema.json"}
+__all__ = ["schema_dir", "verify"]
+
+MAX_LISTED = 50  # problems shown in the error; the count says how many more
 
 
 def verify(
@@ -35,9 +39,7 @@ def verify(
     src = _r.resolve_source(source, revision)
     index = _r.load_index(src)
     schema_check, schema_note = _schema_checker()
-    problems = schema_check(
-        "index", _r.parse_json(_r.read_bytes(src.index_path, src.label), src.label), f"{src.label}/index.json"
-    )
+    problems = schema_check("index", index.obj, f"{src.label}/index.json")
     report = {
         "source": src.label,
         "data_version": index.data_version,
@@ -49,16 +51,19 @@ def verify(
     }
     for rec in index.files:
         path = src.locate(rec["path"])
-        if not os.path.exists(path) and allow_missing:
+        if allow_missing and not os.path.lexists(path):
             report["missing"].append(rec["path"])
             continue
         try:
             data = _r.load_data(src, rec)
-            for entry in data.entries.values():
-                _r.make_steps(data, entry, "unipc", src.label)
         except RegistryIntegrityError as err:
             problems.append(str(err))
             continue
+        for entry in data.entries.values():
+            try:
+                _r.make_steps(data, entry, "unipc", src.label)
+            except RegistryIntegrityError as err:
+                problems.append(str(err))
         problems += schema_check("file", data.obj, f"{src.label}/{rec['path']}")
         report["files"] += 1
         report["entries"] += len(data.entries)
@@ -72,18 +77,11 @@ def verify(
                 if rel not in listed:
                     report["unlisted"].append(rel)
     if problems:
-        listing = "".join(f"\n  - {problem}" for problem in problems)
+        listing = "".join(f"\n  - {problem}" for problem in problems[:MAX_LISTED])
+        if len(problems) > MAX_LISTED:
+            listing += f"\n  - ... and {len(problems) - MAX_LISTED} more"
         raise RegistryIntegrityError(f"{src.label}: {len(problems)} problem(s):{listing}")
     return report
-
-
-def schema_dir() -> str | None:
-    """The folder holding the registry's JSON Schemas, or None."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    for folder in (os.path.join(package, "schemas"), os.path.join(os.path.dirname(package), "schemas")):
-        if all(os.path.isfile(os.path.join(folder, name)) for name in SCHEMA_FILES.values()):
-            return folder
-    return None
 
 
 def _schema_checker():
@@ -102,10 +100,10 @@ def _schema_checker():
     validators = {}
     for kind, name in SCHEMA_FILES.items():
         try:
-            schema = _r.parse_json(_r.read_bytes(os.path.join(folder, name), name), name)
+            schema = _r.parse_json(fmt.read_regular(os.path.join(folder, name)), name)
             cls = jsonschema.validators.validator_for(schema)
             cls.check_schema(schema)
-        except (RegistryIntegrityError, OSError, jsonschema.SchemaError) as err:
+        except (RegistryIntegrityError, fmt.FormatError, OSError, jsonschema.SchemaError) as err:
             return skip, f"skipped: {name} is not a usable JSON Schema ({str(err).splitlines()[0]})"
         validators[kind] = cls(schema)
 

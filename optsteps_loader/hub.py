@@ -8,15 +8,22 @@ registry folder as is (``index.json`` at its root, ``v1/*.json``). What a call d
    cache (``HF_HOME`` / ``HF_HUB_CACHE``), and checked against the content hash the Hub names it by (below).
 2. Data files are fetched *at the commit the index came from* (the snapshot folder HF stored it in), so the
    index and the files are one snapshot even if the branch moves in between. Each file's sha256 is compared
-   with the index before it is parsed; a file that fails is deleted from the HF cache (blob and snapshot link)
-   before the `RegistryIntegrityError` is raised, so the cache never keeps it and the next call fetches anew.
+   with the index before it is parsed. A file that fails (the index itself, or a data file: then the index
+   is suspect too) is deleted from the HF cache (blob and snapshot link) and forgotten by this process before
+   the `RegistryIntegrityError` is raised, so the cache never keeps it and the next call fetches anew.
 3. Paths are remembered for the rest of the process (one request per file, not per `get()`); a new commit on
    the branch is seen after `optsteps_loader.clear_cache()` or in a new process.
 
 Offline (``HF_HUB_OFFLINE=1``): files come from the HF cache; if one is not there, the API falls back to the
 local registry (``$OPTSTEPS_REGISTRY_DIR`` or the bundled one) with a ``UserWarning``. Any other failure
 (404, 5xx, a truncated transfer, no ``huggingface_hub``) is a `RegistryUnavailableError`, with the Hub
-client's exception as its ``__cause__``.
+client's exception as its ``__cause__``; a 404 says what was not found.
+
+Limits. ``revision`` is checked before any I/O (`check_revision`): a 40-hex commit id, or a branch or tag
+name by git's ref-name rules (no ``..``, no leading ``/`` or ``-``, no empty or dot-led component, no
+backslash, NUL, control character, space or ``~^:?*[``; at most 255 characters). Each file download gives
+up after ``$OPTSTEPS_HUB_TIMEOUT`` seconds (default 20; passed to the client as ``etag_timeout``, and the whole
+download, retries included, is abandoned after 3× that) with a `RegistryUnavailableError`.
 
 Why the index can be trusted. Every data file is pinned by the index's sha256, so everything rests on the
 index. The Hub serves each file with its git object id as ETag (sha1 of the git blob; sha256 for LFS) and HF
@@ -32,11 +39,14 @@ from __future__ import annotations
 
 import os
 
-from ._registry import OfflineMiss, Source, read_bytes
+from . import _format as fmt
+from ._sources import OfflineMiss, Source
 from .errors import RegistryIntegrityError, RegistryUnavailableError
 
 DEFAULT_REPO_ID = "optsteps/optsteps-registry"
 ENV_REPO = "OPTSTEPS_HUB_REPO"
+ENV_TIMEOUT = "OPTSTEPS_HUB_TIMEOUT"
+DEFAULT_TIMEOUT = 20.0  # seconds
 _sources: dict[tuple, Source] = {}
 
 
@@ -52,8 +62,8 @@ def clear_cache() -> None:
 
 def source(revision: str | None = None) -> Source:
     """A `Source` over the Hub repo at ``revision`` (a branch, tag or commit; ``None`` = ``main``)."""
-    if revision is not None and not isinstance(revision, str):
-        raise TypeError(f"revision must be a str (branch, tag or commit), not {type(revision).__name__}")
+    check_revision(revision)
+    timeout = hub_timeout()
     try:
         import huggingface_hub as hf
         import huggingface_hub.constants  # noqa: F401 (the package's lazy __init__ does not load it)
@@ -64,8 +74,50 @@ def source(revision: str | None = None) -> Source:
     key = (repo, revision, hf.constants.ENDPOINT, hf.constants.HF_HUB_CACHE, offline)
     src = _sources.get(key)
     if src is None:
-        src = _sources[key] = _open(hf, repo, revision, offline)
+        src = _sources[key] = _open(hf, repo, revision, offline, timeout, key)
     return src
+
+
+def check_revision(revision: object) -> None:
+    """Refuse a ``revision`` that is not ``None``, a 40-hex commit id or a git branch/tag name (TypeError,
+    ValueError), before anything touches the network or the HF cache (whose refs/ it names a file in)."""
+    if revision is None:
+        return
+    if not isinstance(revision, str):
+        raise TypeError(f"revision must be a str (branch, tag or commit), not {type(revision).__name__}")
+    if fmt.is_hex(revision, 40):
+        return
+    parts = revision.split("/")
+    bad = (
+        not revision
+        or len(revision) > 255
+        or revision.startswith("-")
+        or revision.endswith((".", ".lock"))
+        or ".." in revision
+        or "@{" in revision
+        or revision == "@"
+        or any(ord(c) < 0x20 or ord(c) == 0x7F or c in " ~^:?*[\\" for c in revision)
+        or any(part == "" or part.startswith(".") for part in parts)
+    )
+    if bad:
+        raise ValueError(
+            f"revision must be a branch or tag name or a 40-hex commit id (git ref-name rules: no '..',"
+            f" no leading '/', no backslash, NUL or space), got {fmt.short(revision, 60)!r}"
+        )
+
+
+def hub_timeout() -> float:
+    """``$OPTSTEPS_HUB_TIMEOUT`` in seconds (a positive number), else `DEFAULT_TIMEOUT`."""
+    text = os.environ.get(ENV_TIMEOUT)
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise ValueError(f"${ENV_TIMEOUT} must be a positive number of seconds, got {fmt.short(text, 40)!r}")
+    return value
 
 
 def _offline(hf) -> bool:
@@ -73,11 +125,12 @@ def _offline(hf) -> bool:
     return bool(is_offline() if callable(is_offline) else hf.constants.HF_HUB_OFFLINE)
 
 
-def _open(hf, repo: str, revision: str | None, offline: bool) -> Source:
+def _open(hf, repo: str, revision: str | None, offline: bool, timeout: float, key: tuple) -> Source:
     files: dict[str, str] = {}  # repo path -> local path, for this process
 
     def discard(path: str) -> None:
-        """Delete a bad download from the HF cache: the blob first, then the snapshot link to it."""
+        """Delete a bad download from the HF cache (the blob first, then the snapshot link to it) and forget
+        it; a bad index also forgets this source, so the next call resolves the revision anew."""
         for p in dict.fromkeys((os.path.realpath(path), path)):
             try:
                 os.unlink(p)
@@ -85,11 +138,13 @@ def _open(hf, repo: str, revision: str | None, offline: bool) -> Source:
                 pass
         for rel in [rel for rel, p in files.items() if p == path]:
             del files[rel]
+        if path == index_path:
+            _sources.pop(key, None)
 
-    index_path = _download(hf, repo, "index.json", revision, offline)
+    index_path = _download(hf, repo, "index.json", revision, offline, timeout)
     _check_blob_name(index_path, discard)
     folder = os.path.basename(os.path.dirname(index_path))
-    commit = folder if _is_hex(folder, 40) else None
+    commit = folder if fmt.is_hex(folder, 40) else None
     pinned = commit or revision
     label = f"hub:{repo}@{revision or 'main'}"
     if commit and commit != revision:
@@ -98,57 +153,100 @@ def _open(hf, repo: str, revision: str | None, offline: bool) -> Source:
     def locate(rel: str) -> str:
         path = files.get(rel)
         if path is None:
-            path = files[rel] = _download(hf, repo, rel, pinned, offline)
+            path = files[rel] = _download(hf, repo, rel, pinned, offline, timeout)
         return path
 
     return Source(label, index_path, locate, discard)
 
 
-def _download(hf, repo: str, filename: str, revision: str | None, offline: bool) -> str:
+def _download(hf, repo: str, filename: str, revision: str | None, offline: bool, timeout: float) -> str:
+    """``hf_hub_download`` in a daemon thread, abandoned after 3 × ``timeout`` (the client retries stalled
+    metadata requests for minutes on its own)."""
+    import threading
+
+    from . import __version__
+
     where = f"{filename} of the Hub dataset {repo}@{revision or 'main'}"
-    try:
-        from . import __version__
+    result: list = []
 
-        return hf.hf_hub_download(
-            repo_id=repo,
-            filename=filename,
-            repo_type="dataset",
-            revision=revision,
-            library_name="optsteps",
-            library_version=__version__,
+    def run() -> None:
+        try:
+            result.append(
+                hf.hf_hub_download(
+                    repo_id=repo,
+                    filename=filename,
+                    repo_type="dataset",
+                    revision=revision,
+                    library_name="optsteps",
+                    library_version=__version__,
+                    etag_timeout=timeout,
+                )
+            )
+        except BaseException as err:  # noqa: BLE001 (handed to the caller's thread)
+            result.append(err)
+
+    worker = threading.Thread(target=run, name=f"optsteps-hub-{filename}", daemon=True)
+    worker.start()
+    worker.join(3 * timeout)
+    if not result:
+        raise RegistryUnavailableError(
+            f"cannot fetch {where}: no answer within {3 * timeout:g} s (${ENV_TIMEOUT} = {timeout:g} s per request)"
         )
-    except Exception as err:  # every failure of the Hub client means: not available
-        if offline:
-            raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
-        raise RegistryUnavailableError(f"cannot fetch {where}: {_describe(err)}") from err
+    err = result[0]
+    if isinstance(err, str):
+        return err
+    if offline:
+        raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
+    missing = _not_found(err)
+    if missing is not None:
+        raise RegistryUnavailableError(
+            f"cannot fetch {where}: not found on {hf.constants.ENDPOINT} (no such repo, revision or file;"
+            f" {_describe(missing, 1)})"
+        ) from err
+    raise RegistryUnavailableError(f"cannot fetch {where}: {_describe(err)}") from err
 
 
-def _describe(err: BaseException) -> str:
+def _not_found(err: BaseException | None) -> BaseException | None:
+    """The exception saying the Hub answered 404 (repo, revision or file): ``err`` or one behind it."""
+    for _ in range(4):
+        if err is None:
+            return None
+        response = getattr(err, "response", None)
+        if getattr(response, "status_code", None) == 404 or type(err).__name__ in (
+            "RepositoryNotFoundError",
+            "RevisionNotFoundError",
+            "EntryNotFoundError",
+            "RemoteEntryNotFoundError",
+        ):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _describe(err: BaseException, limit: int = 3) -> str:
     """The first line of an exception and of the exceptions it was raised from (the HTTP status is often
     in the cause: HF reports a 5xx as "cannot find the file in the local cache")."""
     parts = []
-    while err is not None and len(parts) < 3:
+    while err is not None and len(parts) < limit:
         lines = str(err).strip().splitlines()
         parts.append(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))
         err = err.__cause__ or err.__context__
     return " <- ".join(parts)
 
 
-def _is_hex(name: str, length: int) -> bool:
-    return len(name) == length and all(c in "0123456789abcdef" for c in name)
-
-
 def _check_blob_name(path: str, discard) -> None:
     """Check a cached file against the content hash HF named its blob after (the Hub's ETag)."""
-    import hashlib
-
     blob = os.path.realpath(path)
     name = os.path.basename(blob)
-    data = read_bytes(blob, path)
-    if _is_hex(name, 40):  # git object id of a regular file: sha1(b"blob <size>\0" + bytes)
-        got = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-    elif _is_hex(name, 64):  # LFS file: sha256 of the bytes
-        got = hashlib.sha256(data).hexdigest()
+    try:
+        data = fmt.read_regular(blob)
+    except (OSError, fmt.FormatError) as err:
+        discard(path)
+        raise RegistryIntegrityError(f"{path}: {getattr(err, 'strerror', None) or err}") from None
+    if fmt.is_hex(name, 40):  # git object id of a regular file
+        got = fmt.git_blob_sha1(data)
+    elif fmt.is_hex(name, 64):  # LFS file: sha256 of the bytes
+        got = fmt.sha256_id(data)[7:]
     else:  # a copy, not a symlink (no symlink support): nothing to compare with
         return
     if got != name:

@@ -84,7 +84,8 @@ class Fault:
     content: serve these bytes instead (ETag and length consistent with them: a "wrong file");
     truncate_to: send only this many bytes on GET; with ``honest_head`` the HEAD announces the short length
         too (the client cannot tell), else the full length (the client sees a size mismatch);
-    etag: send this ETag instead of the real one (a lying Hub or proxy).
+    etag: send this ETag instead of the real one (a lying Hub or proxy);
+    stall: answer nothing until the stub stops (a Hub that hangs).
     """
 
     status: int | None = None
@@ -92,6 +93,7 @@ class Fault:
     truncate_to: int | None = None
     honest_head: bool = False
     etag: str | None = None
+    stall: bool = False
 
 
 @dataclass
@@ -123,6 +125,7 @@ class HubStub:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._state = threading.RLock()  # repos / lfs_objects, changed by concurrent upload requests
+        self._stopping = threading.Event()  # releases stalled requests
 
     # --- content -------------------------------------------------------------------------------------
 
@@ -205,6 +208,7 @@ class HubStub:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -248,6 +252,9 @@ class HubStub:
         data = repo.commits[sha].get(path)
         lfs = path in repo.lfs.get(sha, ())
         fault = self.faults.get(path, Fault())
+        if fault.stall:
+            self._stopping.wait(60)
+            return 503, {}, b""
         if fault.status is not None:
             return fault.status, {"X-Repo-Commit": sha}, b"stub fault"
         if data is None:

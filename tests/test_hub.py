@@ -251,3 +251,59 @@ def test_environment_variables_end_to_end(hub, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].startswith("sigmas=[") and out.stdout.rstrip().endswith("0.0]")
     assert list((tmp_path / "hf-home" / "hub").glob("datasets--*"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'{"schema_version": 1, "data_version": "x", "files": "nope"}\n', "index with a wrong sha256"],
+    ids=["empty", "wrong", "bad-hash"],
+)
+def test_bad_index_is_never_kept(hub, local, content):
+    if content == "index with a wrong sha256":
+        index = factory.read_json(local, "index.json")
+        index["files"][0]["sha256"] = "sha256:" + "0" * 64
+        content = factory.canonical_bytes(index)
+    hub.faults["index.json"] = Fault(content=content)  # ETag consistent with the bad bytes
+    with pytest.raises(RegistryIntegrityError):
+        get("flow", 4, source="hub") if content.startswith(b"{\n") else get("vp-linear", 4, source="hub")
+    del hub.faults["index.json"]
+    assert get("flow", 4, source="hub").nfe == 4  # fetched anew: online, same process, no clear_cache()
+    assert get("vp-linear", 4, source="hub", revision="v1").nfe == 4
+
+
+@pytest.mark.parametrize(
+    "revision",
+    ["../../victim.txt", "/abs", "a\\b", "a\0b", "a..b", "a b", ".hidden", "x.lock", "a//b", "", "-x", "a@{1}"],
+)
+def test_bad_revision_is_refused_before_any_request(hub, tmp_path, revision):
+    with pytest.raises(ValueError, match="revision must be a branch or tag name"):
+        get("vp-linear", 4, source="hub", revision=revision)
+    assert resolves(hub) == [] and not (tmp_path / "hf-cache").exists()
+
+
+def test_good_revisions_are_accepted():
+    from optsteps_loader.hub import check_revision
+
+    for revision in (None, "main", "v1", "refs/pr/1", "release-2026.01", "a" * 40):
+        check_revision(revision)
+
+
+def test_404_on_the_index_says_not_found(hub):
+    hub.faults["index.json"] = Fault(status=404)
+    with pytest.raises(RegistryUnavailableError, match="not found") as err:
+        get("vp-linear", 6, source="hub")
+    assert "check your connection" not in str(err.value)
+
+
+def test_a_stalled_hub_times_out(hub, monkeypatch):
+    import time
+
+    monkeypatch.setenv("OPTSTEPS_HUB_TIMEOUT", "0.5")
+    hub.faults["index.json"] = Fault(stall=True)
+    start = time.monotonic()
+    with pytest.raises(RegistryUnavailableError, match="OPTSTEPS_HUB_TIMEOUT"):
+        get("vp-linear", 6, source="hub")
+    assert time.monotonic() - start < 10
+    monkeypatch.setenv("OPTSTEPS_HUB_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="OPTSTEPS_HUB_TIMEOUT must be a positive number"):
+        get("vp-linear", 6, source="hub")

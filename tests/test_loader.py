@@ -20,6 +20,7 @@ from optsteps_loader import (
     RegistryIntegrityError,
     RegistryUnavailableError,
     Steps,
+    _sources,
     available,
     clear_cache,
     get,
@@ -130,10 +131,10 @@ def test_source_env_var_path_and_revision_rules(reg, monkeypatch):
 
 def test_bundled_dir_prefers_the_wheel_copy(tmp_path, monkeypatch):
     package = tmp_path / "site" / "optsteps_loader"
-    monkeypatch.setattr(registry_module, "_PACKAGE", str(package))
-    assert registry_module.bundled_dir() == str(tmp_path / "site" / "registry")  # source checkout layout
+    monkeypatch.setattr(_sources, "_PACKAGE", str(package))
+    assert _sources.bundled_dir() == str(tmp_path / "site" / "registry")  # source checkout layout
     factory.make_registry(package / "registry", schedules=("vp-linear",))
-    assert registry_module.bundled_dir() == str(package / "registry")  # wheel layout (force-include)
+    assert _sources.bundled_dir() == str(package / "registry")  # wheel layout (force-include)
     assert get("vp-linear", 3).provenance["source"] == str(package / "registry")
 
 
@@ -215,7 +216,7 @@ def test_verify_reports_every_problem(tmp_path):
         verify(root)
     text = str(err.value)
     assert "2 problem(s)" in text and "vp-linear.json: sha256 mismatch" in text
-    assert "ddpm-linear.json: entry nfe=3" in text and "'lambda' must increase strictly" in text
+    assert "ddpm-linear.json: entry nfe=3" in text and "lambda not strictly increasing" in text
 
 
 def test_verify_schema_validation_and_skip(tmp_path, monkeypatch):

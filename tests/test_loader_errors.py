@@ -179,9 +179,9 @@ def _edit_entry(root: Path, edit) -> None:
         (lambda e: e.pop("lambda"), "'lambda' must be a list of nfe\\+1 = 5 finite numbers"),
         (lambda e: e["t"].pop(), "'t' must be a list of nfe\\+1 = 5"),
         (lambda e: e["sigmas"].append(0.5), "'sigmas' must be a list of nfe\\+1"),
-        (lambda e: e["lambda"].reverse(), "'lambda' must increase strictly"),
-        (lambda e: e["lambda"].__setitem__(2, e["lambda"][1]), "'lambda' must increase strictly"),
-        (lambda e: e["t"].reverse(), "'t' and 'sigmas' must not increase"),
+        (lambda e: e["lambda"].reverse(), "lambda not strictly increasing"),
+        (lambda e: e["lambda"].__setitem__(2, e["lambda"][1]), "lambda not strictly increasing"),
+        (lambda e: e["t"].reverse(), "t not strictly decreasing"),
         (lambda e: e["alpha_t"].__setitem__(0, "0.1"), "'alpha_t' must be a list"),
         (lambda e: e["timesteps"].__setitem__(0, None), "'timesteps' must be a list"),
         (lambda e: e.pop("step_orders"), "'step_orders' must be a list of nfe = 4"),
@@ -208,7 +208,7 @@ def test_structurally_invalid_entry(work, edit, message):
         (lambda o: o["defaults"].__setitem__("p", -1), "defaults.p must be a number >= 0"),
         (lambda o: o["defaults"].__setitem__("p", 5), "defaults.p = 5 has no entries"),
         (lambda o: o["entries"].pop(), "do not match the index"),
-        (lambda o: o["entries"].append(dict(o["entries"][0])), "duplicate \\(nfe, order, p\\)"),
+        (lambda o: o["entries"].append(dict(o["entries"][0])), "duplicate \\(order, p, nfe\\)"),
         (lambda o: o["entries"][0].pop("nfe"), "entries\\[0\\]: needs an int 'nfe'"),
         (lambda o: o.__setitem__("provenance", []), "'provenance' must be an object"),
     ],
@@ -240,7 +240,7 @@ def test_index_paths_must_stay_inside_the_registry(work, path):
     index = factory.read_json(work, "index.json")
     index["files"][0]["path"] = path
     factory.write_bytes(work / "index.json", factory.canonical_bytes(index))
-    with pytest.raises(RegistryIntegrityError, match=r"index.json: files\[0\]: unsafe or missing path"):
+    with pytest.raises(RegistryIntegrityError, match=r"index.json: files\[0\]: unsafe (or missing )?path"):
         get("vp-linear", 3, source=work)
     with pytest.raises(RegistryIntegrityError):
         available(work)

@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from builder.registry import _canonical
 from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
 from builder.registry.validate import (
     ValidationReport,
@@ -25,6 +24,7 @@ from builder.registry.validate import (
     validate_file_bytes,
     validate_registry,
 )
+from optsteps_loader import _format
 from tests import _registry_fixture as fx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -538,7 +538,7 @@ def test_atomic_write_cleans_up_when_rename_fails(tmp_path: Path, monkeypatch: p
     def boom(src, dst):
         raise OSError("simulated rename failure")
 
-    monkeypatch.setattr(_canonical.os, "replace", boom)
+    monkeypatch.setattr(_format.os, "replace", boom)
     with pytest.raises(OSError, match="simulated"):
         atomic_write_bytes(tmp_path / "f.json", b"new\n")
     assert os.listdir(tmp_path) == []

@@ -26,7 +26,6 @@ The loader reads the same layout (``optsteps_loader.hub``): ``get(..., source="h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -35,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.registry.card import CARD_NAME, dataset_card
+
+from optsteps_loader import _format as fmt
 
 __all__ = [
     "PlannedFile",
@@ -65,12 +66,12 @@ class PlannedFile:
 
     @classmethod
     def of(cls, path: str, data: bytes) -> PlannedFile:
-        return cls(path, len(data), hashlib.sha256(data).hexdigest(), data)
+        return cls(path, len(data), fmt.sha256_id(data).removeprefix("sha256:"), data)
 
     @property
     def git_oid(self) -> str:
         """The git blob id the Hub reports for this content (as a regular, non-LFS file)."""
-        return hashlib.sha1(b"blob %d\0" % self.size + self.data).hexdigest()
+        return fmt.git_blob_sha1(self.data)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.registry._canonical import canonical_bytes, sha256_of
+from optsteps_loader import _format as fmt
 
 __all__ = [
     "Problem",
@@ -96,12 +97,11 @@ class ValidationReport:
 
 
 def _schema_dir() -> Path:
-    """``schemas/`` in a checkout; ``optsteps_loader/schemas`` in an installed wheel (force-include)."""
-    here = Path(__file__).resolve().parents[1]
-    for candidate in (here.parent / "schemas", here.parent / "optsteps_loader" / "schemas"):
-        if (candidate / "registry-file.schema.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"registry schemas not found next to {here} (looked for schemas/)")
+    """The registry's JSON Schemas (`optsteps_loader._format.schema_dir`: the loader looks in the same place)."""
+    folder = fmt.schema_dir()
+    if folder is None:
+        raise FileNotFoundError("registry schemas not found (looked for schemas/ and optsteps_loader/schemas/)")
+    return Path(folder)
 
 
 @cache
@@ -528,18 +528,6 @@ def _validate_data(name: str, data: bytes) -> tuple[list[Problem], Any, int]:
 # ---- the folder
 
 
-def _unsafe_path(rel: str) -> str | None:
-    """Why ``rel`` may not be used as a data-file path, or None (checked before touching the disk)."""
-    if not rel or "\\" in rel or rel.startswith("/") or re.match(r"^[A-Za-z]:", rel):
-        return "is not a relative '/'-separated path"
-    parts = rel.split("/")
-    if any(part in ("..", ".", "") for part in parts) or ".." in rel:
-        return "contains '..', '.' or an empty segment"
-    if not re.fullmatch(r"v[0-9]+", parts[0]) or len(parts) < 2:
-        return "is not inside a v<N>/ folder"
-    return None
-
-
 def _summary(entries: list[Any]) -> dict[str, Any]:
     good = [e for e in entries if isinstance(e, dict)]
 
@@ -608,9 +596,9 @@ def validate_registry(path: str | Path, *, allow_missing: bool = False) -> Valid
             problems.append(Problem(INDEX_NAME, f"{rel} is listed more than once"))
             continue
         listed.add(rel)
-        why = _unsafe_path(rel)
+        why = fmt.path_problem(rel)
         if why:
-            problems.append(Problem(INDEX_NAME, f"path {rel!r} {why}"))
+            problems.append(Problem(INDEX_NAME, why))
             continue
         file_path = root / rel
         try:
