@@ -8,6 +8,10 @@ where x̂₀ = E[x₀ | x_λ] is the mixture's closed-form denoiser. It is integ
 scipy's DOP853 (rtol 1e-10, atol 1e-12 by default) on the whole batch at once (one flattened state), from
 exact marginal samples x_T = α̂_T x₀ + σ̂_T ε. The answer is x(λ_end) = σ̂_end y(λ_end).
 
+λ_end = +∞ (the answer of a sampler whose last step goes to σ = 0) is integrated to
+:data:`LAMBDA_INFINITY` = 30, where σ̂ ≈ 1e-13: the drift left beyond it is ≲ σ̂²/(α̂² s) for a
+covariance eigenvalue s, below 1e-18 for every s ≥ 1e-8.
+
 The batch is drawn from ``np.random.default_rng(seed)``: first the x₀ (:meth:`GaussianMixture.sample`),
 then ε ~ N(0, I). Results are cached as .npz files named by a sha256 of (mixture digest, λ_start, λ_end,
 seed, batch, rtol, atol) under ``$OPTSTEPS_QUALITY_CACHE`` (default ``~/.cache/optsteps/quality``),
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -29,11 +34,12 @@ from scipy.integrate import solve_ivp
 
 from builder.select.mixtures import Array, GaussianMixture, vp_alpha_sigma
 
-__all__ = ["Truth", "cache_dir", "initial_batch", "solve_truth", "ground_truth"]
+__all__ = ["LAMBDA_INFINITY", "Truth", "cache_dir", "initial_batch", "solve_truth", "ground_truth"]
 
 DEFAULT_RTOL = 1e-10
 DEFAULT_ATOL = 1e-12
 _CACHE_VERSION = 1
+LAMBDA_INFINITY = 30.0  # where λ_end = +∞ is integrated to (module docstring)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,8 +138,11 @@ def ground_truth(
     """The cached :class:`Truth` for (mixture, endpoints, batch, seed); solves and stores it on a miss.
 
     ``cache``: True for :func:`cache_dir`, a folder, or False to always solve and never write.
+    ``lambda_end=math.inf`` solves to :data:`LAMBDA_INFINITY` (the σ = 0 answer; ``Truth.lambda_end`` says so).
     """
     lambda_start, lambda_end = float(lambda_start), float(lambda_end)
+    if lambda_end == math.inf:
+        lambda_end = LAMBDA_INFINITY
     if not lambda_start < lambda_end:
         raise ValueError(f"need lambda_start < lambda_end, got {lambda_start}, {lambda_end}")
     folder = None if cache is False else (cache_dir() if cache is True else Path(cache))

@@ -1,0 +1,241 @@
+"""Differentiable (torch float64) UniPC and DPM-Solver++ on a λ-grid, and the mixture denoiser in torch.
+
+Everything here is a function of the grid λ (a 1-D float64 tensor that may require grad): the samplers'
+coefficients, the VP-normalised α̂ = (1 + e^{−2λ})^{−1/2}, σ̂ = (1 + e^{2λ})^{−1/2} (as exp(−½ softplus(∓2λ)),
+so σ̂ → 0 without overflow), and the denoiser's dependence on (α̂, σ̂). Autograd then gives the exact
+∂(sample error)/∂λ that the refine stage (:mod:`builder.select.refine`) hands to scipy.
+
+The formulas are those of :mod:`optsteps_loader._coefficients` (UniPC bh1/bh2 orders 1–3 with the UniC
+corrector after every step but the last; DPM-Solver++ 2M/3M), rewritten on tensors: each step is
+``x_next = scale · x + Σ_j w_j m_j`` with m_j the data predictions, newest first. The order of each step
+is the loader's :func:`~optsteps_loader._coefficients.step_orders` (warm-up and lower-order-final), so the
+two implementations agree to rounding (``tests/test_differentiable.py``: ≤ 1e-12 relative).
+
+Endings (``ending``):
+
+- ``"eps"``: the grid has N + 1 finite nodes λ_0 < … < λ_N; the answer is x at λ_N (the official UniPC /
+  DPM-Solver code).
+- ``"zero"``: the grid has N finite nodes λ_0 < … < λ_{N−1} and the N-th step goes to σ = 0 (λ = +∞), as
+  diffusers (``final_sigmas_type="zero"``), k-diffusion and ComfyUI run. That step is first order, and its
+  update to σ_t = 0, α_t = 1 is x = m_{N−1}: the answer is x̂₀ at the last evaluated node, evaluated at the
+  predicted point (a corrector there would not change it). The first N − 1 steps use the orders of the
+  N-step pattern (order 3, N = 5: 1, 2, 3, 2, then the jump); no corrector after step N − 2. N model calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from builder.select.mixtures import GaussianMixture
+from optsteps_loader._coefficients import step_orders
+
+__all__ = ["DT", "ENDINGS", "SOLVERS", "TorchMixture", "make_plan", "phi", "sample", "vp"]
+
+DT = torch.float64
+SOLVERS = ("unipc", "dpmpp")
+ENDINGS = ("eps", "zero")
+
+
+def vp(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α̂, σ̂) = (exp(−½ softplus(−2λ)), exp(−½ softplus(2λ))); σ̂ = 0 exactly at λ = +∞."""
+    sp = torch.nn.functional.softplus
+    return torch.exp(-0.5 * sp(-2.0 * lam)), torch.exp(-0.5 * sp(2.0 * lam))
+
+
+def phi(k: int, z: torch.Tensor) -> torch.Tensor:
+    """φ_k(z) = Σ_{n≥0} zⁿ/(n+k)!: the Taylor series (30 terms) for |z| < 1, the expm1 recursion
+    φ_1 = (e^z − 1)/z, φ_{j+1} = (φ_j − 1/j!)/z elsewhere (both on safe inputs, then selected, so the
+    unused branch never produces a NaN gradient)."""
+    if k == 0:
+        return torch.exp(z)
+    small = z.abs() < 1.0
+    zs = torch.where(small, z, torch.zeros_like(z))
+    total = torch.zeros_like(z)
+    term = torch.ones_like(z) / math.factorial(k)
+    for n in range(1, 30):
+        total = total + term
+        term = term * zs / (n + k)
+    zl = torch.where(small, torch.ones_like(z), z)
+    val = torch.expm1(zl) / zl
+    for j in range(1, k):
+        val = (val - 1.0 / math.factorial(j)) / zl
+    return torch.where(small, total, val)
+
+
+class TorchMixture:
+    """E[x₀ | x_λ] of a :class:`GaussianMixture` in torch, differentiable in λ (same formulas as
+    :meth:`GaussianMixture.denoise`): with v_k = α̂² s_k + σ̂² and z_k = U_kᵀ(x − α̂ μ_k),
+    r = softmax_k(log π_k − ½ Σ log v_k − ½ Σ z_k²/v_k) and x̂₀ = Σ_k r_k (μ_k + U_k(α̂ s_k/v_k ⊙ z_k)).
+    Diagonal mixtures skip the rotations (cost O(B·K·D)); full ones use one (D, K·D) projection."""
+
+    def __init__(self, mixture: GaussianMixture) -> None:
+        self.K, self.D = mixture.means.shape
+        self.logw = torch.tensor(np.log(mixture.weights), dtype=DT)
+        self.mu = torch.tensor(mixture.means, dtype=DT)  # (K, D)
+        self.s = torch.tensor(mixture.eigvals, dtype=DT)  # (K, D)
+        self.diagonal = mixture.eigvecs is None
+        if not self.diagonal:
+            u = np.asarray(mixture.eigvecs, dtype=np.float64)  # (K, D, D)
+            self.proj = torch.tensor(u.transpose(1, 0, 2).reshape(self.D, self.K * self.D))
+            self.pmu = torch.tensor(np.einsum("kdr,kd->kr", u, mixture.means))  # U_kᵀ μ_k (K, D)
+
+    def __call__(self, x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        a, sg = vp(lam)
+        v = a * a * self.s + sg * sg  # (K, D)
+        gain = a * self.s / v
+        if self.diagonal:
+            y = x[:, None, :] - a * self.mu[None]  # (B, K, D)
+            logp = self.logw - 0.5 * torch.log(v).sum(-1) - 0.5 * (y * y / v).sum(-1)
+            r = torch.softmax(logp, dim=-1)  # (B, K)
+            return r @ self.mu + torch.einsum("bk,bkd->bd", r, gain * y)
+        b = x.shape[0]
+        z = (x @ self.proj).view(b, self.K, self.D) - a * self.pmu  # (B, K, D)
+        logp = self.logw - 0.5 * torch.log(v).sum(-1) - 0.5 * (z * z / v).sum(-1)
+        r = torch.softmax(logp, dim=-1)
+        return r @ self.mu + (r[:, :, None] * gain * z).reshape(b, -1) @ self.proj.T
+
+
+def _bh_weights(alpha_t, h_phi_1, b_of_h, r, rho) -> list[torch.Tensor]:
+    """−α_t(e^{hh} − 1) m_s − α_t B(h)(Σ_i ρ_i D_i [+ ρ_k D_t]) as weights on (m_s, m_{s−1}, …), or on
+    (m_t, m_s, m_{s−1}, …) when ρ has one more entry than r (the corrector)."""
+    c = -alpha_t * b_of_h
+    history = [c * rho_i / r_i for rho_i, r_i in zip(rho, r, strict=False)]
+    w_s = -alpha_t * h_phi_1 - sum(history) if history else -alpha_t * h_phi_1
+    if len(rho) == len(r) + 1:
+        w_t = c * rho[-1]
+        return [w_t, w_s - w_t, *history]
+    return [w_s, *history]
+
+
+def _unipc_plan(lam: torch.Tensor, orders: tuple[int, ...], variant: str, corrector: bool) -> list[tuple]:
+    """[(scale, predictor weights, corrector weights or None)] for the steps λ_s → λ_{s+1} of ``lam``."""
+    alpha, sigma = vp(lam)
+    n_run = lam.shape[0] - 1
+    half = torch.tensor(0.5, dtype=DT)
+    plan = []
+    for s in range(n_run):
+        k = orders[s]
+        h = lam[s + 1] - lam[s]
+        hh = -h
+        h_phi_1 = torch.expm1(hh)
+        b_of_h = hh if variant == "bh1" else h_phi_1
+        b = [math.factorial(i) * hh * phi(i + 1, hh) / b_of_h for i in range(1, k + 1)]
+        r = [(lam[s - i] - lam[s]) / h for i in range(1, k)]
+        if k == 1:
+            rho_p = []
+        elif k == 2:
+            rho_p = [half]
+        else:
+            m = torch.stack([torch.stack([torch.ones_like(r[0]), torch.ones_like(r[1])]), torch.stack(r)])
+            rho_p = list(torch.linalg.solve(m, torch.stack(b[:-1])))
+        pred = _bh_weights(alpha[s + 1], h_phi_1, b_of_h, r, rho_p)
+        corr = None
+        if corrector and s < n_run - 1:
+            if k == 1:
+                rho_c = [half]
+            else:
+                rows = [torch.stack([*(ri ** (row - 1) for ri in r), torch.ones_like(h)]) for row in range(1, k + 1)]
+                rho_c = list(torch.linalg.solve(torch.stack(rows), torch.stack(b)))
+            corr = _bh_weights(alpha[s + 1], h_phi_1, b_of_h, r, rho_c)
+        plan.append((sigma[s + 1] / sigma[s], pred, corr))
+    return plan
+
+
+def _dpmpp_plan(lam: torch.Tensor, orders: tuple[int, ...]) -> list[tuple]:
+    """[(scale, weights on (m_s, m_{s−1}, …))] for DPM-Solver++ 1 / 2M / 3M steps (loader's formulas)."""
+    alpha, sigma = vp(lam)
+    plan = []
+    for s in range(lam.shape[0] - 1):
+        k = orders[s]
+        h = lam[s + 1] - lam[s]
+        c1 = alpha[s + 1] * h * phi(1, -h)
+        if k == 1:
+            w = [c1]
+        elif k == 2:
+            r0 = (lam[s] - lam[s - 1]) / h
+            w = [c1 * (1.0 + 0.5 / r0), -c1 * 0.5 / r0]
+        else:
+            r0 = (lam[s] - lam[s - 1]) / h
+            r1 = (lam[s - 1] - lam[s - 2]) / h
+            c2 = alpha[s + 1] * h * phi(2, -h)
+            c3 = alpha[s + 1] * h * phi(3, -h)
+            d10 = (1.0 / r0, -1.0 / r0, 0.0)
+            d11 = (0.0, 1.0 / r1, -1.0 / r1)
+            diff = [p - q for p, q in zip(d10, d11, strict=True)]
+            d1 = [p + r0 / (r0 + r1) * d for p, d in zip(d10, diff, strict=True)]
+            d2 = [d / (r0 + r1) for d in diff]
+            w = [c1 * e + c2 * p + c3 * q for e, p, q in zip((1.0, 0.0, 0.0), d1, d2, strict=True)]
+        plan.append((sigma[s + 1] / sigma[s], w))
+    return plan
+
+
+def _check(solver: str, order: int, variant: str, ending: str) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if ending not in ENDINGS:
+        raise ValueError(f"ending must be one of {ENDINGS}, got {ending!r}")
+    valid = (1, 2, 3) if solver == "unipc" else (2, 3)
+    if order not in valid:
+        raise ValueError(f"{solver} order must be one of {valid}, got {order!r}")
+    if solver == "unipc" and variant not in ("bh1", "bh2"):
+        raise ValueError(f"variant must be 'bh1' or 'bh2', got {variant!r}")
+
+
+def make_plan(
+    lam: torch.Tensor,
+    *,
+    solver: str = "unipc",
+    order: int = 3,
+    variant: str = "bh2",
+    corrector: bool = True,
+    ending: str = "eps",
+) -> list[tuple]:
+    """The per-step coefficients of ``solver`` on ``lam`` (computed once, shared by every problem)."""
+    _check(solver, order, variant, ending)
+    n_steps = lam.shape[0] - 1 if ending == "eps" else lam.shape[0]
+    orders = step_orders(n_steps, order)
+    if solver == "unipc":
+        return _unipc_plan(lam, orders, variant, corrector)
+    return _dpmpp_plan(lam, orders)
+
+
+def sample(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    solver: str = "unipc",
+    order: int = 3,
+    variant: str = "bh2",
+    corrector: bool = True,
+    ending: str = "eps",
+    plan: list | None = None,
+) -> torch.Tensor:
+    """Run the sampler from x (at λ_0) over the grid; ``denoise(x, λ_i)`` is x̂₀. Returns x at λ_N
+    (``ending="eps"``) or x̂₀ at the last node (``"zero"``). ``plan`` from :func:`make_plan` (else built)."""
+    if plan is None:
+        plan = make_plan(lam, solver=solver, order=order, variant=variant, corrector=corrector, ending=ending)
+    hist: list[torch.Tensor] = []
+    if solver == "unipc":
+        x_start = x
+        for i, (scale, pred, _) in enumerate(plan):
+            m = denoise(x, lam[i])
+            prev = plan[i - 1][2] if i > 0 else None
+            if prev is not None:
+                x = plan[i - 1][0] * x_start + sum(w * mm for w, mm in zip(prev, [m, *hist], strict=False))
+            hist.insert(0, m)
+            del hist[order:]
+            x_start = x
+            x = scale * x + sum(w * mm for w, mm in zip(pred, hist, strict=False))
+    else:
+        for i, (scale, w) in enumerate(plan):
+            hist.insert(0, denoise(x, lam[i]))
+            del hist[order:]
+            x = scale * x + sum(wi * mm for wi, mm in zip(w, hist, strict=False))
+    if ending == "zero":
+        return denoise(x, lam[-1])
+    return x

@@ -1,0 +1,280 @@
+"""The refine stage: minimise the fit split's sampling error over a grid's interior λ's.
+
+**Loss.** With e_p(λ) the mean over problem p's batch of ‖x_sampler − x_exact‖₂ (the paper's mean L2) and
+e_p^ref the same for a reference grid (uniform λ by default), ℓ_p = log(e_p / e_p^ref) and
+
+    L(λ) = mean_p ℓ_p  +  w · mean_p softplus(k · ℓ_p),
+
+the log of the geometric-mean error ratio plus an optional soft penalty (``penalty=w``, ``sharpness=k``)
+on problems that do worse than the reference (softplus(kℓ) ≈ kℓ for ℓ > 0, ≈ 0 for ℓ < 0).
+
+**Coordinates.** Unconstrained logits q ∈ R^N (:func:`grid_from_q`): the N gaps are
+
+    h = h_min + (λ_ε − λ_T − N h_min) · softmax(q),   h_min = (λ_ε − λ_T)/(50 N),
+
+so every grid is strictly increasing, keeps its endpoints exactly and has no step below h_min (no node so
+close to its neighbour that its model evaluation is wasted). ``ending="eps"``: the N gaps are the N steps
+of an (N+1)-node grid. ``ending="zero"``: the first N − 1 gaps are steps between N finite nodes and the
+N-th is the leftover λ_ε − λ_{N−1} ≥ h_min, so the last evaluated node is free but stays at least h_min
+below λ_ε (the schedule's smallest trained noise level); the final step to σ = 0 follows it.
+
+**Optimiser.** scipy L-BFGS-B (``jac=True``, no bounds) on L(q), the gradient by torch float64 autograd
+through the samplers' coefficients and the closed-form denoiser (:mod:`.differentiable`). Every start is
+scored, the ``top`` best are refined, the lowest final loss wins (ties: the earlier start). Deterministic:
+fixed problems and noises, no random restarts; run with ``torch.set_num_threads(1)`` for bit-identical
+results across machines' thread counts.
+
+Discrete schedules (ddpm-linear, scaled-linear) feed the model integer timesteps; :func:`round_to_timesteps`
+moves a grid's nodes to the nearest integer timestep so a benchmark can report what rounding costs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import OptimizeResult, minimize
+
+from builder.select.differentiable import DT, TorchMixture, make_plan, sample
+from builder.select.truth import ground_truth
+from builder.solve.grids import FORMULA_BASELINES, baseline_lambdas
+
+__all__ = [
+    "MIN_STEP_FRACTION",
+    "Bound",
+    "bind",
+    "errors",
+    "grid_from_q",
+    "insert_node",
+    "q_from_grid",
+    "refine",
+    "round_to_timesteps",
+    "rule_grid",
+    "rule_starts",
+]
+
+MIN_STEP_FRACTION = 1.0 / 50.0  # h_min = span · MIN_STEP_FRACTION / N
+
+
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """Problems bound to endpoints and an ending: per problem its name, torch denoiser, x_T and exact answer
+    (at λ_ε for ``"eps"``, at λ = +∞ for ``"zero"``)."""
+
+    names: tuple[str, ...]
+    denoisers: tuple[TorchMixture, ...]
+    x_start: tuple[torch.Tensor, ...]
+    x_exact: tuple[torch.Tensor, ...]
+    lambda_start: float
+    lambda_end: float
+    ending: str
+
+
+def bind(problems: Sequence, lambda_start: float, lambda_end: float, ending: str = "eps") -> Bound:
+    """Bind family problems (``.name``, ``.mixture``, ``.batch``, ``.seed``) to a schedule's endpoints; exact
+    answers come from :func:`builder.select.truth.ground_truth` (cached on disk)."""
+    target = float(lambda_end) if ending == "eps" else math.inf
+    truths = [ground_truth(p.mixture, lambda_start, target, batch=p.batch, seed=p.seed) for p in problems]
+    return Bound(
+        tuple(p.name for p in problems),
+        tuple(TorchMixture(p.mixture) for p in problems),
+        tuple(torch.from_numpy(t.x_start) for t in truths),
+        tuple(torch.from_numpy(t.x_end) for t in truths),
+        float(lambda_start),
+        float(lambda_end),
+        ending,
+    )
+
+
+def _mean_errors(lam: torch.Tensor, bound: Bound, solver: Mapping) -> list[torch.Tensor]:
+    plan = make_plan(lam, ending=bound.ending, **solver)
+    out = []
+    for tm, xs, xe in zip(bound.denoisers, bound.x_start, bound.x_exact, strict=True):
+        x = sample(tm, xs, lam, ending=bound.ending, plan=plan, **solver)
+        out.append(torch.linalg.vector_norm(x - xe, dim=1).mean())
+    return out
+
+
+def errors(lambdas: Sequence[float], bound: Bound, **solver) -> list[np.ndarray]:
+    """Per-sample L2 errors ‖x_b − x_b^exact‖₂ of the grid on every bound problem (no gradient)."""
+    lam = torch.as_tensor(np.asarray(lambdas, dtype=np.float64))
+    with torch.no_grad():
+        plan = make_plan(lam, ending=bound.ending, **solver)
+        return [
+            torch.linalg.vector_norm(sample(tm, xs, lam, ending=bound.ending, plan=plan, **solver) - xe, dim=1).numpy()
+            for tm, xs, xe in zip(bound.denoisers, bound.x_start, bound.x_exact, strict=True)
+        ]
+
+
+def _n_gaps(n_nodes: int, ending: str) -> int:
+    return n_nodes - 1 if ending == "eps" else n_nodes
+
+
+def grid_from_q(q: torch.Tensor, lambda_start: float, lambda_end: float, ending: str = "eps") -> torch.Tensor:
+    """λ-grid from logits q (N gaps): N + 1 nodes (``"eps"``) or N finite nodes (``"zero"``); module docstring."""
+    n = q.shape[0]
+    span = lambda_end - lambda_start
+    hmin = span * MIN_STEP_FRACTION / n
+    h = hmin + (span - n * hmin) * torch.softmax(q, 0)
+    nodes = lambda_start + torch.cat([torch.zeros(1, dtype=DT), torch.cumsum(h, 0)])
+    nodes = torch.cat([nodes[:-1], torch.tensor([lambda_end], dtype=DT)])  # the endpoint exactly
+    return nodes if ending == "eps" else nodes[:-1]
+
+
+def q_from_grid(lambdas: Sequence[float], lambda_start: float, lambda_end: float, ending: str = "eps") -> np.ndarray:
+    """Logits whose :func:`grid_from_q` is ``lambdas`` (gaps below h_min are raised to just above it, and
+    the others rescaled to keep the span). Centred: q is defined up to a constant."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    if ending == "zero":
+        lam = np.append(lam, lambda_end)
+    h = np.diff(lam)
+    n = h.size
+    span = lambda_end - lambda_start
+    hmin = span * MIN_STEP_FRACTION / n
+    q = np.log(np.maximum(h - hmin, 1e-3 * hmin) / (span - n * hmin))
+    return q - q.mean()
+
+
+def rule_grid(name: str, schedule, nfe: int, ending: str = "eps") -> np.ndarray | None:
+    """A rule or published table for ``nfe`` model calls: its N-step grid (``"eps"``), or, for ``"zero"``,
+    its (N − 1)-step grid over [λ_T, λ_ε] whose N nodes are followed by σ = 0 — as diffusers and
+    k-diffusion build a σ-table with a trailing zero. None where a table does not fit."""
+    return baseline_lambdas(name, schedule, nfe if ending == "eps" else nfe - 1)
+
+
+def rule_starts(schedule, nfe: int, ending: str = "eps") -> dict[str, np.ndarray]:
+    """{rule: grid} for the four formula rules (uniform λ, uniform t, uniform √t, Karras ρ = 7)."""
+    out = {}
+    for name in FORMULA_BASELINES:
+        g = rule_grid(name, schedule, nfe, ending)
+        if g is not None:
+            out[name] = g
+    return out
+
+
+def insert_node(lambdas: Sequence[float], ending: str = "eps", lambda_end: float | None = None) -> np.ndarray:
+    """A grid with one more node and the same node density: the (N+1)-step grid λ'_j = Λ(j·N/(N+1)) with Λ
+    the piecewise-linear interpolant of the N-step grid over its index (a warm start for NFE N + 1).
+    ``"zero"`` grids are extended by their leftover gap to ``lambda_end`` first and cut again after."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    if ending == "zero":
+        if lambda_end is None:
+            raise ValueError("insert_node: a 'zero' grid needs lambda_end")
+        lam = np.append(lam, lambda_end)
+    n = lam.size - 1
+    out = np.interp(np.arange(n + 2) * n / (n + 1), np.arange(n + 1), lam)
+    out[0], out[-1] = lam[0], lam[-1]
+    return out if ending == "eps" else out[:-1]
+
+
+def _loss_and_grad(q, bound: Bound, log_ref: np.ndarray, solver: Mapping, penalty: float, sharpness: float):
+    qt = torch.tensor(q, dtype=DT, requires_grad=True)
+    lam = grid_from_q(qt, bound.lambda_start, bound.lambda_end, bound.ending)
+    ell = torch.log(torch.stack(_mean_errors(lam, bound, solver))) - torch.from_numpy(log_ref)
+    loss = ell.mean()
+    if penalty:
+        loss = loss + penalty * torch.nn.functional.softplus(sharpness * ell).mean()
+    loss.backward()
+    return float(loss.detach()), qt.grad.numpy().copy()
+
+
+def _loss(lam: np.ndarray, bound: Bound, log_ref: np.ndarray, solver: Mapping, penalty: float, sharpness: float):
+    ell = np.log([e.mean() for e in errors(lam, bound, **solver)]) - log_ref
+    return float(ell.mean() + (penalty * np.mean(np.logaddexp(0.0, sharpness * ell)) if penalty else 0.0))
+
+
+def refine(
+    problems: Bound,
+    starts: Mapping[str, Sequence[float]],
+    *,
+    solver: str = "unipc",
+    order: int = 3,
+    variant: str = "bh2",
+    ending: str | None = None,
+    reference: str | Sequence[float] = "uniform-lambda",
+    penalty: float = 0.0,
+    sharpness: float = 10.0,
+    top: int | None = 2,
+    maxiter: int = 80,
+    gtol: float = 1e-6,
+    ftol: float = 1e-9,
+) -> OptimizeResult:
+    """Refine the interior λ's of the best ``top`` ``starts`` (None: all) on ``problems`` (a :class:`Bound`).
+
+    ``reference``: the name of a start or a grid; the loss is relative to its errors (module docstring).
+    ``ending`` must match the bound problems' (None: take theirs). Returns a scipy ``OptimizeResult`` with
+    ``x`` (the refined λ-grid), ``fun`` (its loss), ``success``, ``status``, ``message``, ``nit``, ``nfev``
+    (of the winning run) and ``q``, ``start`` (the winning start's name), ``fun_start`` (its loss before),
+    ``starts`` ({name: (loss before, loss after or None if not refined, iterations)}), ``nfev_total``,
+    ``mean_log_ratio`` (the loss without the penalty), ``seconds``.
+    """
+    t0 = time.perf_counter()
+    bound = problems
+    if ending is not None and ending != bound.ending:
+        raise ValueError(f"ending {ending!r} differs from the bound problems' {bound.ending!r}")
+    if not starts:
+        raise ValueError("refine needs at least one start")
+    spec = {"solver": solver, "order": order} | ({"variant": variant} if solver == "unipc" else {})
+    ref = starts[reference] if isinstance(reference, str) else reference
+    log_ref = np.log([e.mean() for e in errors(ref, bound, **spec)])
+    scored = sorted(
+        (
+            (_loss(np.asarray(g), bound, log_ref, spec, penalty, sharpness), i, name)
+            for i, (name, g) in enumerate(starts.items())
+        ),
+    )
+    chosen = scored if top is None else scored[:top]
+    best, log, nfev_total = None, {}, 0
+    for loss0, _, name in chosen:
+        q0 = q_from_grid(starts[name], bound.lambda_start, bound.lambda_end, bound.ending)
+        res = minimize(
+            _loss_and_grad,
+            q0,
+            args=(bound, log_ref, spec, penalty, sharpness),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": maxiter, "gtol": gtol, "ftol": ftol},
+        )
+        nfev_total += int(res.nfev)
+        log[name] = (loss0, float(res.fun), int(res.nit))
+        if best is None or res.fun < best[0].fun - 1e-12:
+            best = (res, name, loss0)
+    for loss0, _, name in scored:
+        log.setdefault(name, (loss0, None, 0))
+    res, name, loss0 = best
+    lam = grid_from_q(torch.tensor(res.x, dtype=DT), bound.lambda_start, bound.lambda_end, bound.ending).numpy()
+    plain = _loss(lam, bound, log_ref, spec, 0.0, sharpness)
+    return OptimizeResult(
+        x=lam,
+        fun=float(res.fun),
+        success=bool(res.success),
+        status=int(res.status),
+        message=str(res.message),
+        nit=int(res.nit),
+        nfev=int(res.nfev),
+        q=np.asarray(res.x),
+        start=name,
+        fun_start=loss0,
+        starts=log,
+        nfev_total=nfev_total,
+        mean_log_ratio=plain,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def round_to_timesteps(lambdas: Sequence[float], schedule, ending: str = "eps") -> np.ndarray:
+    """A discrete schedule's grid with interior nodes moved to the nearest integer timestep n (t = (n+1)/N_train,
+    the schedule's own embedding); endpoints kept. Nodes that collide are left colliding: check with
+    ``np.all(np.diff(out) > 0)``."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    n_train = schedule.num_train_timesteps
+    steps = np.clip(schedule.model_time(schedule.inverse_lambda(lam)), 0, n_train - 1)
+    out = schedule.marginal_lambda((steps + 1.0) / n_train)
+    out[0] = lam[0]
+    if ending == "eps":
+        out[-1] = lam[-1]
+    return out

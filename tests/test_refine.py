@@ -1,0 +1,111 @@
+"""The refine stage (builder/select/refine.py): parametrisation, determinism, and that it lowers the fit loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builder.select import family
+from builder.select.differentiable import DT
+from builder.select.refine import (
+    MIN_STEP_FRACTION,
+    bind,
+    grid_from_q,
+    insert_node,
+    q_from_grid,
+    refine,
+    round_to_timesteps,
+    rule_starts,
+)
+from builder.solve.schedules import get_schedule
+
+
+@pytest.fixture(scope="module")
+def bound(tmp_path_factory):
+    """Two small problems (low-dim and latent-like), exact answers in a private cache, vp-linear endpoints."""
+    problems = (
+        family.problem("lowdim", (2, 6, 0.03, 0.1, 7), batch=24, seed=1, split_name="test"),
+        family.problem("latent", (8, 3, 0.3, 0.5, 7), batch=24, seed=2, split_name="test"),
+    )
+    sched = get_schedule("vp-linear")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTSTEPS_QUALITY_CACHE", str(tmp_path_factory.mktemp("truth")))
+        return sched, {e: bind(problems, sched.lambda_start, sched.lambda_end, e) for e in ("eps", "zero")}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-30.0, 30.0), min_size=2, max_size=12), st.sampled_from(["eps", "zero"]))
+def test_any_logits_give_a_valid_grid(q, ending):
+    lam = grid_from_q(torch.tensor(q, dtype=DT), -5.0, 4.5, ending).numpy()
+    n = len(q)
+    assert lam.size == (n + 1 if ending == "eps" else n)
+    assert lam[0] == -5.0 and np.all(np.isfinite(lam))
+    full = np.append(lam, 4.5) if ending == "zero" else lam
+    assert full[-1] == 4.5
+    assert np.all(np.diff(full) >= 9.5 * MIN_STEP_FRACTION / n * (1 - 1e-9))
+
+
+@pytest.mark.parametrize("ending", ["eps", "zero"])
+def test_q_round_trips(ending):
+    lam = np.array([-5.0, -2.0, 0.5, 2.0, 3.7, 4.5])
+    if ending == "zero":
+        lam = lam[:-1]
+    back = grid_from_q(torch.from_numpy(q_from_grid(lam, -5.0, 4.5, ending)), -5.0, 4.5, ending).numpy()
+    np.testing.assert_allclose(back, lam, atol=1e-12)
+
+
+def _refined(sched, b, **kw):
+    nfe = 5
+    starts = rule_starts(sched, nfe, b.ending)
+    return starts, refine(b, starts, solver="unipc", order=3, top=1, maxiter=6, **kw)
+
+
+@pytest.mark.parametrize("ending", ["eps", "zero"])
+def test_refine_lowers_the_loss_keeps_endpoints_and_is_deterministic(bound, ending):
+    sched, bounds = bound
+    b = bounds[ending]
+    starts, res = _refined(sched, b)
+    assert res.fun < res.fun_start - 1e-3
+    assert res.fun <= min(v[0] for v in res.starts.values())
+    lam = res.x
+    assert lam.size == (6 if ending == "eps" else 5)
+    assert lam[0] == sched.lambda_start and np.all(np.diff(lam) > 0)
+    if ending == "eps":
+        assert lam[-1] == sched.lambda_end
+    else:
+        assert lam[-1] <= sched.lambda_end - (sched.lambda_end - sched.lambda_start) * MIN_STEP_FRACTION / 5 * 0.999
+    if ending == "eps":  # deterministic: the same call gives the same bits
+        again = refine(b, starts, solver="unipc", order=3, top=1, maxiter=6)
+        assert np.array_equal(again.x, lam) and again.fun == res.fun
+
+
+def test_penalty_and_dpmpp_run(bound):
+    sched, bounds = bound
+    starts = rule_starts(sched, 6, "eps")
+    res = refine(bounds["eps"], starts, solver="dpmpp", order=2, penalty=0.5, top=1, maxiter=3)
+    assert res.fun >= res.mean_log_ratio  # the penalty is ≥ 0
+    assert np.all(np.diff(res.x) > 0)
+    with pytest.raises(ValueError, match="ending"):
+        refine(bounds["eps"], starts, ending="zero")
+
+
+@pytest.mark.parametrize("ending", ["eps", "zero"])
+def test_insert_node_adds_one_node_and_keeps_endpoints(ending):
+    lam = np.array([-5.0, -1.0, 1.0, 2.5, 4.5])
+    out = insert_node(lam, ending, lambda_end=6.0)
+    assert out.size == lam.size + 1 and out[0] == lam[0] and np.all(np.diff(out) > 0)
+    if ending == "eps":
+        assert out[-1] == lam[-1]
+
+
+def test_rounding_hits_integer_timesteps():
+    sched = get_schedule("scaled-linear")
+    lam = np.linspace(sched.lambda_start, sched.lambda_end, 9)
+    out = round_to_timesteps(lam, sched)
+    assert out[0] == lam[0] and out[-1] == lam[-1]
+    steps = sched.model_time(sched.inverse_lambda(out[1:-1]))
+    np.testing.assert_allclose(sched.marginal_lambda((steps + 1) / 1000.0), out[1:-1], atol=1e-9)
+    assert np.max(np.abs(out - lam)) < 0.1
