@@ -166,7 +166,12 @@ def solve(
     default=None,
     help="Grid spec (default: builder/registry/spec.json).",
 )
-@click.option("--check", is_flag=True, help="Rebuild into a temporary folder and fail on any byte difference.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Rebuild into a temporary folder and fail on any byte difference (from scratch, unless --cache-dir "
+    "names a cache to reuse: its keys hash the code, so only stages of unchanged code are reused).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--force", is_flag=True, help="Write into a folder that is neither empty nor a registry.")
 def sweep(
@@ -199,7 +204,7 @@ def sweep(
         spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
         kwargs = {"spec": spec, "selection": selection or None, "workers": workers, "progress": not no_progress}
         if check:
-            diffs = sweep_mod.check(registry, **kwargs)
+            diffs = sweep_mod.check(registry, cache_dir=cache_dir, **kwargs)
         else:
             files = sweep_mod.build(registry, cache_dir=cache_dir, force=force, **kwargs)
     except sweep_mod.SweepError as exc:

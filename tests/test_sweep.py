@@ -95,6 +95,26 @@ def test_check_passes_then_reports_a_changed_byte(built, tmp_path):
     assert len(diffs) == 1 and "committed/v1/vp-linear.json" in diffs[0] and '"objective"' in diffs[0]
 
 
+def test_check_reuses_a_named_cache_and_nothing_else(built, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "registry"
+    shutil.copytree(built, copy)
+    cache = tmp_path / "cache"
+    solved = []
+    original = pipeline.run_tasks
+
+    def counting(todo, *args, **kwargs):
+        solved.append(original(todo, *args, **kwargs))
+        return solved[-1]
+
+    monkeypatch.setattr(pipeline, "run_tasks", counting)
+    assert sweep.check(copy, cache_dir=cache, spec=SMALL, workers=1, progress=False) == []
+    assert sweep.check(copy, cache_dir=cache, spec=SMALL, workers=1, progress=False) == []
+    assert sweep.check(copy, spec=SMALL, workers=1, progress=False) == []
+    assert solved == [len(sweep.tasks_of(SMALL)), 0, len(sweep.tasks_of(SMALL))]  # named cache reused; default cold
+
+
 def test_slice_rebuild_keeps_the_rest(built, tmp_path):
     import shutil
 

@@ -91,7 +91,9 @@ def kept_entries(registry: Path) -> dict[tuple[str, int, int, float], dict[str, 
         if problems:
             more = f"; and {len(problems) - 3} more" if problems[3:] else ""
             shown = "; ".join(str(p) for p in problems[:3]) + more
-            raise SweepError(f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', str(registry / rel))}")
+            raise SweepError(
+                f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', str(registry / rel))}"
+            )
         for e in json.loads(data)["entries"]:
             out[(rel, e["nfe"], e["order"], float(e["p"]))] = e
     return out
@@ -171,8 +173,11 @@ def assemble(spec: Spec, entries_by_file: dict[str, list[dict[str, Any]]]) -> di
     return files
 
 
-def check(registry: Path, **build_kwargs: Any) -> list[str]:
-    """Rebuild into a temporary folder and return a readable diff per differing file (empty: identical)."""
+def check(registry: Path, cache_dir: Path | None = None, **build_kwargs: Any) -> list[str]:
+    """Rebuild into a temporary folder and return a readable diff per differing file (empty: identical).
+
+    From scratch (a cache inside the temporary folder) unless ``cache_dir`` names a cache to reuse.
+    """
     import difflib
 
     with tempfile.TemporaryDirectory(prefix="optsteps-check-") as tmp:
@@ -182,7 +187,7 @@ def check(registry: Path, **build_kwargs: Any) -> list[str]:
             if not (registry / INDEX).is_file():
                 raise SweepError(f"{registry} has no {INDEX}: a slice can only be checked against a registry")
             shutil.copytree(registry, tmp_registry)
-        rebuilt = build(tmp_registry, **build_kwargs)
+        rebuilt = build(tmp_registry, cache_dir=cache_dir, **build_kwargs)
     diffs = []
     committed = {p.relative_to(registry).as_posix() for p in registry.glob("**/*.json")}
     for rel in sorted(set(rebuilt) | committed):
