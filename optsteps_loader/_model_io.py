@@ -81,16 +81,48 @@ class Denoiser:
             raise ValueError(
                 f"steps has {len(steps.timesteps)} timesteps for {len(steps.lambdas)} nodes; they must agree"
             )
+        if getattr(steps, "ending", "eps") != "eps":
+            raise ValueError(
+                f"this sampler integrates to the entry's last node (ending 'eps'); entry {steps.schedule!r} has "
+                f"ending {steps.ending!r}, which it does not run"
+            )
         self._model = model
         self._coefficients = x0_coefficients(steps, prediction)
         self._timesteps = timestep_values(steps, x)
 
     def __call__(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        output = self._model(x, self._timesteps[i].expand(x.shape[:1]))
+        output = model_output(self._model(x, self._timesteps[i].expand(x.shape[:1])), x)
         a, b = self._coefficients[i]
         if a == 0.0:
             return output if b == 1.0 else output * b
         return torch.add(x * a, output, alpha=b)
+
+
+def model_output(output: Any, x: torch.Tensor) -> torch.Tensor:
+    """The tensor a model returned, checked against x's shape.
+
+    Accepts a tensor, a diffusers output object (``UNet2DOutput``, ``Transformer2DModelOutput``: anything
+    with a tensor ``.sample``) or a tuple/list whose first item is the tensor (diffusers' ``return_dict=False``).
+    The shape must equal x's: a wrong batch or channel count would otherwise broadcast silently. Checking the
+    shape reads tensor metadata only (no host-device synchronisation).
+    """
+    if not isinstance(output, torch.Tensor):
+        if isinstance(getattr(output, "sample", None), torch.Tensor):
+            output = output.sample
+        elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            output = output[0]
+        else:
+            raise ValueError(
+                "the model must return a tensor, an object with a tensor .sample (diffusers' UNet2DOutput) or a "
+                f"tuple whose first item is the tensor; got {type(output).__name__}"
+            )
+    if output.shape != x.shape:
+        raise ValueError(
+            f"the model returned shape {tuple(output.shape)} for an input of shape {tuple(x.shape)}; they must be "
+            "equal (check the batch size, e.g. classifier-free guidance must combine its two halves, and the "
+            "output channels: learned-variance models return 2×C, keep the first C)"
+        )
+    return output
 
 
 def combine(step: LinearStep, x: torch.Tensor, predictions: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -102,7 +102,10 @@ def build_cli():
         """Print the optimized steps of SCHEDULE at --nfe N."""
         with _reported():
             steps = get(schedule, nfe, order=order, p=p, solver=solver, source=source, revision=revision, shift=shift)
-        click.echo(_FORMATTERS[fmt](steps))
+        if fmt == "diffusers":
+            click.echo(format_diffusers(steps, source))
+        else:
+            click.echo(_FORMATTERS[fmt](steps))
 
     @cli.command("verify")
     @source_option
@@ -190,26 +193,115 @@ def _flow(steps) -> bool:
     return steps.time_input == "1000*sigma"
 
 
-def format_diffusers(steps) -> str:
-    """The lists a diffusers user passes to a pipeline: ``timesteps=`` (discrete and flow models) or
-    ``sigmas=``. They hold the N model-evaluation nodes: the scheduler appends the final one itself.
-    ``sigmas`` is σ/α (k-diffusion convention) except for flow models, where diffusers' sigma is σ_t."""
-    sigmas = (steps.sigma_t if _flow(steps) else steps.sigmas)[:-1]
-    lines = [
+def _get_call(steps, source: str | None) -> str:
+    """The ``optsteps_loader.get(...)`` call that returns ``steps`` again."""
+    args = [repr(steps.schedule), str(steps.nfe), f"order={steps.order}", f"p={_g(steps.p)}"]
+    if "shift" in steps.params:
+        args.append(f"shift={_g(steps.params['shift'])}")
+    if steps.solver != "unipc":
+        args.append(f"solver={steps.solver!r}")
+    if source is not None:
+        args.append(f"source={source!r}")
+    return f"optsteps_loader.get({', '.join(args)})"
+
+
+def format_diffusers(steps, source: str | None = None) -> str:
+    """Python for a diffusers pipeline ``pipe``, one block per scheduler family; run one block, then
+    ``pipe(prompt, **kwargs)``. Each block makes exactly N model calls on the entry's nodes; families that
+    cannot (FlowMatchEuler and DPM-Solver's σ = 0 ending for a t_ε entry, Heun, continuous-time entries)
+    get a comment saying why instead of code."""
+    from ._endings import ending_of
+
+    n, order, ending = steps.nfe, steps.order, ending_of(steps)
+    last = "sigma = 0" if ending == "zero" else f"t_eps (sigma/alpha = {steps.sigmas[n]:.6g})"
+    head = [
         f"# optsteps {_title(steps)}",
-        "# UniPC / DPM-Solver++: optsteps_loader.diffusers.configure_scheduler(scheduler, steps)",
-        "# schedulers taking custom lists: pass ONE of these (N values; they append the last step)",
+        f"# {n} model calls, ending at {last}. Each block is Python for a diffusers pipeline `pipe` whose model",
+        "# uses this schedule: run ONE block, then image = pipe(prompt, **kwargs).images[0]",
     ]
-    if steps.time_input in ("timestep", "1000*sigma"):
-        lines.append(f"timesteps={list(steps.timesteps[:-1])!r}")
-    lines.append(f"sigmas={list(sigmas)!r}")
-    return "\n".join(lines)
+    get_line = f"steps = {_get_call(steps, source)}"
+    imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
+    blocks: list[list[str]] = []
+    if steps.time_input in ("t", "sigma"):
+        what = "continuous-time (t in (0, 1])" if steps.time_input == "t" else "EDM (alpha = 1)"
+        return "\n".join(
+            [
+                *head,
+                f"# This entry is {what}: diffusers' 1000-step schedulers do not run it. Use",
+                "# optsteps_loader.unipc.sample / dpmpp.sample, or the entry of your model's schedule",
+                "# (scaled-linear: SD 1.x/2.x/SDXL; ddpm-linear; flow: SD3/FLUX).",
+            ]
+        )
+    flow = _flow(steps)
+    flow_args = ', use_flow_sigmas=True, prediction_type="flow_prediction"' if flow else ""
+    for name in ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler"):
+        blocks.append(
+            [
+                f"# --- {name}: the scheduler follows the entry",
+                *imports,
+                f"from diffusers import {name}",
+                get_line,
+                f"pipe.scheduler = {name}.from_config(pipe.scheduler.config, solver_order={order}{flow_args})",
+                "configure_scheduler(pipe.scheduler, steps)",
+                f'kwargs = {{"num_inference_steps": {n}}}',
+            ]
+        )
+    if flow:
+        blocks.append(
+            [
+                "# --- FlowMatchEulerDiscreteScheduler (SD3, FLUX): it always ends with a step to sigma = 0;",
+                "# pipeline_kwargs(pipe.scheduler, steps) gives its sigmas (shifted once) for sigma = 0-ending"
+                " entries only" + ("." if ending == "zero" else ", which this registry version does not have yet."),
+            ]
+        )
+    else:
+        final = "zero" if ending == "zero" else "sigma_min"
+        timesteps = list(steps.timesteps[:n])
+        for name in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"):
+            blocks.append(
+                [
+                    f"# --- {name}: the standard path, pipe(timesteps=...)",
+                    *imports,
+                    f"from diffusers import {name}",
+                    get_line,
+                    f"pipe.scheduler = {name}.from_config(",
+                    f'    pipe.scheduler.config, solver_order={order}, final_sigmas_type="{final}"',
+                    ")",
+                    f"kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {{'timesteps': {timesteps!r}}}",
+                ]
+            )
+        if order == 1:
+            sigmas = [*steps.sigmas[:n], steps.sigmas[n] if ending == "eps" else 0.0]
+            blocks.append(
+                [
+                    "# --- EulerDiscreteScheduler: the standard path, pipe(sigmas=...)",
+                    *imports,
+                    "from diffusers import EulerDiscreteScheduler",
+                    get_line,
+                    "pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)",
+                    f"kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {{'sigmas': {sigmas!r}}}",
+                ]
+            )
+        else:
+            blocks.append(
+                [
+                    "# --- EulerDiscreteScheduler is first order: ask for the order-1 entry",
+                    f"# (optsteps show {steps.schedule} --nfe {n} --order 1 --format diffusers).",
+                ]
+            )
+    blocks.append(["# HeunDiscreteScheduler calls the model twice per step: no registry entry fits it."])
+    return "\n\n".join(["\n".join(head), *("\n".join(b) for b in blocks)])
 
 
 def format_k_diffusion(steps) -> str:
-    """The k-diffusion / ComfyUI ``sigmas`` list: N+1 nodes then a trailing 0 (flow models: σ_t)."""
-    sigmas = (*steps.sigma_t, 0.0) if _flow(steps) else steps.sigmas_with_zero()
-    return f"# optsteps {_title(steps)}\nsigmas={list(sigmas)!r}"
+    """The k-diffusion ``sigmas`` list (:func:`optsteps_loader.kdiffusion.sigmas` without torch): N + 1
+    values, N model calls; for a t_ε entry the last value is its last node, not 0 (see that module)."""
+    from ._endings import ending_of
+
+    column = steps.sigma_t if _flow(steps) else steps.sigmas
+    values = [*column[: steps.nfe], column[steps.nfe] if ending_of(steps) == "eps" else 0.0]
+    note = "ends at t_eps: no trailing 0" if ending_of(steps) == "eps" else "ends at sigma = 0"
+    return f"# optsteps {_title(steps)}; {steps.nfe} model calls, {note}\nsigmas={values!r}"
 
 
 _FORMATTERS = {

@@ -1,47 +1,59 @@
-"""Put a registry entry into a diffusers multistep scheduler (UniPC or DPM-Solver++) in one call.
+"""Registry entries in diffusers: a configured scheduler, or the standard ``timesteps=`` / ``sigmas=`` path.
 
-diffusers' ``UniPCMultistepScheduler.set_timesteps`` takes no custom timesteps, and takes custom ``sigmas``
-only for flow models; ``DPMSolverMultistepScheduler`` takes integer ``timesteps`` but re-derives σ from
-them. :func:`configure_scheduler` instead writes the entry's grid into the scheduler's state, which is
-all ``step()`` reads (checked against diffusers 0.42)::
+Two ways in (checked against diffusers 0.42), both with exactly N model calls for an NFE-N entry:
+
+1. :func:`pipeline_kwargs` — the standard path, like diffusers' ``AysSchedules``: the keyword arguments a
+   pipeline passes on to ``scheduler.set_timesteps`` (``pipe(prompt, **pipeline_kwargs(pipe.scheduler,
+   steps))``), for ``DPMSolverMultistepScheduler``, ``DPMSolverSinglestepScheduler``,
+   ``EulerDiscreteScheduler`` and ``FlowMatchEulerDiscreteScheduler``. It refuses what the scheduler would
+   run wrongly (see its docstring); ``HeunDiscreteScheduler`` is always refused (two calls per step).
+2. :func:`configure_scheduler` — for ``UniPCMultistepScheduler`` (whose ``set_timesteps`` takes no custom
+   timesteps for non-flow models) and ``DPMSolverMultistepScheduler``: the entry's grid is written into the
+   scheduler's state, which is all ``step()`` reads::
 
     import optsteps_loader
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
     from optsteps_loader.diffusers import configure_scheduler
 
     pipe = StableDiffusionPipeline.from_pretrained(...)
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, solver_type="bh1")
-    steps = optsteps_loader.get("scaled-linear", nfe=8)
-    configure_scheduler(pipe.scheduler, steps)
-    image = pipe(prompt, num_inference_steps=steps.nfe).images[0]
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)  # solver_order=2, bh2
+    configure_scheduler(pipe.scheduler, "scaled-linear")      # any num_inference_steps the registry has
+    image = pipe(prompt, num_inference_steps=8).images[0]
 
-What is written (N = ``steps.nfe``):
+Endings (:mod:`optsteps_loader._endings`): this registry version's entries end at t_ε (the result is x at
+the last node); entries whose last step goes to σ = 0 (``steps.ending == "zero"``) are planned. A host that
+can only end at σ = 0 (FlowMatchEuler, DPM-Solver with ``final_sigmas_type="zero"`` on the standard path)
+is refused for a t_ε entry with :class:`~optsteps_loader._endings.EndingUnavailableError`, never run with
+N + 1 calls or a replaced last node. :func:`configure_scheduler` writes the grid itself, so it runs either
+ending.
 
-- ``scheduler.sigmas``: the N+1 node values, float64 on the CPU (diffusers keeps sigmas on the CPU):
-  σ/α (``steps.sigmas``) for VP schedulers, the flow σ (``steps.sigma_t``) when the scheduler was built with
-  ``use_flow_sigmas=True`` (there diffusers sets α = 1 − σ). diffusers appends a final σ = 0 (or σ_min);
-  here the last value is the entry's last node (t_end > 0), so the last step lands on t_end like the
-  paper's sampler, and ``final_sigmas_type`` has no effect on the grid. (DPM-Solver++ with
-  ``final_sigmas_type="zero"`` still forces a first-order last step, which ``lower_order_final`` does anyway.)
-- ``scheduler.timesteps``: the first N entries of ``steps.timesteps`` (int64 when integer, else float32),
-  passed by pipelines to the model unchanged;
-- ``num_inference_steps = N``; the multistep state is reset (model outputs, warm-up counter, UniPC's last
-  sample); ``begin_index = 0`` so that timesteps that collide after rounding
-  (``timestep_collisions`` in the registry) cannot confuse diffusers' timestep→index lookup.
+What :func:`configure_scheduler` writes (N = ``steps.nfe``):
 
-Because pipelines call ``scheduler.set_timesteps(num_inference_steps, device=...)`` themselves, the
-scheduler's ``set_timesteps`` is replaced on this instance by one that re-applies the entry (it raises
-``ValueError`` if asked for another number of steps, or for custom ``timesteps``/``sigmas``; a dynamic-shift
-``mu`` is ignored, the entry's grid is already fixed). ``del scheduler.set_timesteps`` restores diffusers'
-own method. Limits:
+- ``scheduler.sigmas``: N + 1 values, float64 on the CPU (where diffusers keeps them): σ/α
+  (``steps.sigmas``) for VP schedulers, the flow σ (``steps.sigma_t``) with ``use_flow_sigmas=True``
+  (diffusers then sets α = 1 − σ). The last value is the entry's last node (t_ε) or 0 (σ = 0 ending), so
+  ``final_sigmas_type`` has no effect on the grid;
+- ``scheduler.timesteps``: the N model inputs ``steps.timesteps[:N]`` (int64 when integer, else float32);
+- ``num_inference_steps = N``, the multistep state reset, ``begin_index = 0`` (so timesteps that collide
+  after rounding cannot confuse diffusers' timestep→index lookup).
 
-- the entry must match the model: a discrete entry (``scaled-linear`` for Stable Diffusion, ``ddpm-linear``)
-  gives integer timesteps for 1000-step UNets; a continuous VP entry (``vp-linear``, ``vp-cosine``) gives
-  float t in (0, 1], which such a UNet does not understand. Integer timesteps are the rounded
-  model-time of nodes whose α, σ come from the optimised continuous t (a half-step mismatch at most);
-- EDM entries (α = 1) are rejected: use diffusers' EDM schedulers or :mod:`optsteps_loader.unipc`;
-- ``solver_p`` (UniPC with another predictor) is not supported;
-- only ``UniPCMultistepScheduler`` and ``DPMSolverMultistepScheduler`` (and subclasses) are accepted.
+Pipelines call ``scheduler.set_timesteps(num_inference_steps, device=...)`` themselves, so the instance's
+``set_timesteps`` is replaced by one that re-applies the entry — or, when the scheduler was configured with
+a schedule key or a callable, loads the entry for whatever ``num_inference_steps`` the pipeline asks for.
+Its signature shows ``timesteps`` and ``sigmas`` so that diffusers' ``retrieve_timesteps`` (which checks
+``inspect.signature``) reaches it, and ``pipe(timesteps=...)`` gets an error that says what to do.
+:func:`release` gives the scheduler its own behaviour back.
+
+Saving: a configured scheduler's *config* cannot carry the entry (diffusers rebuilds schedulers from the
+config alone), so it is made to fail loudly instead of silently falling back to default timesteps:
+``configure_scheduler`` sets ``timestep_spacing`` to :data:`CONFIGURED_SPACING`, and a scheduler built
+from that config (``from_config(configured.config)``, or ``save_pretrained`` then ``from_pretrained``)
+raises diffusers' "… is not supported" ``ValueError`` quoting that text on its first ``set_timesteps``.
+Configure the new scheduler again (or :func:`release` before saving).
+
+Limits: EDM entries (α = 1) are rejected (use diffusers' EDM schedulers or :mod:`optsteps_loader.unipc`);
+continuous-time VP entries (``vp-linear``, ``vp-cosine``, model time t ∈ (0, 1]) do not go into the
+1000-step discrete schedulers; ``solver_p`` (UniPC with another predictor) is not supported.
 """
 
 from __future__ import annotations
@@ -51,60 +63,408 @@ import types
 from typing import Any
 
 from ._coefficients import schedule_family
+from ._endings import (
+    EndingUnavailableError,
+    check_ending,
+    ending_of,
+    evaluated,
+    final_value,
+    load,
+    no_zero_entries,
+)
 
-__all__ = ["SUPPORTED_SCHEDULERS", "configure_scheduler"]
+__all__ = [
+    "CONFIGURED_SPACING",
+    "PIPELINE_SCHEDULERS",
+    "SUPPORTED_SCHEDULERS",
+    "EndingUnavailableError",
+    "configure_scheduler",
+    "matching_schedule",
+    "pipeline_kwargs",
+    "release",
+]
 
 SUPPORTED_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
+PIPELINE_SCHEDULERS = (
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "FlowMatchEulerDiscreteScheduler",
+)
+CONFIGURED_SPACING = (
+    "optsteps-configured (this config comes from a scheduler set up by "
+    "optsteps_loader.diffusers.configure_scheduler, which a config cannot carry: configure the new scheduler "
+    "again, or call optsteps_loader.diffusers.release before saving)"
+)
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
+_FINAL_SIGMA_RTOL = 1e-3  # DPM-Solver's sigma_min vs the entry's last node (float32 inside diffusers)
+# The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
+_DISCRETE = {
+    ("scaled_linear", 0.00085, 0.012): "scaled-linear",
+    ("linear", 0.0001, 0.02): "ddpm-linear",
+}
+
+# ---- which entry fits which scheduler ------------------------------------------------------------------
 
 
-def configure_scheduler(scheduler: Any, steps: Any, *, device: Any = None, check_schedule: bool = True) -> Any:
-    """Make ``scheduler.step()`` follow the registry entry ``steps``; returns the same scheduler.
+def matching_schedule(scheduler: Any) -> str | None:
+    """The registry schedule key of a diffusers scheduler's noise schedule, or ``None`` if none matches.
+
+    ``"flow"`` for flow-matching schedulers (``FlowMatch*`` or ``use_flow_sigmas=True``), ``"scaled-linear"``
+    (Stable Diffusion 1.x/2.x/SDXL betas) and ``"ddpm-linear"`` for 1000-step discrete betas.
+    """
+    config = scheduler.config
+    if _is_flow(scheduler):
+        return "flow"
+    if config.get("num_train_timesteps", 1000) != 1000 or config.get("trained_betas") is not None:
+        return None
+    for (kind, start, end), key in _DISCRETE.items():
+        if (
+            config.get("beta_schedule") == kind
+            and math.isclose(config.get("beta_start", -1.0), start, rel_tol=1e-6)
+            and math.isclose(config.get("beta_end", -1.0), end, rel_tol=1e-6)
+        ):
+            return key
+    return None
+
+
+def time_convention(steps: Any) -> str:
+    """How an entry's model takes time: ``"discrete"`` (integer timesteps, a 1000-step VP model),
+    ``"continuous"`` (VP, float t), ``"flow"`` (rectified flow) or ``"edm"`` (α = 1, input σ)."""
+    family = schedule_family(evaluated(steps.alpha_t, steps), evaluated(steps.sigma_t, steps))
+    if family == "flow":
+        return "flow"
+    if family != "vp":
+        return "edm"
+    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in list(steps.timesteps)[: steps.nfe])
+    return "discrete" if integer else "continuous"
+
+
+def _is_flow(scheduler: Any) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
+
+
+def _check_convention(scheduler: Any, steps: Any) -> str:
+    """Refuse an entry whose time convention the scheduler does not run; returns the convention."""
+    convention = time_convention(steps)
+    name = type(scheduler).__name__
+    want = matching_schedule(scheduler)
+    use = f"use the {want!r} entry (optsteps_loader.get({want!r}, nfe, ...))" if want else "use the model's schedule"
+    if _is_flow(scheduler):
+        if convention != "flow":
+            raise ValueError(
+                f"{name} runs a flow-matching model (alpha = 1 - sigma), but entry {steps.schedule!r} is not a "
+                f"rectified-flow schedule: use a 'flow' entry (optsteps_loader.get('flow', nfe, shift=...))"
+            )
+        return convention
+    if convention == "flow":
+        raise ValueError(
+            f"entry {steps.schedule!r} is a rectified-flow schedule but {name} is not a flow scheduler: build it "
+            "with use_flow_sigmas=True (UniPC / DPM-Solver++) or use FlowMatchEulerDiscreteScheduler"
+        )
+    if convention == "edm":
+        raise ValueError(
+            f"entry {steps.schedule!r} is not variance-preserving (alpha = 1, the model takes sigma): {name} "
+            "cannot run it; for EDM use diffusers' EDM schedulers or optsteps_loader.unipc.sample"
+        )
+    if convention == "continuous":
+        raise ValueError(
+            f"entry {steps.schedule!r} is continuous-time (the model's time input is t in (0, 1]); {name} feeds "
+            f"a {scheduler.config.get('num_train_timesteps', 1000)}-step discrete model integer timesteps: {use}"
+        )
+    return convention
+
+
+def _check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> None:
+    """The scheduler's own betas give (nearly) the entry's λ at its integer timesteps."""
+    abar = scheduler.alphas_cumprod
+    if max(timesteps) >= len(abar) or min(timesteps) < 0:
+        raise ValueError(
+            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range 0..{len(abar) - 1}"
+        )
+    worst = 0.0
+    for i, n in enumerate(timesteps):
+        a = float(abar[n])
+        lam = 0.5 * (math.log(a) - math.log1p(-a))
+        worst = max(worst, abs(lam - float(steps.lambdas[i])))
+    if worst > _LAMBDA_TOLERANCE:
+        want = matching_schedule(scheduler)
+        hint = f"use the {want!r} entry" if want else "pick the entry of the model's schedule"
+        raise ValueError(
+            f"entry {steps.schedule!r} does not match this scheduler's noise schedule "
+            f"(beta_schedule={scheduler.config.get('beta_schedule')!r}): half-log-SNR differs by up to "
+            f"{worst:.3g} at the entry's timesteps; {hint} (or pass check_schedule=False)"
+        )
+
+
+def _check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None:
+    if steps.order == order:
+        return
+    if set_order:
+        scheduler.register_to_config(solver_order=steps.order)
+        return
+    raise ValueError(
+        f"{type(scheduler).__name__} has solver_order={order} but the entry was optimized for order "
+        f"{steps.order}: ask for optsteps_loader.get(..., order={order}) (DPM-Solver++ 2M: order=2), or pass "
+        f"set_order=True to run the scheduler at order {steps.order}"
+    )
+
+
+# ---- 1. the standard path: pipe(timesteps=...) / pipe(sigmas=...) -----------------------------------------
+
+
+def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, check_schedule: bool = True) -> dict:
+    """The keyword arguments that make ``pipe(...)`` run the entry on ``scheduler`` with exactly N calls.
+
+    ``pipe(prompt, **pipeline_kwargs(pipe.scheduler, steps))``; the scheduler is not modified. Per class
+    (``PIPELINE_SCHEDULERS``; subclasses count):
+
+    - ``DPMSolverMultistepScheduler`` / ``DPMSolverSinglestepScheduler`` (discrete entries):
+      ``{"timesteps": steps.timesteps[:N]}``. diffusers takes σ at those timesteps from its own betas and
+      appends the final σ from ``final_sigmas_type``: ``"sigma_min"`` (σ at timestep 0, the t_ε node of the
+      ``scaled-linear`` / ``ddpm-linear`` entries) for a t_ε entry, ``"zero"`` for a σ = 0 entry.
+      ``solver_order`` must equal ``steps.order``.
+    - ``EulerDiscreteScheduler`` (discrete entries, order 1): ``{"sigmas": [N + 1 values]}`` (σ/α; Euler
+      runs to the last value given, so either ending works); the model gets the fractional timesteps
+      diffusers derives from them (``_sigma_to_t``), the same nodes as the entry's integer timesteps up to
+      their rounding.
+    - ``FlowMatchEulerDiscreteScheduler`` (flow entries, order 1): ``{"sigmas": [N values]}``; the scheduler
+      always appends σ = 0, so only σ = 0-ending entries fit. It shifts whatever it is given (``shift``, or
+      ``time_shift(mu, ...)`` with ``use_dynamic_shifting``, FLUX); the values returned are the entry's flow
+      σ *un-shifted* by that same map, so the schedule runs the entry's nodes exactly, shifted once. With
+      dynamic shifting pass the ``mu`` the pipeline will use (FLUX: ``calculate_shift((height // 16) *
+      (width // 16), ...)`` from ``diffusers.pipelines.flux.pipeline_flux``).
+
+    Raises ``ValueError`` for a scheduler or entry it cannot run (time convention, order, schedule), and
+    :class:`EndingUnavailableError` where the scheduler ends at σ = 0 and the entry at t_ε (the case of every
+    entry of this registry version on FlowMatchEuler, and on DPM-Solver with ``final_sigmas_type="zero"``).
+    """
+    names = {cls.__name__ for cls in type(scheduler).__mro__}
+    name = type(scheduler).__name__
+    ending = ending_of(steps)
+    if "HeunDiscreteScheduler" in names:
+        raise ValueError(
+            "HeunDiscreteScheduler calls the model twice per step (2M - 1 calls for M timesteps): a registry "
+            f"entry for {steps.nfe} calls of a one-call-per-step solver cannot run there; use "
+            "DPMSolverMultistepScheduler, UniPCMultistepScheduler (configure_scheduler) or EulerDiscreteScheduler"
+        )
+    if not names & set(PIPELINE_SCHEDULERS):
+        raise ValueError(
+            f"pipeline_kwargs supports {', '.join(PIPELINE_SCHEDULERS)} (and subclasses), got {name}; for "
+            "UniPCMultistepScheduler use configure_scheduler"
+        )
+    config = scheduler.config
+    for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas"):
+        if config.get(flag):
+            raise ValueError(f"{name} was built with {flag}=True, which replaces custom steps; build it without")
+    convention = _check_convention(scheduler, steps)
+
+    if "FlowMatchEulerDiscreteScheduler" in names:
+        _check_order(scheduler, steps, 1, set_order=False)
+        if config.get("invert_sigmas") or config.get("shift_terminal"):
+            raise ValueError(f"{name} with invert_sigmas or shift_terminal is not supported")
+        if ending != "zero":
+            raise no_zero_entries(name, steps)
+        return {"sigmas": _unshift(scheduler, evaluated(steps.sigma_t, steps), mu)}
+
+    if convention != "discrete":  # use_flow_sigmas DPM-Solver: its timesteps path ignores custom timesteps
+        raise ValueError(f"{name} with use_flow_sigmas=True takes no custom timesteps; use configure_scheduler")
+    timesteps = [int(v) for v in list(steps.timesteps)[: steps.nfe]]
+    if check_schedule:
+        _check_same_schedule(scheduler, steps, timesteps)
+
+    if "EulerDiscreteScheduler" in names:
+        _check_order(scheduler, steps, 1, set_order=False)
+        if config.get("timestep_type") == "continuous":
+            raise ValueError(f"{name} with timestep_type='continuous' is not supported")
+        return {"sigmas": [*evaluated(steps.sigmas, steps), final_value(steps.sigmas, steps)]}
+
+    _check_order(scheduler, steps, config.solver_order, set_order=False)
+    final = config.get("final_sigmas_type", "zero")
+    if ending == "zero":
+        if final != "zero":
+            raise ValueError(f"entry ends at sigma = 0: build {name} with final_sigmas_type='zero'")
+        return {"timesteps": timesteps}
+    if final == "zero":
+        raise no_zero_entries(
+            f"{name} (final_sigmas_type='zero'; build it with final_sigmas_type='sigma_min' to end at the "
+            "entry's last node, or use configure_scheduler)",
+            steps,
+        )
+    abar0 = float(scheduler.alphas_cumprod[0])
+    sigma_min = math.sqrt((1.0 - abar0) / abar0)
+    if not math.isclose(sigma_min, steps.sigmas[steps.nfe], rel_tol=_FINAL_SIGMA_RTOL):
+        raise ValueError(
+            f"{name} ends at sigma_min = {sigma_min:.6g} (its timestep 0) but entry {steps.schedule!r} ends at "
+            f"{steps.sigmas[steps.nfe]:.6g}; use configure_scheduler, which writes the last node itself"
+        )
+    return {"timesteps": timesteps}
+
+
+def _unshift(scheduler: Any, sigmas: list[float], mu: float | None) -> list[float]:
+    """The inverse of FlowMatchEuler's shift, so that ``set_timesteps(sigmas=...)`` shifts back to ``sigmas``.
+
+    Static shift s: σ' = s σ / (1 + (s − 1) σ), inverted by σ = σ' / (s − (s − 1) σ'). Dynamic shifting
+    (``use_dynamic_shifting``) is the same map with s = e^μ (``time_shift_type="exponential"``, FLUX) or
+    s = μ (``"linear"``).
+    """
+    config = scheduler.config
+    if config.get("use_dynamic_shifting"):
+        if mu is None:
+            raise ValueError(
+                f"{type(scheduler).__name__} uses dynamic shifting: pass the mu the pipeline computes for your "
+                "resolution (FLUX: calculate_shift((height // 16) * (width // 16), ...)) so the entry is shifted once"
+            )
+        shift = math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else float(mu)
+    else:
+        if mu is not None:
+            raise ValueError("mu only applies to a scheduler built with use_dynamic_shifting=True")
+        shift = float(getattr(scheduler, "shift", config.get("shift", 1.0)))
+    return [s / (shift - (shift - 1.0) * s) for s in sigmas]
+
+
+# ---- 2. a configured scheduler (UniPC, DPM-Solver++) ------------------------------------------------------
+
+
+def configure_scheduler(
+    scheduler: Any,
+    steps: Any,
+    *,
+    device: Any = None,
+    check_schedule: bool = True,
+    set_order: bool = False,
+    ending: str = "eps",
+    **get_kwargs: Any,
+) -> Any:
+    """Make ``scheduler.step()`` follow a registry entry; returns the same scheduler.
 
     Args:
-        scheduler: a diffusers ``UniPCMultistepScheduler`` or ``DPMSolverMultistepScheduler``.
-        steps: an :class:`optsteps_loader.steps.Steps`.
+        scheduler: a diffusers ``UniPCMultistepScheduler`` or ``DPMSolverMultistepScheduler`` (or subclass).
+        steps: one of
+            - an :class:`optsteps_loader.steps.Steps` (the pipeline must then ask for ``steps.nfe`` steps);
+            - a schedule key (``"scaled-linear"``): each ``set_timesteps(n)`` loads
+              ``optsteps_loader.get(key, n, order=<the scheduler's solver_order>, **get_kwargs)`` with the
+              given ``ending``, so the pipeline's ``num_inference_steps`` picks the entry;
+            - a callable ``n -> Steps`` (e.g. ``lambda n: optsteps_loader.get("flow", n, shift=3.0, order=2)``).
         device: where ``scheduler.timesteps`` go (as in ``set_timesteps(device=...)``).
         check_schedule: for integer timesteps, check that the scheduler's own betas give (nearly) the entry's
             λ at those timesteps, so a ``scaled-linear`` entry is not put into a ``linear``-beta scheduler.
+        set_order: an entry optimized for another order than the scheduler's ``solver_order`` is refused;
+            ``True`` sets ``solver_order`` to the entry's order instead.
+        ending: with a key: ``"eps"`` (this registry version's entries) or ``"zero"`` (σ = 0-ending entries,
+            not in this registry version).
+        get_kwargs: with a key: more arguments of ``optsteps_loader.get`` (``p``, ``shift``, ``source``).
 
-    Raises ``ValueError`` for an unsupported scheduler or an entry it cannot represent.
+    Raises ``ValueError`` for an unsupported scheduler, an entry of another time convention (continuous-time
+    or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back: the message names the
+    matching schedule), or another order.
     """
-    import torch
-
     _check_scheduler(scheduler)
-    flow = bool(scheduler.config.get("use_flow_sigmas", False))
-    sigmas = _grid_sigmas(steps, flow)
-    values = list(steps.timesteps)[:-1]
-    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-    if integer and check_schedule and not flow:
-        _check_same_schedule(scheduler, steps, values)
-
-    scheduler._optsteps_grid = (
-        steps.nfe,
-        torch.tensor(sigmas, dtype=torch.float64),
-        torch.tensor(values, dtype=torch.int64 if integer else torch.float32),
-    )
-    _apply(scheduler, device)
+    check_ending(ending)
+    if isinstance(steps, str):
+        source: Any = (steps, ending, get_kwargs)  # resolved per call by _entry_for
+    elif callable(steps):
+        source = steps
+    else:
+        if get_kwargs:
+            raise ValueError(f"{', '.join(sorted(get_kwargs))}: only with a schedule key")
+        source = None
+    scheduler._optsteps = {"source": source, "device": device, "check": check_schedule, "set_order": set_order}
+    scheduler._optsteps_grid = None
+    if source is None:
+        _load_grid(scheduler, steps)
+        _apply(scheduler, device)
+    if not hasattr(scheduler, "_optsteps_spacing"):
+        scheduler._optsteps_spacing = scheduler.config.get("timestep_spacing")
+        _set_config(scheduler, "timestep_spacing", CONFIGURED_SPACING)
     scheduler.set_timesteps = types.MethodType(_set_timesteps, scheduler)
     return scheduler
 
 
-def _set_timesteps(scheduler: Any, num_inference_steps: int | None = None, device: Any = None, **kwargs: Any) -> None:
-    """``set_timesteps`` of a configured scheduler: re-applies the registry entry (see the module doc)."""
-    nfe = scheduler._optsteps_grid[0]
-    custom = sorted(k for k, v in kwargs.items() if v is not None and k != "mu")
+def release(scheduler: Any) -> Any:
+    """Undo :func:`configure_scheduler`: diffusers' own ``set_timesteps`` and ``timestep_spacing`` again."""
+    if "set_timesteps" in vars(scheduler):
+        del scheduler.set_timesteps
+    if hasattr(scheduler, "_optsteps_spacing"):
+        _set_config(scheduler, "timestep_spacing", scheduler._optsteps_spacing)
+        del scheduler._optsteps_spacing
+    return scheduler
+
+
+def _set_config(scheduler: Any, key: str, value: Any) -> None:
+    """``register_to_config(key=value)``, and take ``key`` off ``_use_default_values`` (from_config drops the
+    keys listed there, which would hide the marker in a config that had the default value)."""
+    scheduler.register_to_config(**{key: value})
+    defaults = scheduler.config.get("_use_default_values")
+    if defaults and key in defaults:
+        scheduler.register_to_config(_use_default_values=[k for k in defaults if k != key])
+
+
+def _set_timesteps(
+    scheduler: Any,
+    num_inference_steps: int | None = None,
+    device: Any = None,
+    timesteps: Any = None,
+    sigmas: Any = None,
+    mu: float | None = None,
+    **kwargs: Any,
+) -> None:
+    """``set_timesteps`` of a configured scheduler: (re)applies the registry entry (see the module doc).
+
+    ``timesteps`` and ``sigmas`` are in the signature so that a pipeline's ``retrieve_timesteps`` passes
+    them here and the user gets this error rather than "does not support custom timestep schedules".
+    A dynamic-shift ``mu`` is ignored: the entry's grid is already fixed.
+    """
+    custom = [name for name, value in (("timesteps", timesteps), ("sigmas", sigmas)) if value is not None]
+    custom += sorted(k for k, v in kwargs.items() if v is not None)
     if custom:
         raise ValueError(
-            f"this scheduler follows an optsteps entry; custom {', '.join(custom)} cannot be applied "
-            "(`del scheduler.set_timesteps` restores diffusers' method)"
+            f"this scheduler follows optsteps entries (configure_scheduler), so pipe({custom[0]}=...) cannot be "
+            "applied: pass num_inference_steps instead, or call optsteps_loader.diffusers.release(scheduler) "
+            "to use custom steps"
         )
-    if num_inference_steps not in (None, nfe):
+    state = scheduler._optsteps
+    if state["source"] is not None and num_inference_steps is not None:
+        if scheduler._optsteps_grid is None or scheduler._optsteps_grid[0] != num_inference_steps:
+            _load_grid(scheduler, _entry_for(scheduler, num_inference_steps))
+    grid = getattr(scheduler, "_optsteps_grid", None)
+    if grid is None:
+        raise ValueError("this scheduler follows a schedule key: pass num_inference_steps")
+    if num_inference_steps not in (None, grid[0]):
         raise ValueError(
-            f"this scheduler follows an optsteps entry with {nfe} steps; pass num_inference_steps={nfe} "
-            f"(got {num_inference_steps})"
+            f"this scheduler follows an optsteps entry with {grid[0]} steps; pass num_inference_steps={grid[0]} "
+            f"(got {num_inference_steps}), or configure it with a schedule key to follow any number of steps"
         )
-    _apply(scheduler, device)
+    _apply(scheduler, device if device is not None else state["device"])
+
+
+def _entry_for(scheduler: Any, nfe: int) -> Any:
+    """The entry for ``nfe`` steps of a scheduler configured with a key (at its solver order) or a callable."""
+    source = scheduler._optsteps["source"]
+    if callable(source):
+        return source(nfe)
+    key, ending, get_kwargs = source
+    return load(key, nfe, ending=ending, **{"order": scheduler.config.solver_order, **get_kwargs})
+
+
+def _load_grid(scheduler: Any, steps: Any) -> None:
+    """Check ``steps`` against the scheduler and keep its grid as tensors (N, sigmas, timesteps)."""
+    import torch
+
+    state = scheduler._optsteps
+    _check_order(scheduler, steps, scheduler.config.solver_order, state["set_order"])
+    convention = _check_convention(scheduler, steps)
+    flow = convention == "flow"
+    values = list(steps.timesteps)[: steps.nfe]
+    if convention == "discrete" and state["check"]:
+        _check_same_schedule(scheduler, steps, values)
+    column = steps.sigma_t if flow else steps.sigmas
+    sigmas = [*evaluated(column, steps), final_value(column, steps)]
+    scheduler._optsteps_grid = (
+        steps.nfe,
+        torch.tensor(sigmas, dtype=torch.float64),
+        torch.tensor(values, dtype=torch.int64 if convention == "discrete" else torch.float32),
+    )
 
 
 def _apply(scheduler: Any, device: Any) -> None:
@@ -126,49 +486,8 @@ def _check_scheduler(scheduler: Any) -> None:
     names = {cls.__name__ for cls in type(scheduler).__mro__}
     if not names & set(SUPPORTED_SCHEDULERS):
         raise ValueError(
-            f"scheduler must be one of {SUPPORTED_SCHEDULERS} (or a subclass), got {type(scheduler).__name__}"
+            f"scheduler must be one of {SUPPORTED_SCHEDULERS} (or a subclass), got {type(scheduler).__name__}; "
+            "for Euler, DPM-Solver single-step and FlowMatchEuler use pipeline_kwargs"
         )
     if getattr(scheduler, "solver_p", None) is not None:
         raise ValueError("UniPCMultistepScheduler with solver_p is not supported; build it with solver_p=None")
-
-
-def _grid_sigmas(steps: Any, flow: bool) -> list[float]:
-    family = schedule_family(steps.alpha_t, steps.sigma_t)
-    if flow:
-        if family != "flow":
-            raise ValueError(
-                f"the scheduler uses flow sigmas (alpha = 1 - sigma) but entry {steps.schedule!r} is not a "
-                "rectified-flow schedule; build the scheduler with use_flow_sigmas=False or use a flow entry"
-            )
-        return [float(v) for v in steps.sigma_t]
-    if family != "vp":
-        hint = (
-            "a rectified-flow entry: build the scheduler with use_flow_sigmas=True"
-            if family == "flow"
-            else "for EDM use diffusers' EDM schedulers or optsteps_loader.unipc.sample"
-        )
-        raise ValueError(
-            f"entry {steps.schedule!r} is not variance-preserving (alpha^2 + sigma^2 != 1), which this "
-            f"scheduler assumes ({hint})"
-        )
-    return [float(v) for v in steps.sigmas]
-
-
-def _check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> None:
-    abar = scheduler.alphas_cumprod
-    if max(timesteps) >= len(abar) or min(timesteps) < 0:
-        raise ValueError(
-            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range 0..{len(abar) - 1}"
-        )
-    worst = 0.0
-    for i, n in enumerate(timesteps):
-        a = float(abar[n])
-        lam = 0.5 * (math.log(a) - math.log1p(-a))
-        worst = max(worst, abs(lam - float(steps.lambdas[i])))
-    if worst > _LAMBDA_TOLERANCE:
-        raise ValueError(
-            f"entry {steps.schedule!r} does not match this scheduler's noise schedule "
-            f"(beta_schedule={scheduler.config.get('beta_schedule')!r}): half-log-SNR differs by up to "
-            f"{worst:.3g} at the entry's timesteps; pick the entry of the model's schedule "
-            "(or pass check_schedule=False)"
-        )

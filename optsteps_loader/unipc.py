@@ -13,7 +13,7 @@ Example::
 
     steps = optsteps_loader.get("scaled-linear", nfe=8)
     x = unipc.initial_noise_scale(steps) * torch.randn(1, 4, 64, 64)
-    x0 = unipc.sample(lambda x, t: unet(x, t).sample, x, steps, prediction="epsilon")
+    x0 = unipc.sample(unet, x, steps, prediction="epsilon")  # a diffusers UNet2DModel works as is
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def sample(
     *,
     prediction: str = "epsilon",
     order: int | None = None,
-    variant: str = "bh1",
+    variant: str = "bh2",
     corrector: bool = True,
     lower_order_final: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -48,15 +48,17 @@ def sample(
     Args:
         model: called as ``model(x, timestep)``; ``timestep`` has shape ``x.shape[:1]`` and holds
             ``steps.timesteps[i]`` (``torch.long`` for integer timesteps, else ``x.dtype``). It runs in x's
-            dtype and device; its output is interpreted according to ``prediction``.
+            dtype and device; its output is interpreted according to ``prediction``. It may return a tensor,
+            a diffusers output (``unet(x, t)`` gives a ``UNet2DOutput``: its ``.sample`` is used) or a tuple
+            whose first item is the tensor; the tensor must have x's shape (``ValueError`` naming both shapes).
         x: the start at the first (noisiest) node, any shape with the batch first, any floating dtype and
             device, e.g. ``initial_noise_scale(steps) * torch.randn(...)`` (σ_T ≈ 1 for VP schedules).
         steps: an :class:`optsteps_loader.steps.Steps` (uses ``lambdas``, ``alpha_t``, ``sigma_t``,
             ``timesteps``, ``order``).
         prediction: ``"epsilon"``, ``"sample"`` (x_0), ``"v"`` (v = α ε − σ x_0) or ``"flow"`` (u = ε − x_0).
         order: UniPC order 1–3; ``None`` takes ``steps.order`` (the order the steps were optimised for).
-        variant: ``"bh1"`` (B(h) = −h, the reference default; suggested for very few steps) or ``"bh2"``
-            (B(h) = e^{−h} − 1, diffusers' default).
+        variant: ``"bh2"`` (B(h) = e^{−h} − 1; the default, diffusers' default, and the variant every registry
+            entry's quality figures were measured with) or ``"bh1"`` (B(h) = −h, the reference code's default).
         corrector: apply UniC after every step but the last (no extra model calls).
         lower_order_final: orders fall to …, 2, 1 on the last steps (order_s = min(order, s+1, N−s)).
         callback: called once per step, before the step's update, with a dict ``i``, ``x`` (the sample at

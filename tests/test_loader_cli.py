@@ -19,14 +19,8 @@ from tests import registry_factory as factory  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache(fresh_loader_cache):
-    """Every test here starts from an empty loader cache (tests/conftest.py)."""
-
-
-@pytest.fixture(scope="module")
-def reg(tmp_path_factory) -> Path:
-    return factory.make_registry(tmp_path_factory.mktemp("registry"), nfes=(3, 4, 5, 6, 8))
+pytestmark = pytest.mark.usefixtures("fresh_loader_cache")  # an empty loader cache (tests/conftest.py)
+REGISTRY_GRID = {"nfes": (3, 4, 5, 6, 8)}  # the `reg` fixture's grid (tests/conftest.py)
 
 
 def run(*args: str):
@@ -86,26 +80,27 @@ def _assignment(line: str) -> tuple[str, list]:
 
 
 def test_show_diffusers_discrete_and_flow(reg):
+    """The printed blocks name the source and the entry; the lists in their comments are the entry's (the
+    blocks are executed against real schedulers in tests/test_integrations.py)."""
     out = run("show", "ddpm-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
-    values = dict(_assignment(line) for line in out.splitlines() if not line.startswith("#"))
     steps = get("ddpm-linear", 5, source=reg)
-    assert values["timesteps"] == list(steps.timesteps[:-1])
-    assert all(type(x) is int for x in values["timesteps"])
-    assert values["sigmas"] == list(steps.sigmas[:-1])
+    assert f"optsteps_loader.get('ddpm-linear', 5, order=3, p=1, source={str(reg)!r})" in out
+    assert f"{{'timesteps': {list(steps.timesteps[:-1])!r}}}" in out
+    assert "5 model calls, ending at t_eps" in out
     out = run("show", "flow", "--nfe", "5", "--shift", "3", "--source", str(reg), "--format", "diffusers").output
-    values = dict(_assignment(line) for line in out.splitlines() if not line.startswith("#"))
-    flow = get("flow", 5, shift=3, source=reg)
-    assert values["sigmas"] == list(flow.sigma_t[:-1]) and values["timesteps"] == list(flow.timesteps[:-1])
+    assert "use_flow_sigmas=True" in out and "shift=3" in out and "not have yet" in out
     out = run("show", "vp-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
-    assert "timesteps=" not in out  # continuous time: no integer timesteps to give
+    assert "timesteps" not in out and "do not run it" in out  # continuous time: no diffusers scheduler
 
 
 def test_show_k_diffusion(reg):
+    """N + 1 values and N calls: a t_eps entry's own nodes, no trailing 0 (one call more)."""
     out = run("show", "vp-linear", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
     name, sigmas = _assignment(out.splitlines()[-1])
-    assert name == "sigmas" and sigmas == list(get("vp-linear", 3, source=reg).sigmas_with_zero())
+    assert name == "sigmas" and sigmas == list(get("vp-linear", 3, source=reg).sigmas)
+    assert "3 model calls" in out and "no trailing 0" in out
     out = run("show", "flow", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
-    assert _assignment(out.splitlines()[-1])[1] == [*get("flow", 3, source=reg).sigma_t, 0.0]
+    assert _assignment(out.splitlines()[-1])[1] == list(get("flow", 3, source=reg).sigma_t)
 
 
 @pytest.mark.parametrize(
