@@ -94,36 +94,32 @@ def solve(
     from builder.solve.schedules import get_schedule
 
     tau_value = _tau(tau)
-    params = {} if shift is None else {"shift": shift}
     try:
-        sched = get_schedule(schedule, **params)
+        sched = get_schedule(schedule)
+        if shift is not None:
+            if sched.family != "flow":
+                raise click.BadParameter(
+                    f"--shift only applies to flow schedules; {schedule!r} ({sched.family}) has no shift",
+                    param_hint="--shift",
+                )
+            sched = get_schedule(schedule, shift=shift)
         init = INIT_NAMES.get(init, init)
         result = solve_grid(sched, nfe, order=order, p=p, tau=tau_value, init=init, method=method)
     except (ScheduleNotFoundError, TypeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    shipped = _shipped_difference(sched, result)
     if as_json:
+        from builder.registry.entry import make_entry
+
+        entry = make_entry(sched, result, tau_value)
         payload = {
             "schedule": sched.name,
             "params": sched.params,
-            "nfe": nfe,
-            "order": order,
-            "p": p,
-            "tau": int(result.tau),
-            "init": result.init,
+            "time_input": sched.time_input,
+            **entry,
             "method": result.method,
-            "t": result.t.tolist(),
-            "lambda": result.lambdas.tolist(),
-            "timesteps": result.timesteps.tolist(),
-            "step_orders": result.step_orders.tolist(),
-            "objective": float(result.fun),
-            "objective_uniform_lambda": float(result.objective_uniform_lambda),
-            "objective_uniform_t": float(result.objective_uniform_t),
-            "success": bool(result.success),
-            "status": int(result.status),
-            "message": str(result.message),
-            "nit": int(result.nit),
-            "starts": int(result.starts),
             "seconds": float(result.seconds),
+            "registry": shipped,
         }
         click.echo(json.dumps(payload, indent=1))
         return
@@ -140,6 +136,48 @@ def solve(
         f"bound F: optimized {result.fun:.6g}   uniform-λ {result.objective_uniform_lambda:.6g}   "
         f"uniform-t {result.objective_uniform_t:.6g}   ({gain:.1%} below uniform-λ)"
     )
+    click.echo(f"registry: {shipped['note']}")
+
+
+def _shipped_difference(sched, result) -> dict:
+    """How this solve differs from the registry's entry for the same (schedule, NFE, order, p).
+
+    The sweep solves with the spec's τ and ``init="best"``, then selects by measured sampling error (it may
+    ship a starting grid, ``quality.selection == "start"``); ``solve`` runs one problem as asked.
+    """
+    import optsteps_loader
+
+    shift = sched.params.get("shift")
+    try:
+        steps = optsteps_loader.get(sched.name, result.nfe, order=result.order, p=result.p, shift=shift)
+    except (optsteps_loader.OptstepsError, ValueError) as exc:
+        return {"found": False, "note": f"no shipped entry to compare ({str(exc).split('. ')[0]})"}
+    selection = (steps.quality or {}).get("selection")
+    init = steps.provenance.get("init")
+    same = len(steps.lambdas) == len(result.lambdas) and all(
+        abs(a - b) <= 1e-9 for a, b in zip(steps.lambdas, result.lambdas, strict=True)
+    )
+    causes = []
+    if steps.tau != int(result.tau):
+        causes.append(f"τ {steps.tau} there, {int(result.tau)} here (--tau {steps.tau} solves its problem)")
+    if init != result.init:
+        causes.append(f"winning start {init} there, {result.init} here")
+    if selection not in (None, "lowest-bound"):
+        kind = "another local optimum of the bound" if selection == "benchmark" else "an unoptimised starting grid"
+        causes.append(f"the registry shipped {kind} ({selection!r}), chosen by measured sampling error")
+    if same:
+        note = "same grid as the shipped entry"
+    else:
+        note = "differs from the shipped entry" + (f": {'; '.join(causes)}" if causes else " (optimiser path)")
+    return {
+        "found": True,
+        "same_grid": same,
+        "tau": steps.tau,
+        "init": init,
+        "selection": selection,
+        "objective": steps.objective,
+        "note": note,
+    }
 
 
 @cli.command()
