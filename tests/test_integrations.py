@@ -412,3 +412,12 @@ def test_show_diffusers_flow_and_continuous():
         assert model.timesteps == pytest.approx(list(steps.timesteps[:8]), rel=1e-6)
     out = CliRunner().invoke(build_cli(), ["show", "vp-linear", "--nfe", "8", "--format", "diffusers"]).output
     assert not _blocks(out) and "do not run it" in out
+
+
+def test_pyproject_declares_the_comfyui_node():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert {"PublisherId", "DisplayName", "Icon"} <= set(data["tool"]["comfy"])
+    assert "diffusers" in data["project"]["optional-dependencies"]

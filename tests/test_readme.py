@@ -22,7 +22,9 @@ def _code_blocks(language: str) -> list[str]:
 
 
 def test_readme_commands_are_the_ones_ci_runs() -> None:
-    setup, tests = _code_blocks("sh")[:2]
+    blocks = _code_blocks("sh")
+    setup = next(block for block in blocks if "-e '.[all]'" in block)
+    tests = next(block for block in blocks if block.strip().startswith("python -m pytest"))
     assert 'pip install "torch==2.13.0"' in setup and setup.strip().endswith("python -m builder demo")
     assert tests.strip() == "python -m pytest"
     ci = (REPO / ".ci" / "run").read_text()
@@ -45,6 +47,58 @@ def test_using_the_steps_snippet_runs() -> None:
     assert steps.timesteps[0] == 999 and steps.timesteps[-1] == 0
     assert list(steps.sigmas) == sorted(steps.sigmas, reverse=True)
     assert steps.sigmas_with_zero()[-1] == 0.0
+
+
+def test_readme_has_a_user_install_line_and_no_pointers_outside_the_repository() -> None:
+    assert "`pip install optsteps`" in README and '`pip install "optsteps[torch]"`' in README
+    quick = README[README.index("## Quick start") : README.index("## Building the registry")]
+    assert "DESIGN.md" not in quick and "METHOD.md" not in quick and "../shared" not in README
+    assert (REPO / "docs" / "method.md").is_file() and "docs/method.md" in README
+    for model, key in [
+        ("SDXL", "scaled-linear"),
+        ("Diffusion 3", "shift=3"),
+        ("FLUX", "resolution"),
+        ("DDPM", "ddpm-linear"),
+        ("EDM", "edm"),
+    ]:
+        row = next(line for line in README.splitlines() if line.startswith("|") and model in line)
+        assert key in row, row
+
+
+def test_diffusers_snippet_runs_on_a_stand_in_pipeline() -> None:
+    """The snippet as printed, with the two lines that need a downloaded model replaced: a stand-in `pipe`
+    holding Stable Diffusion's scheduler, and the pipeline call replaced by its scheduler loop."""
+    diffusers = pytest.importorskip("diffusers")
+    import types
+
+    import torch
+
+    snippet = next(block for block in _code_blocks("python") if "configure_scheduler(pipe.scheduler" in block)
+    assert "import optsteps_loader" in snippet
+    kept = [
+        line.replace("StableDiffusionPipeline, ", "")  # importing it needs transformers
+        for line in snippet.splitlines()
+        if not line.startswith(("pipe = StableDiffusionPipeline", "image = pipe("))
+    ]
+    scheduler = diffusers.PNDMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    namespace: dict[str, object] = {"pipe": types.SimpleNamespace(scheduler=scheduler)}
+    exec(compile("\n".join(kept), "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    configured = namespace["pipe"].scheduler
+    configured.set_timesteps(8, device="cpu")  # what the pipeline does with num_inference_steps=8
+    calls = []
+    x = torch.randn(1, 4, 2, 2)
+    for t in configured.timesteps:
+        calls.append(int(t))
+        x = configured.step(torch.tanh(x), t, x).prev_sample
+    assert calls == list(optsteps_loader.get("scaled-linear", 8, order=2).timesteps[:8])
+
+
+def test_comfyui_shim_exports_the_mappings() -> None:
+    shim = next(block for block in _code_blocks("python") if "NODE_CLASS_MAPPINGS" in block)
+    namespace: dict[str, object] = {}
+    exec(compile(shim, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert "OptstepsScheduler" in namespace["NODE_CLASS_MAPPINGS"]
+    assert set(namespace["__all__"]) == {"NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"}
 
 
 @pytest.mark.parametrize("schedule", ["vp-linear"])
