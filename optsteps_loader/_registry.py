@@ -4,9 +4,14 @@ A registry is a folder holding ``index.json`` and the data files it lists (docs/
 `_sources` says where it is, `_format` what its files must be. Reading a data file: stat it; on a cache miss
 check it is a regular file inside the registry folder and not too large, read the bytes, compare their size
 and sha256 with the index *before* parsing, parse strictly, check the top level and its agreement with the
-index. Each entry is checked in full (`_format.entry_problems`) the first time it is asked for, then kept
-as an immutable `Steps`. Any failure is a `RegistryIntegrityError` naming the file; nothing partly read is
-ever returned.
+index (`_invariants`). Each entry is checked in full (`_invariants.entry_problems`) the first time it is
+asked for, then kept as an immutable `Steps`. Any failure is a `RegistryIntegrityError` naming the file;
+nothing partly read is ever returned.
+
+A registry rebuilt while it is read: when a data file's bytes do not match the index, the reader follows
+the format's rule (`_format.staged_bytes`): the bytes the write moved aside, if they match, are the file of
+the index that was read; else, if ``index.json`` has been replaced since it was read, the new index is read
+and the file again (at most `RETRIES` times); else the file is corrupt. A reader sees one registry, old or new.
 
 Cache: an LRU of parsed files keyed by (path, mtime_ns, size, inode[, expected sha256]). The builder replaces
 files atomically (new inode), so a rebuilt registry is picked up without `clear_cache()`; a file rewritten
@@ -21,12 +26,13 @@ from __future__ import annotations
 import os
 
 from . import _format as fmt
+from . import _invariants as inv
 from . import _sources
-from ._format import SCHEMA_VERSION, is_num
+from ._format import SCHEMA_VERSION
 from ._sources import OfflineMiss, Source
 from .errors import RegistryIntegrityError, RegistryUnavailableError
 
-__all__ = ["OfflineMiss", "SCHEMA_VERSION", "Source", "is_num"]
+__all__ = ["OfflineMiss", "SCHEMA_VERSION", "Source"]
 
 # entry key -> Steps field
 SEQUENCES = {
@@ -38,6 +44,7 @@ SEQUENCES = {
     "timesteps": "timesteps",
 }
 _CACHE_SIZE = 32
+RETRIES = 3  # reads of a data file whose registry is rebuilt meanwhile (each after reading the new index)
 _cache: dict[tuple, object] = {}  # insertion order is the LRU order
 
 
@@ -99,13 +106,13 @@ def parse_json(data: bytes, where: str) -> object:
         raise _fail(where, f"not valid JSON ({err}); truncated or corrupted?") from None
 
 
-def read_bytes(path: str, where: str, root: str | None = None) -> bytes:
-    """A registry file's bytes: a regular file of at most `_format.MAX_FILE_BYTES`, inside ``root`` (symlinks
-    resolved) when given."""
+def read_bytes(path: str, where: str, root: str | None = None) -> tuple[bytes, os.stat_result]:
+    """A registry file's bytes and ``fstat``: a regular file of at most `_format.MAX_FILE_BYTES`, inside
+    ``root`` (symlinks resolved) when given."""
     if root is not None and not fmt.inside(root, path):
         raise _fail(where, f"leads outside the registry folder {root} (a symlink?)")
     try:
-        return fmt.read_regular(path)
+        return fmt.read_regular_stat(path)
     except fmt.FormatError as err:
         raise _fail(where, str(err)) from None
     except OSError as err:
@@ -113,9 +120,10 @@ def read_bytes(path: str, where: str, root: str | None = None) -> bytes:
 
 
 class Index:
-    """A parsed and checked ``index.json``: its file records, grouped by schedule key."""
+    """A parsed and checked ``index.json``: its file records, by path and grouped by schedule key, and the
+    `_format.identity` of the file it was read from."""
 
-    def __init__(self, obj: object, where: str) -> None:
+    def __init__(self, obj: object, where: str, identity: tuple = ()) -> None:
         version = obj.get("schema_version") if isinstance(obj, dict) else type(obj).__name__
         if version != SCHEMA_VERSION:
             raise _fail(
@@ -123,25 +131,16 @@ class Index:
                 f"schema_version is {fmt.short(version)!r}; this loader reads {SCHEMA_VERSION}"
                 " (a newer registry needs a newer optsteps)",
             )
-        if not isinstance(obj.get("files"), list) or not isinstance(obj.get("data_version"), str):
-            raise _fail(where, "'files' must be a list and 'data_version' a string")
-        self.obj = obj
+        problems = inv.index_problems(obj)
+        if problems:
+            raise _fail_all(where, problems)
+        self.obj, self.identity = obj, identity
         self.data_version: str = obj["data_version"]
         self.files: list[dict] = obj["files"]
+        self.by_path: dict[str, dict] = {rec["path"]: rec for rec in self.files}
         self.by_schedule: dict[str, list[dict]] = {}
-        seen: set = set()
-        for i, rec in enumerate(self.files):
-            problems = fmt.record_problems(rec)
-            if not problems and (rec["path"] in seen or variant_key(rec) in seen):
-                problems = [f"{rec['path']}: duplicate path or (schedule, params)"]
-            if problems:
-                raise _fail_all(f"{where}: files[{i}]", problems)
-            seen.update((rec["path"], variant_key(rec)))
+        for rec in self.files:
             self.by_schedule.setdefault(rec["schedule"], []).append(rec)
-
-
-def variant_key(rec: dict) -> tuple:
-    return (rec["schedule"], tuple(sorted((k, repr(v)) for k, v in rec["params"].items())))
 
 
 def load_index(src: Source) -> Index:
@@ -153,7 +152,8 @@ def load_index(src: Source) -> Index:
 
     def load() -> Index:
         try:
-            return Index(parse_json(read_bytes(src.index_path, where, src.root), where), where)
+            data, st = read_bytes(src.index_path, where, src.root)
+            return Index(parse_json(data, where), where, fmt.identity(st))
         except RegistryIntegrityError:
             if src.discard is not None:
                 src.discard(src.index_path)
@@ -166,7 +166,7 @@ class DataFile:
     """One hash-verified data file: its blocks, and its entries by (nfe, order, p), checked lazily."""
 
     def __init__(self, obj: object, rec: dict, index: Index, where: str) -> None:
-        problems = fmt.file_problems(obj, rec, index.obj)
+        problems = inv.file_problems(obj, rec, index.obj)
         if problems:
             raise _fail_all(where, problems)
         self.obj, self.rec, self.where = obj, rec, where
@@ -174,37 +174,64 @@ class DataFile:
         self.steps: dict[tuple, object] = {}  # (nfe, order, p, solver) -> Steps, filled by get()
 
 
+class _Rebuilt(Exception):
+    """The index was replaced since ``rec`` was read from it; ``rec`` is now the new index's record."""
+
+    def __init__(self, rec: dict) -> None:
+        self.rec = rec
+
+
 def load_data(src: Source, rec: dict) -> DataFile:
     """The data file an index record names: present, hash-verified, parsed, top level checked (cached).
 
     The cache key holds ``id(rec)``: the record belongs to one parsed index and the cached `DataFile` keeps
-    it alive, so a changed index (new records) never reuses a file checked against the old one."""
+    it alive, so a changed index (new records) never reuses a file checked against the old one. If the
+    registry is rebuilt meanwhile, the file is read again for the new index's record of the same path (the
+    module's docstring); the `DataFile` returned then carries that record."""
     where = f"{src.label}/{rec['path']}"
-    path = src.locate(rec["path"])
-    key = _stat_key(path)
-    if key is None:
-        raise _fail(where, "listed in the index but absent (a vendored subset? copy this file too)")
-
-    def load() -> DataFile:
+    for _ in range(RETRIES):
+        path = src.locate(rec["path"])
+        key = _stat_key(path)
+        if key is None:
+            raise _fail(where, "listed in the index but absent (a vendored subset? copy this file too)")
         try:
-            data = read_bytes(path, where, src.root)
-            got, size = fmt.sha256_id(data), rec.get("bytes", len(data))
-            if got != rec["sha256"] or size != len(data):
-                raise _fail(
-                    where,
-                    f"sha256 mismatch: the index says {rec['sha256']} ({size} bytes), the file"
-                    f" ({len(data)} bytes) has {got}. The file is corrupt, or changed after"
-                    " the index was written: restore it, or rebuild with"
-                    " `python -m builder sweep`.",
-                )
-            return DataFile(parse_json(data, where), rec, load_index(src), where)
-        except RegistryIntegrityError:
-            if src.discard is not None:  # the index that led here is suspect too: fetch both anew
-                src.discard(path)
-                src.discard(src.index_path)
-            raise
+            return _cached((*key, id(rec)), lambda rec=rec, path=path: _load_data(src, rec, path, where))
+        except _Rebuilt as rebuilt:
+            rec = rebuilt.rec
+    raise _fail(where, f"the registry was rebuilt {RETRIES} times while this file was read: try again")
 
-    return _cached((*key, id(rec)), load)
+
+def _load_data(src: Source, rec: dict, path: str, where: str) -> DataFile:
+    try:
+        index = _index_of(src, rec, where)
+        data = read_bytes(path, where, src.root)[0]
+        mismatch = fmt.hash_problem(rec["sha256"], rec.get("bytes"), data)
+        if mismatch is not None:
+            staged = None if src.root is None else fmt.staged_bytes(src.root, rec["sha256"])
+            if staged is None and not fmt.still_at(src.index_path, index.identity):
+                raise _Rebuilt(_index_of(src, None, where).by_path.get(rec["path"]) or _gone(where))
+            if staged is None or fmt.hash_problem(rec["sha256"], rec.get("bytes"), staged) is not None:
+                raise _fail(where, mismatch)
+            data = staged
+        return DataFile(parse_json(data, where), rec, index, where)
+    except RegistryIntegrityError:
+        if src.discard is not None:  # the index that led here is suspect too: fetch both anew
+            src.discard(path)
+            src.discard(src.index_path)
+        raise
+
+
+def _index_of(src: Source, rec: dict | None, where: str) -> Index:
+    """The source's current index; if ``rec`` is not one of its records (the index was replaced since ``rec``
+    was read from it), `_Rebuilt` with the current record of the same path."""
+    index = load_index(src)
+    if rec is not None and index.by_path.get(rec["path"]) is not rec:
+        raise _Rebuilt(index.by_path.get(rec["path"]) or _gone(where))
+    return index
+
+
+def _gone(where: str) -> dict:
+    raise _fail(where, "no longer listed in the index (the registry was rebuilt while it was read)")
 
 
 def freeze(obj: object) -> object:
@@ -224,7 +251,7 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str):
 
     nfe = entry["nfe"]
     where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
-    problems = fmt.entry_problems(entry, data.obj["schedule"])
+    problems = inv.entry_problems(entry, data.obj["schedule"])
     if problems:
         raise _fail_all(where, problems)
     seqs = {name: tuple(entry[key]) for key, name in SEQUENCES.items()}

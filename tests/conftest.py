@@ -20,3 +20,13 @@ def fresh_loader_cache(monkeypatch):
     clear_cache()
     yield
     clear_cache()
+
+
+@pytest.fixture(scope="module")
+def reg(request, tmp_path_factory) -> Path:
+    """A read-only fixture registry shared by the tests of a module: `registry_factory.make_registry` with the
+    module's ``REGISTRY_GRID`` (keyword arguments; the default grid without one)."""
+    from tests import registry_factory
+
+    grid = getattr(request.module, "REGISTRY_GRID", {})
+    return registry_factory.make_registry(tmp_path_factory.mktemp("registry"), **grid)

@@ -1,62 +1,67 @@
-"""Small, valid fixture registries in the exact format of docs/registry-format.md, for tests and benchmarks.
+"""Small, valid registries in the exact format of docs/registry-format.md, for tests and benchmarks.
 
-The schedules are closed-form (no optimizer): nodes on a uniform-λ grid, slightly warped by (order, p) so
-that every entry differs. Canonical bytes, sha256 and sizes in the index are exactly what the builder writes,
-so the loader cannot tell these from a real registry; tests never depend on the committed ``registry/``.
+The schedules are closed-form (no optimizer) from METHOD.md's formulas, independent of
+``builder.solve.schedules``: nodes on a uniform-λ grid, warped by (order, p) so that every entry differs.
+Bytes, sha256 and sizes in the index are written with the registry-format module the builder uses, so the
+loader cannot tell these from a real registry; tests never depend on the committed ``registry/``.
 
 - ``vp-linear``: DPM-Solver's continuous VP, β(t) = β0 + t(β1 − β0), log α = −(β1−β0)t²/4 − β0 t/2,
   t ∈ [1e-3, 1], ``time_input`` "t".
 - ``ddpm-linear``: the same curve read as the 1000-step DDPM schedule (β 1e-4 → 0.02 is β0=0.1, β1=20 over
-  N=1000), integer ``timesteps`` round((t − 1/1000)·1000) and their collisions, ``time_input`` "timestep".
+  N=1000), integer ``timesteps`` round((t − 1/1000)·1000) and their collisions (at NFE 40, near t_end),
+  ``time_input`` "timestep".
+- ``edm``: σ from 80 to 0.002, α = 1, t = σ, ``time_input`` "sigma".
 - ``flow``: rectified flow α = 1 − t, σ = t, with the SD3/FLUX shift t' = s t / (1 + (s − 1) t);
   one file per shift, ``params`` {"shift": s}, ``time_input`` "1000*sigma".
+
+`make_registry` writes a grid of these; `write_registry` writes given documents (by default
+`standard_files`, a small registry of three files); `read_json`, `rewrite` and `rehash_index` edit one;
+`bounded` runs a read of one with a deadline (a hang fails the test instead of stalling it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
+import threading
 from pathlib import Path
+
+from optsteps_loader._format import atomic_write_bytes, canonical_bytes
+from optsteps_loader._format import sha256_id as sha256
+
+__all__ = ["canonical_bytes", "sha256"]
 
 DATA_VERSION = "2026.01.01"
 GENERATOR = "tests.registry_factory"
 DEFAULTS = {"order": 3, "p": 1, "solver": "unipc", "tau": "auto"}
 VP = {"beta_0": 0.1, "beta_1": 20.0}
-
-
-def canonical_bytes(obj: object) -> bytes:
-    """The registry's canonical serialization (docs/registry-format.md)."""
-    text = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
-    return text.encode("ascii")
+VP_T = (1.0, 1e-3)
+EDM_SIGMA = (80.0, 0.002)
+DEADLINE = 20.0  # seconds for a `bounded` call; every read of a fixture answers in well under one
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write: a temporary file in the target folder, then a rename over the destination."""
+    """Write ``data`` at ``path`` atomically, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data)
 
 
 # --- closed-form schedules -------------------------------------------------------------------------------
 
 
-def _vp_log_alpha(t: float) -> float:
+def vp_log_alpha(t: float) -> float:
+    """log α(t) = −(β1−β0) t²/4 − β0 t/2."""
     return -(VP["beta_1"] - VP["beta_0"]) / 4 * t * t - VP["beta_0"] / 2 * t
 
 
-def _vp_lambda(t: float) -> float:
-    la = _vp_log_alpha(t)
+def vp_lambda(t: float) -> float:
+    """λ(t) = log α − ½ log(1 − α²)."""
+    la = vp_log_alpha(t)
     return la - 0.5 * math.log(-math.expm1(2 * la))
 
 
-def _vp_t_of_lambda(lam: float) -> float:
+def vp_t_of_lambda(lam: float) -> float:
     """Inverse of λ(t): log α = −½ log(1 + e^{−2λ}) solved as a t² + b t + c = 0 (stable root)."""
     a, b = (VP["beta_1"] - VP["beta_0"]) / 4, VP["beta_0"] / 2
     c = -0.5 * math.log1p(math.exp(-2 * lam))
@@ -70,16 +75,29 @@ def _grid(lam_start: float, lam_end: float, nfe: int, order: int, p: float) -> l
 
 
 def _vp_nodes(nfe: int, order: int, p: float) -> dict:
-    lams = _grid(_vp_lambda(1.0), _vp_lambda(1e-3), nfe, order, p)
-    t = [1.0] + [_vp_t_of_lambda(x) for x in lams[1:-1]] + [1e-3]
-    alpha = [math.exp(_vp_log_alpha(x)) for x in t]
-    sigma = [math.sqrt(-math.expm1(2 * _vp_log_alpha(x))) for x in t]
+    lams = _grid(vp_lambda(VP_T[0]), vp_lambda(VP_T[1]), nfe, order, p)
+    t = [VP_T[0]] + [vp_t_of_lambda(x) for x in lams[1:-1]] + [VP_T[1]]
+    alpha = [math.exp(vp_log_alpha(x)) for x in t]
+    sigma = [math.sqrt(-math.expm1(2 * vp_log_alpha(x))) for x in t]
     return {
         "t": t,
-        "lambda": [_vp_lambda(x) for x in t],
+        "lambda": [vp_lambda(x) for x in t],
         "alpha_t": alpha,
         "sigma_t": sigma,
         "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)],
+    }
+
+
+def _edm_nodes(nfe: int, order: int, p: float) -> dict:
+    lams = _grid(-math.log(EDM_SIGMA[0]), -math.log(EDM_SIGMA[1]), nfe, order, p)
+    sigma = [EDM_SIGMA[0]] + [math.exp(-x) for x in lams[1:-1]] + [EDM_SIGMA[1]]
+    return {
+        "t": sigma,
+        "lambda": [-math.log(s) for s in sigma],
+        "alpha_t": [1.0] * (nfe + 1),
+        "sigma_t": sigma,
+        "sigmas": sigma,
+        "timesteps": sigma,
     }
 
 
@@ -106,9 +124,15 @@ SCHEDULES = {
     },
     "ddpm-linear": {
         "family": "vp-discrete",
-        "params": {"beta_start": 1e-4, "beta_end": 0.02, "steps": 1000},
+        "params": {"beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
         "time_input": "timestep",
         "description": "discrete DDPM, linear beta (fixture)",
+    },
+    "edm": {
+        "family": "edm",
+        "params": {"sigma_max": EDM_SIGMA[0], "sigma_min": EDM_SIGMA[1]},
+        "time_input": "sigma",
+        "description": "EDM (Karras et al.), sigma 0.002 to 80 (fixture)",
     },
     "flow": {
         "family": "flow",
@@ -123,6 +147,8 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
     """One registry entry with every key of docs/registry-format.md."""
     if schedule == "flow":
         nodes = _flow_nodes(nfe, order, p, shift)
+    elif schedule == "edm":
+        nodes = _edm_nodes(nfe, order, p)
     else:
         nodes = _vp_nodes(nfe, order, p)
         if schedule == "ddpm-linear":
@@ -130,9 +156,7 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
         else:
             nodes["timesteps"] = list(nodes["t"])
     ts = nodes["timesteps"]
-    collisions = [
-        [i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1) if schedule == "ddpm-linear" and ts[i] == ts[j]
-    ]
+    collisions = [[i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1) if ts[i] == ts[j]]
     inputs = canonical_bytes({"schedule": schedule, "shift": shift, "nfe": nfe, "order": order, "p": p, "tau": 3})
     objective = 1.0 / nfe**order * (1.0 + 0.1 * p)
     return {
@@ -157,6 +181,7 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
 def make_file(schedule: str, nfes, orders, ps, shift: float | None = None) -> dict:
     """One data file: ``schedule``/``defaults`` blocks and entries sorted by (order, p, nfe)."""
     spec = SCHEDULES[schedule]
+    nfes, orders, ps = sorted(nfes), sorted(orders), sorted(ps)
     params = dict(spec["params"]) if shift is None else {"shift": shift}
     probe = make_entry(schedule, 2, 1, 0, shift or 1.0)
     entries = [make_entry(schedule, n, k, p, shift or 1.0) for k in orders for p in ps for n in nfes]
@@ -193,34 +218,55 @@ def make_registry(
     ps=(0, 1, 2),
     shifts=(1.0, 3.0),
 ) -> Path:
-    """Write a registry folder (``index.json`` + ``v1/*.json``) under ``root`` and return ``root``."""
-    root = Path(root)
-    nfes, orders, ps = sorted(nfes), sorted(orders), sorted(ps)
-    records = []
+    """Write a registry folder (``index.json`` + ``v1/*.json``) of every schedule × order × p × NFE under
+    ``root`` and return ``root``."""
+    files = {}
     for schedule in schedules:
-        variants = (
-            [(f"v1/flow-shift{s:g}.json", s) for s in shifts] if schedule == "flow" else [(f"v1/{schedule}.json", None)]
-        )
-        for rel, shift in variants:
-            obj = make_file(schedule, nfes, orders, ps, shift)
-            data = canonical_bytes(obj)
-            write_bytes(root / rel, data)
-            params = {} if shift is None else {"shift": shift}
-            records.append(
-                {
-                    "path": rel,
-                    "schedule": schedule,
-                    "params": params,
-                    "sha256": sha256(data),
-                    "bytes": len(data),
-                    "entries": len(obj["entries"]),
-                    "nfe": nfes,
-                    "orders": orders,
-                    "p": ps,
-                }
-            )
-    write_index(root, records)
-    return root
+        if schedule == "flow":
+            files.update({f"v1/flow-shift{s:g}.json": make_file(schedule, nfes, orders, ps, s) for s in shifts})
+        else:
+            files[f"v1/{schedule}.json"] = make_file(schedule, nfes, orders, ps)
+    write_registry(Path(root), files)
+    return Path(root)
+
+
+def standard_files() -> dict[str, dict]:
+    """path -> document of the small standard registry: VP-linear (orders 2, 3 × p 0, 1 × NFE 3, 5, 10),
+    EDM (order 3, p 1, NFE 4, 6) and DDPM-linear (order 3, p 1, NFE 5 and 40, the latter with collisions)."""
+    return {
+        "v1/ddpm-linear.json": make_file("ddpm-linear", (5, 40), (3,), (1,)),
+        "v1/edm.json": make_file("edm", (4, 6), (3,), (1,)),
+        "v1/vp-linear.json": make_file("vp-linear", (3, 5, 10), (2, 3), (0, 1)),
+    }
+
+
+def index_record(path: str, doc: dict, data: bytes) -> dict:
+    """The index's record of a data file (flow files list their shift as the variant's params)."""
+    entries = doc["entries"]
+    params = doc["schedule"]["params"]
+    return {
+        "path": path,
+        "schedule": doc["schedule"]["name"],
+        "params": {"shift": params["shift"]} if "shift" in params else {},
+        "sha256": sha256(data),
+        "bytes": len(data),
+        "entries": len(entries),
+        "nfe": sorted({e["nfe"] for e in entries}),
+        "orders": sorted({e["order"] for e in entries}),
+        "p": sorted({e["p"] for e in entries}),
+    }
+
+
+def write_registry(root: Path, files: dict[str, dict] | None = None) -> dict:
+    """Write ``files`` (path -> document; default `standard_files`) and a matching index under ``root``;
+    return the index."""
+    files = standard_files() if files is None else files
+    records = []
+    for path, doc in sorted(files.items()):
+        data = canonical_bytes(doc)
+        write_bytes(root / path, data)
+        records.append(index_record(path, doc, data))
+    return write_index(root, records)
 
 
 def write_index(root: Path, records: list[dict], **overrides) -> dict:
@@ -245,16 +291,35 @@ def rewrite(root: str | os.PathLike, rel: str, obj: object, *, rehash: bool = Tr
     """Replace a data file with ``obj`` (canonical bytes); with ``rehash`` also update its index record."""
     write_bytes(Path(root) / rel, canonical_bytes(obj))
     if rehash:
-        rehash_index(root)
+        rehash_index(root, rel)
 
 
-def rehash_index(root: str | os.PathLike) -> None:
-    """Recompute ``sha256`` and ``bytes`` of every present file in the index (after a deliberate edit)."""
+def rehash_index(root: str | os.PathLike, *paths: str) -> None:
+    """Recompute ``sha256`` and ``bytes`` in the index for ``paths`` (default: every present file), after a
+    deliberate edit."""
     root = Path(root)
     index = read_json(root, "index.json")
     for rec in index["files"]:
         path = root / rec["path"]
-        if path.is_file():
+        if (not paths or rec["path"] in paths) and path.is_file():
             data = path.read_bytes()
             rec["sha256"], rec["bytes"] = sha256(data), len(data)
     write_bytes(root / "index.json", canonical_bytes(index))
+
+
+def bounded(call, deadline: float = DEADLINE) -> tuple[str, object]:
+    """``call()`` in a daemon thread: ``("ok", result)`` or ``("raised", exception)``; fails the test after
+    ``deadline`` seconds without an answer (a hang)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", call()))
+        except BaseException as err:  # noqa: BLE001 (returned for the test to inspect)
+            out.append(("raised", err))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(deadline)
+    assert out, f"no answer within {deadline} s (a hang)"
+    return out[0]

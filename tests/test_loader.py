@@ -33,15 +33,7 @@ from tests import registry_factory as factory
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache(fresh_loader_cache):
-    """Every test here starts from an empty loader cache (tests/conftest.py)."""
-
-
-@pytest.fixture(scope="module")
-def reg(tmp_path_factory) -> Path:
-    """A read-only fixture registry shared by the tests of this module."""
-    return factory.make_registry(tmp_path_factory.mktemp("registry"))
+pytestmark = pytest.mark.usefixtures("fresh_loader_cache")  # an empty loader cache (tests/conftest.py)
 
 
 def test_get_maps_every_entry_key_onto_steps(reg):

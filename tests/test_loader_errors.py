@@ -30,14 +30,8 @@ from tests import registry_factory as factory
 SMALL = {"schedules": ("vp-linear", "flow"), "nfes": (3, 4), "orders": (1, 3), "ps": (0, 1), "shifts": (1.0, 3.0)}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache(fresh_loader_cache):
-    """Every test here starts from an empty loader cache (tests/conftest.py)."""
-
-
-@pytest.fixture(scope="module")
-def reg(tmp_path_factory) -> Path:
-    return factory.make_registry(tmp_path_factory.mktemp("registry"), nfes=(3, 4, 5, 6, 8, 10, 11))
+pytestmark = pytest.mark.usefixtures("fresh_loader_cache")  # an empty loader cache (tests/conftest.py)
+REGISTRY_GRID = {"nfes": (3, 4, 5, 6, 8, 10, 11)}  # the `reg` fixture's grid (tests/conftest.py)
 
 
 @pytest.fixture
@@ -254,7 +248,7 @@ def test_index_paths_must_stay_inside_the_registry(work, path):
         (lambda i: i["files"][0].__setitem__("sha256", "md5:abc"), "'sha256' must be 'sha256:'"),
         (lambda i: i["files"][0].__setitem__("nfe", [3, "4"]), "'nfe' and 'orders' must be lists"),
         (lambda i: i["files"][0].__setitem__("params", {"shift": -1}), "params.shift must be a positive"),
-        (lambda i: i["files"].append(dict(i["files"][0])), "duplicate path"),
+        (lambda i: i["files"].append(dict(i["files"][0])), "is listed more than once"),
     ],
 )
 def test_invalid_index(work, edit, message):

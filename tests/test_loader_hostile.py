@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,36 +20,17 @@ from optsteps_loader import (
 )
 from optsteps_loader import _format as fmt
 from tests import registry_factory as factory
+from tests.registry_factory import bounded
 
 REPO = Path(__file__).resolve().parents[1]
-DEADLINE = 20.0  # seconds; every case here answers in well under one
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache(fresh_loader_cache):
-    """Every test here starts from an empty loader cache (tests/conftest.py)."""
+pytestmark = pytest.mark.usefixtures("fresh_loader_cache")  # an empty loader cache (tests/conftest.py)
 
 
 @pytest.fixture
 def work(tmp_path) -> Path:
     return factory.make_registry(tmp_path / "reg", schedules=("vp-linear", "flow"), nfes=(3, 4, 5))
-
-
-def bounded(call):
-    """``call()`` in a daemon thread; its result, or the exception it raised; fails after `DEADLINE`."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append(("ok", call()))
-        except BaseException as err:  # noqa: BLE001 (returned for the test to inspect)
-            out.append(("raised", err))
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(DEADLINE)
-    assert out, f"no answer within {DEADLINE} s (a hang)"
-    return out[0]
 
 
 def refused(call, error=RegistryIntegrityError, match: str = "") -> str:

@@ -1,7 +1,7 @@
 """builder.registry.validate, builder.registry._canonical and the two schemas.
 
-A small valid registry (tests/_registry_fixture.py) must validate clean; each corruption must be refused
-with a message that names the file and the problem.
+A small valid registry (tests/registry_factory.py's standard files) must validate clean; each corruption must
+be refused with a message that names the file and the problem; hostile input gives problems, not tracebacks.
 """
 
 from __future__ import annotations
@@ -25,19 +25,19 @@ from builder.registry.validate import (
     validate_registry,
 )
 from optsteps_loader import _format
-from tests import _registry_fixture as fx
+from tests import registry_factory as factory
 
 REPO = Path(__file__).resolve().parents[1]
 VP = "v1/vp-linear.json"
 EDM = "v1/edm.json"
-DISC = "v1/vp-linear-discrete.json"
+DISC = "v1/ddpm-linear.json"
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pristine") / "registry"
     root.mkdir()
-    fx.write_registry(root)
+    factory.write_registry(root)
     return root
 
 
@@ -68,9 +68,9 @@ def only_about(report: ValidationReport, *kinds: str) -> None:
 
 
 def edit_entry(root: Path, path: str, index: int, change) -> dict:
-    doc = fx.load(root, path)
+    doc = factory.read_json(root, path)
     change(doc["entries"][index])
-    fx.rewrite(root, path, doc)
+    factory.rewrite(root, path, doc)
     return doc["entries"][index]
 
 
@@ -118,15 +118,15 @@ def test_fixture_registry_validates_clean(pristine: Path) -> None:
 
 
 def test_fixture_has_real_collisions(pristine: Path) -> None:
-    doc = fx.load(pristine, DISC)
+    doc = factory.read_json(pristine, DISC)
     assert any(e["timestep_collisions"] for e in doc["entries"])
     assert all(isinstance(v, int) for e in doc["entries"] for v in e["timesteps"])
 
 
 def test_fixture_endpoints_match_method_md() -> None:
-    assert fx.vp_lambda(1.0) == pytest.approx(-5.024978406659204, rel=1e-14)
-    assert fx.vp_lambda(1e-3) == pytest.approx(4.557714932729866, rel=1e-14)
-    assert fx.vp_t_of_lambda(fx.vp_lambda(0.3)) == pytest.approx(0.3, rel=1e-13)
+    assert factory.vp_lambda(1.0) == pytest.approx(-5.024978406659204, rel=1e-14)
+    assert factory.vp_lambda(1e-3) == pytest.approx(4.557714932729866, rel=1e-14)
+    assert factory.vp_t_of_lambda(factory.vp_lambda(0.3)) == pytest.approx(0.3, rel=1e-13)
 
 
 def test_validate_file_bytes_standalone(pristine: Path) -> None:
@@ -146,7 +146,7 @@ def test_flipped_byte_is_refused(reg: Path) -> None:
     data[pos] = ord("7") if data[pos] != ord("7") else ord("3")
     (reg / VP).write_bytes(bytes(data))
     report = validate_registry(reg)
-    assert_refused(report, VP, "sha256 mismatch", "index.json lists")
+    assert_refused(report, VP, "sha256 mismatch", "the index says")
 
 
 def test_truncated_file_is_refused(reg: Path) -> None:
@@ -154,30 +154,30 @@ def test_truncated_file_is_refused(reg: Path) -> None:
     (reg / VP).write_bytes(data[: len(data) // 2])
     report = validate_registry(reg)
     assert_refused(report, VP, "invalid JSON", "truncated")
-    assert_refused(report, VP, "size is")
+    assert_refused(report, VP, "sha256 mismatch", f"({len(data) // 2} bytes) has")
 
 
 def test_missing_entry_is_refused(reg: Path) -> None:
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     del doc["entries"][4]
-    fx.rewrite(reg, VP, doc)  # hash updated: only the summary disagrees
+    factory.rewrite(reg, VP, doc)  # hash updated: only the summary disagrees
     report = validate_registry(reg)
-    assert_refused(report, VP, "index.json says entries = 12 but the file has 11")
+    assert_refused(report, VP, "11 in all) do not match the index", "12 in all)")
     only_about(report)
 
 
 def test_missing_grid_point_is_refused(reg: Path) -> None:
-    doc = fx.load(reg, EDM)
+    doc = factory.read_json(reg, EDM)
     doc["entries"] = [e for e in doc["entries"] if e["nfe"] != 6]
-    fx.rewrite(reg, EDM, doc)
+    factory.rewrite(reg, EDM, doc)
     report = validate_registry(reg)
-    assert_refused(report, EDM, "nfe = [4, 6] but the file has [4]")
+    assert_refused(report, EDM, "its entries (nfe [4],", "do not match the index (nfe [4, 6],")
 
 
 def test_hole_in_the_grid_is_refused_even_with_a_consistent_index(reg: Path) -> None:
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     hole = doc["entries"].pop(4)
-    fx.rewrite(reg, VP, doc)
+    factory.rewrite(reg, VP, doc)
     index = json.loads((reg / "index.json").read_text())
     record = next(f for f in index["files"] if f["path"] == VP)
     record["entries"] -= 1  # the index agrees with the file: only the hole is wrong
@@ -210,7 +210,7 @@ def test_non_monotone_lambda_is_refused(reg: Path) -> None:
     def swap(entry):
         entry["lambda"][2], entry["lambda"][3] = entry["lambda"][3], entry["lambda"][2]
 
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     i = next(i for i, e in enumerate(doc["entries"]) if (e["nfe"], e["order"], e["p"]) == (5, 3, 1))
     edit_entry(reg, VP, i, swap)
     report = validate_registry(reg)
@@ -222,27 +222,27 @@ def test_non_monotone_lambda_is_refused(reg: Path) -> None:
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_nan_token_is_refused(reg: Path, token: str) -> None:
     text = (reg / EDM).read_text()
-    old = json.dumps(fx.load(reg, EDM)["entries"][0]["objective"])
+    old = json.dumps(factory.read_json(reg, EDM)["entries"][0]["objective"])
     text = text.replace(f'"objective": {old}', f'"objective": {token}', 1)
     (reg / EDM).write_text(text)
-    fx.rehash(reg, EDM)
+    factory.rehash_index(reg, EDM)
     report = validate_registry(reg)
-    assert_refused(report, EDM, "non-finite number token", f"{token} at line")
+    assert_refused(report, EDM, f"non-finite number {token} at line")
 
 
 def test_overflowing_number_is_refused(reg: Path) -> None:
     text = (reg / EDM).read_text()
-    old = json.dumps(fx.load(reg, EDM)["entries"][0]["objective"])
+    old = json.dumps(factory.read_json(reg, EDM)["entries"][0]["objective"])
     (reg / EDM).write_text(text.replace(f'"objective": {old}', '"objective": 1e999', 1))
-    fx.rehash(reg, EDM)
+    factory.rehash_index(reg, EDM)
     report = validate_registry(reg)
-    assert_refused(report, EDM, "/entries/0/objective is not finite")
+    assert_refused(report, EDM, "the number at /entries/0/objective overflows float64")
 
 
 def test_wrong_array_length_is_refused(reg: Path) -> None:
     edit_entry(reg, EDM, 0, lambda e: e["sigma_t"].pop())
     report = validate_registry(reg)
-    assert_refused(report, EDM, "entry nfe=4 order=3 p=1: sigma_t has 4 values, expected nfe+1 = 5")
+    assert_refused(report, EDM, "entry nfe=4 order=3 p=1: 'sigma_t' must be a list of nfe+1 = 5", "(has 4 values)")
 
 
 def test_wrong_step_orders_are_refused(reg: Path) -> None:
@@ -251,7 +251,7 @@ def test_wrong_step_orders_are_refused(reg: Path) -> None:
 
     edit_entry(reg, EDM, 0, bad)
     report = validate_registry(reg)
-    assert_refused(report, EDM, "step_orders has 3 values, expected nfe = 4")
+    assert_refused(report, EDM, "'step_orders' has 3 values, expected nfe = 4")
     assert_refused(report, EDM, "step_orders[0] = 3 but step 0 has only 1 earlier node")
 
 
@@ -269,9 +269,9 @@ def test_extra_property_in_index_is_refused(reg: Path) -> None:
 
 
 def test_non_canonical_bytes_are_refused(reg: Path) -> None:
-    doc = fx.load(reg, EDM)
+    doc = factory.read_json(reg, EDM)
     (reg / EDM).write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
-    fx.rehash(reg, EDM)
+    factory.rehash_index(reg, EDM)
     report = validate_registry(reg)
     assert_refused(report, EDM, "not in canonical bytes", "line 2")
     only_about(report, "canonical")
@@ -296,10 +296,11 @@ def test_integer_fields_refuse_floats(reg: Path) -> None:
 
 
 def test_wrong_collisions_are_refused(reg: Path) -> None:
+    want = factory.read_json(reg, DISC)["entries"][1]["timestep_collisions"]
     edit_entry(reg, DISC, 1, lambda e: e.update(timestep_collisions=[]))
-    assert_refused(
-        validate_registry(reg), DISC, "entry nfe=40 order=3 p=1: timestep_collisions is []", "expected [[39, 40]]"
-    )
+    assert want  # NFE 40 has real collisions
+    report = validate_registry(reg)
+    assert_refused(report, DISC, "entry nfe=40 order=3 p=1: timestep_collisions is []", f"expected {want}")
 
 
 def test_timesteps_must_follow_time_input(reg: Path) -> None:
@@ -311,17 +312,17 @@ def test_timesteps_must_follow_time_input(reg: Path) -> None:
 
 
 def test_endpoint_mismatch_is_refused(reg: Path) -> None:
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     doc["schedule"]["lambda_end"] += 1e-9
-    fx.rewrite(reg, VP, doc)
+    factory.rewrite(reg, VP, doc)
     report = validate_registry(reg)
     assert_refused(report, VP, "lambda last value", "differs from schedule.lambda_end")
 
 
 def test_endpoint_within_tolerance_is_accepted(reg: Path) -> None:
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     doc["schedule"]["t_start"] = 0.9999999999999998  # METHOD.md: what inverse_lambda(λ_T) returns
-    fx.rewrite(reg, VP, doc)
+    factory.rewrite(reg, VP, doc)
     assert validate_registry(reg).ok
 
 
@@ -350,37 +351,37 @@ def test_edm_alpha_is_checked(reg: Path) -> None:
 
     edit_entry(reg, EDM, 0, both)
     report = validate_registry(reg)
-    assert_refused(report, EDM, "alpha_t[1] = 0.5, not 1 (edm)")
+    assert_refused(report, EDM, "alpha_t = 0.5 at index 1, not 1 (edm)")
 
 
 def test_unsorted_and_duplicate_entries_are_refused(reg: Path) -> None:
-    doc = fx.load(reg, VP)
+    doc = factory.read_json(reg, VP)
     doc["entries"][0], doc["entries"][1] = doc["entries"][1], doc["entries"][0]
     doc["entries"].append(doc["entries"][-1])
-    fx.rewrite(reg, VP, doc)
+    factory.rewrite(reg, VP, doc)
     report = validate_registry(reg)
-    assert_refused(report, VP, "entries not sorted by (order, p, nfe): entry nfe=3 order=2 p=0 comes after")
-    assert_refused(report, VP, "entry nfe=10 order=3 p=1: duplicate (order, p, nfe)")
+    assert_refused(report, VP, "entries[1]: not sorted by (order, p, nfe): (2, 0, 3) after (2, 0, 5)")
+    assert_refused(report, VP, "duplicate (order, p, nfe) = (3, 1, 10)")
 
 
 def test_defaults_must_exist(reg: Path) -> None:
-    doc = fx.load(reg, EDM)
+    doc = factory.read_json(reg, EDM)
     doc["defaults"]["p"] = 2
-    fx.rewrite(reg, EDM, doc)
-    assert_refused(validate_registry(reg), EDM, "defaults name order=3 p=2 but no entry has them")
+    factory.rewrite(reg, EDM, doc)
+    assert_refused(validate_registry(reg), EDM, "defaults.p = 2 has no entries")
 
 
 def test_data_version_must_match_index(reg: Path) -> None:
-    doc = fx.load(reg, EDM)
+    doc = factory.read_json(reg, EDM)
     doc["data_version"] = "2026.12.01"
-    fx.rewrite(reg, EDM, doc)
-    assert_refused(validate_registry(reg), EDM, "data_version '2026.12.01' differs from index.json's")
+    factory.rewrite(reg, EDM, doc)
+    assert_refused(validate_registry(reg), EDM, "data_version '2026.12.01' differs from the index's")
 
 
 def test_family_and_time_input_must_agree(reg: Path) -> None:
-    doc = fx.load(reg, EDM)
+    doc = factory.read_json(reg, EDM)
     doc["schedule"]["time_input"] = "t"
-    fx.rewrite(reg, EDM, doc)
+    factory.rewrite(reg, EDM, doc)
     assert_refused(validate_registry(reg), EDM, "schema: at /schedule/time_input")
 
 
@@ -388,13 +389,55 @@ def test_duplicate_keys_are_refused(reg: Path) -> None:
     text = (reg / EDM).read_text()
     text = text.replace('"schema_version": 1', '"schema_version": 1,\n "schema_version": 1', 1)
     (reg / EDM).write_text(text)
-    fx.rehash(reg, EDM)
+    factory.rehash_index(reg, EDM)
     assert_refused(validate_registry(reg), EDM, "duplicate key 'schema_version'")
 
 
 def test_not_utf8_is_refused(reg: Path) -> None:
     (reg / EDM).write_bytes(b'{"a": "\xff"}\n')
     assert_refused(validate_registry(reg), EDM, "not UTF-8")
+
+
+# ---- hostile input: problems, never a traceback
+
+
+def test_huge_alpha_is_a_problem_not_an_overflow(reg: Path) -> None:
+    edit_entry(reg, VP, 0, lambda e: e["alpha_t"].__setitem__(1, 1e308))
+    report = validate_registry(reg)
+    assert_refused(report, VP, "entry nfe=3 order=2 p=0: alpha_t^2 + sigma_t^2 = inf at index 1")
+
+
+def test_a_5000_digit_integer_is_a_problem(reg: Path) -> None:
+    text = (reg / EDM).read_text().replace('"nfe": 4', '"nfe": ' + "9" * 5000, 1)
+    (reg / EDM).write_text(text)
+    factory.rehash_index(reg, EDM)
+    assert_refused(validate_registry(reg), EDM, "an integer of 5000 digits")
+
+
+def test_an_index_of_200k_records_is_refused_without_checking_each(tmp_path: Path) -> None:
+    record = {"path": "v1/x.json", "schedule": "x", "params": {}, "sha256": "x", "nfe": [3], "orders": [1], "p": [0]}
+    index = {"schema_version": 1, "data_version": "x", "files": [record] * 200_000}
+    (tmp_path / "index.json").write_text(json.dumps(index, separators=(",", ":")))
+    report = validate_registry(tmp_path)
+    assert [str(p) for p in report.problems] == [
+        f"index.json: lists 200000 files, more than the {_format.MAX_FILES} an index may"
+    ]
+
+
+def test_a_fifo_or_oversized_file_is_a_problem(reg: Path) -> None:
+    (reg / EDM).unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(reg / EDM)
+        assert_refused(validate_registry(reg), EDM, "not a regular file")
+        (reg / EDM).unlink()
+    with open(reg / EDM, "wb") as fh:
+        fh.truncate(_format.MAX_FILE_BYTES + 1)
+    assert_refused(validate_registry(reg), EDM, "over the", "limit")
+
+
+def test_an_interrupted_write_is_reported(reg: Path) -> None:
+    (reg / _format.STAGING).mkdir()
+    assert_refused(validate_registry(reg), _format.STAGING, "interrupted write: run the sweep again to recover")
 
 
 # ---- the folder
@@ -447,7 +490,7 @@ def test_index_files_sorted_and_unique(reg: Path) -> None:
     (reg / "index.json").write_bytes(canonical_bytes(index))
     report = validate_registry(reg)
     assert_refused(report, "index.json", "files are not sorted by path")
-    assert_refused(report, "index.json", f"{EDM} is listed more than once")
+    assert_refused(report, "index.json", f"{index['files'][0]['path']} is listed more than once")
 
 
 def test_not_a_folder(tmp_path: Path) -> None:

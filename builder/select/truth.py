@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,15 +162,12 @@ def ground_truth(
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temporary file in the target folder, fsync, then os.replace over ``path``."""
+    """np.savez into memory, then the registry format's atomic write (`optsteps_loader._format`)."""
+    import io
+
+    from optsteps_loader._format import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())

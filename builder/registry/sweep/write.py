@@ -11,9 +11,10 @@ with its sha256, and a registry *is* what its index says. The sequence:
 3. replace ``index.json`` (atomically): the new registry is committed;
 4. remove the staging folder.
 
-A reader that follows the protocol of :func:`read_snapshot` (read the index; take each listed file's bytes
-from its path, or, if they do not hash to the listed sha256, from ``.optsteps-staged/<hex>``; if neither
-matches and the index has changed meanwhile, start again) gets every file of one index, old or new. A write
+A reader that follows the registry format's rule (``optsteps_loader._format.staged_bytes``, which the loader
+follows too; :func:`read_snapshot` here: read the index; take each listed file's bytes from its path, or, if
+they do not hash to the listed sha256, from ``.optsteps-staged/<hex>``; if neither matches and the index has
+changed meanwhile, start again) gets every file of one index, old or new. A write
 killed before step 3 leaves the previous index with each of its files' bytes at their path or staged, so the
 previous registry stays readable, and the next write (:func:`recover`) puts the staged bytes back first.
 
@@ -31,9 +32,10 @@ from pathlib import Path
 
 from builder.registry._canonical import atomic_write_bytes, sha256_of
 from builder.registry.sweep.spec import SweepError
+from optsteps_loader import _format
 
 INDEX = "index.json"
-STAGING = ".optsteps-staged"
+STAGING = _format.STAGING
 _DATA_PATH = re.compile(r"v[0-9]+(/[A-Za-z0-9_][A-Za-z0-9._-]*)+\.json")
 _HASH = re.compile(r"sha256:([0-9a-f]{64})")
 _STAGED_NAME = re.compile(r"[0-9a-f]{64}|\..*\.tmp")  # staged copies, and atomic writes cut off mid-way
@@ -85,28 +87,18 @@ def read_snapshot(registry: Path, *, attempts: int = 10) -> tuple[bytes, dict[st
             index_bytes = handle.read()
             listing = _listing(registry, index_bytes)
             files = {rel: _listed_bytes(registry, rel, sha) for rel, sha in listing.items()}
-            if all(data is not None for data in files.values()) or _same_file(handle.fileno(), index_path):
+            unchanged = _format.still_at(index_path, _format.identity(os.fstat(handle.fileno())))
+            if all(data is not None for data in files.values()) or unchanged:
                 return index_bytes, files
     raise SweepError(f"{registry} changed {attempts} times while it was being read: is another sweep writing it?")
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``path`` still names the open file ``fd``."""
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    then = os.fstat(fd)
-    return (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino)
-
-
 def _listed_bytes(registry: Path, rel: str, sha: str) -> bytes | None:
     """The bytes of a listed file that hash to ``sha``: at its path, else staged by a write in progress."""
-    for path in (registry / rel, registry / STAGING / sha.removeprefix("sha256:")):
-        data = _read_or_none(path)
-        if data is not None and sha256_of(data) == sha:
-            return data
-    return None
+    data = _read_or_none(registry / rel)
+    if data is not None and sha256_of(data) == sha:
+        return data
+    return _format.staged_bytes(registry, sha)
 
 
 def check_target(registry: Path, paths: Iterable[str], *, force: bool = False) -> None:
@@ -173,8 +165,8 @@ def recover(registry: Path) -> None:
         current = _read_or_none(path)
         if current is not None and sha256_of(current) == sha:
             continue
-        staged = _read_or_none(staging / sha.removeprefix("sha256:"))
-        if staged is not None and sha256_of(staged) == sha:
+        staged = _format.staged_bytes(registry, sha)
+        if staged is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, staged)
     _clear_staging(registry)

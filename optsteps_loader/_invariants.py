@@ -1,0 +1,288 @@
+"""What a registry's data must satisfy, beyond being strict JSON: the index, a data file, an entry. Stdlib only.
+
+Each function returns sentences, empty when all holds: the loader raises the first ones (`_registry`), the
+builder's validator reports them all (`builder.registry.validate`), so both refuse the same data:
+
+- `index_problems`: the index's top level and every record of its ``files`` list (`record_problems`), paths
+  and (schedule, params) variants unique;
+- `file_problems`: a data file's top level (versions, ``schedule``, ``defaults``, entries unique and sorted by
+  (order, p, nfe)) and its agreement with its index record;
+- `entry_problems`: one entry in full (array lengths, step orders, monotone nodes, endpoints, λ/α/σ/sigmas
+  consistency, the family's rule, timesteps and their collisions).
+
+Arithmetic here never raises on hostile finite numbers (no ``**``: ``1e308 ** 2`` is an OverflowError, while
+``1e308 * 1e308`` is inf and fails the comparison it feeds). Imports `_format`, which imports nothing back.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._format import MAX_FILES, SCHEMA_VERSION, is_sha256_id, path_problem, short
+
+REL_TOL = 1e-12
+ABS_TOL = 1e-12
+NODE_ARRAYS = ("t", "lambda", "alpha_t", "sigma_t", "sigmas", "timesteps")
+FAMILIES = ("vp-continuous", "vp-discrete", "edm", "flow")
+TIME_INPUTS = ("t", "timestep", "sigma", "1000*sigma")
+
+
+def is_num(x: object) -> bool:
+    """A finite JSON number (bools excluded)."""
+    return (type(x) is float or type(x) is int) and math.isfinite(x)
+
+
+def is_pos_ints(v: object) -> bool:
+    return isinstance(v, list) and all(type(x) is int and x >= 1 for x in v)
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+
+
+def _first(pairs, ok) -> int | None:
+    return next((i for i, (a, b) in enumerate(pairs) if not ok(a, b)), None)
+
+
+# ---- the index
+
+
+def variant_key(rec: dict) -> tuple:
+    """A record's schedule variant: its schedule name and params (at most one file per variant)."""
+    return (rec["schedule"], tuple(sorted((k, repr(v)) for k, v in rec["params"].items())))
+
+
+def index_problems(obj: dict) -> list[str]:
+    """What is wrong with an index whose ``schema_version`` is this format's (the caller checks that first,
+    to say "a newer registry needs a newer optsteps"): each as ``files[i]: ...`` where it is about a record."""
+    if not isinstance(obj.get("files"), list) or not isinstance(obj.get("data_version"), str):
+        return ["'files' must be a list and 'data_version' a string"]
+    if len(obj["files"]) > MAX_FILES:
+        return [f"lists {len(obj['files'])} files, more than the {MAX_FILES} an index may"]
+    out: list[str] = []
+    paths: dict[str, int] = {}
+    variants: dict[tuple, str] = {}
+    for i, rec in enumerate(obj["files"]):
+        problems = record_problems(rec)
+        if not problems:
+            path, variant = rec["path"], variant_key(rec)
+            if path in paths:
+                problems = [f"{path} is listed more than once (files[{paths[path]}] and files[{i}])"]
+            elif variant in variants:
+                problems = [f"{path} has the same (schedule, params) as {variants[variant]}"]
+            paths.setdefault(path, i)
+            variants.setdefault(variant, path)
+        out += [f"files[{i}]: {p}" for p in problems]
+    return out
+
+
+def record_problems(rec: object) -> list[str]:
+    """What is wrong with one record of the index's ``files`` list (empty: nothing)."""
+    if not isinstance(rec, dict):
+        return ["not an object"]
+    path = rec.get("path")
+    why = path_problem(path)
+    if why is not None:
+        return [why]
+    out = []
+    if not is_sha256_id(rec.get("sha256")):
+        out.append(f"{path}: 'sha256' must be 'sha256:' + 64 lowercase hex digits, got {short(rec.get('sha256'))!r}")
+    if not (isinstance(rec.get("schedule"), str) and rec["schedule"] and isinstance(rec.get("params"), dict)):
+        return [*out, f"{path}: needs a 'schedule' name and a 'params' object"]
+    p = rec.get("p")
+    if not (is_pos_ints(rec.get("nfe")) and is_pos_ints(rec.get("orders")) and isinstance(p, list)):
+        out.append(f"{path}: 'nfe' and 'orders' must be lists of positive ints, 'p' a list of numbers")
+    elif not all(map(is_num, p)):
+        out.append(f"{path}: 'p' must be a list of numbers")
+    for key in ("entries", "bytes"):
+        if key in rec and not (type(rec[key]) is int and rec[key] >= 0):
+            out.append(f"{path}: {key!r} must be an int >= 0")
+    shift = rec["params"].get("shift", 1.0)
+    if not (is_num(shift) and shift > 0):
+        out.append(f"{path}: params.shift must be a positive number")
+    return out
+
+
+# ---- a data file
+
+
+def entry_key(e: object) -> tuple | None:
+    """``(order, p, nfe)`` of a well-typed entry (the registry's sort order), else None."""
+    if isinstance(e, dict) and type(e.get("order")) is int and is_num(e.get("p")) and type(e.get("nfe")) is int:
+        return (e["order"], e["p"], e["nfe"])
+    return None
+
+
+def file_problems(doc: object, rec: dict | None = None, index: dict | None = None) -> list[str]:
+    """A data file's top level: versions, the ``schedule`` block, ``defaults``, entries unique and sorted by
+    (order, p, nfe); with its index record and index, their agreement (name, params, nfe/orders/p lists,
+    entry count, versions). Entries themselves are `entry_problems`' job."""
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        return [f"not a schema_version {SCHEMA_VERSION} registry file"]
+    s, defaults, entries = doc.get("schedule"), doc.get("defaults"), doc.get("entries")
+    if not (isinstance(s, dict) and isinstance(defaults, dict) and isinstance(entries, list)):
+        return ["needs 'schedule' and 'defaults' objects and an 'entries' list"]
+    out = []
+    if not (isinstance(s.get("name"), str) and isinstance(s.get("params"), dict)):
+        out.append("schedule needs a 'name' and a 'params' object")
+    if s.get("family") not in FAMILIES or s.get("time_input") not in TIME_INPUTS:
+        out.append(f"schedule.family must be one of {FAMILIES} and schedule.time_input one of {TIME_INPUTS}")
+    ends = [s.get(k) for k in ("t_start", "t_end", "lambda_start", "lambda_end")]
+    if not all(map(is_num, ends)):
+        out.append("schedule.t_start, t_end, lambda_start and lambda_end must be finite numbers")
+    elif not (ends[0] > ends[1] and ends[2] < ends[3]):
+        out.append(f"schedule: t_start must be above t_end and lambda_start below lambda_end, got {ends}")
+    if not isinstance(doc.get("provenance", {}), dict):
+        out.append("'provenance' must be an object")
+    keys: list = []
+    seen: set = set()
+    for i, e in enumerate(entries):
+        key = entry_key(e)
+        if key is None or key[0] < 1 or key[2] < 1:
+            out.append(f"entries[{i}]: needs an int 'nfe' >= 1, an int 'order' >= 1 and a number 'p'")
+        elif key in seen:
+            out.append(f"entries[{i}]: duplicate (order, p, nfe) = {key}")
+        elif keys and key < keys[-1]:
+            out.append(f"entries[{i}]: not sorted by (order, p, nfe): {key} after {keys[-1]}")
+        else:
+            keys.append(key)
+        if key is not None:
+            seen.add(key)
+    if out:
+        return out
+    order, p, solver = defaults.get("order"), defaults.get("p"), defaults.get("solver")
+    if not (is_num(p) and p >= 0):
+        out.append(f"defaults.p must be a number >= 0, got {short(p)!r}")
+    elif not any(k[1] == p for k in keys):
+        out.append(f"defaults.p = {p!r} has no entries")
+    elif not any(k[0] == order and k[1] == p for k in keys):
+        out.append(f"defaults name order={short(order)!r} p={p!r} but no entry has them")
+    elif solver is not None and not any((e["order"], e["p"], e.get("solver")) == (order, p, solver) for e in entries):
+        out.append(f"defaults name solver {short(solver)!r} but no entry with order={order!r} p={p!r} has it")
+    if rec is not None:
+        out += _agreement(doc, keys, rec, index or {})
+    return out
+
+
+def _agreement(doc: dict, keys: list, rec: dict, index: dict) -> list[str]:
+    out = []
+    s = doc["schedule"]
+    if s.get("name") != rec["schedule"]:
+        out.append(f"schedule.name {short(s.get('name'))!r} is not the index's {short(rec['schedule'])!r}")
+    params = s.get("params") if isinstance(s.get("params"), dict) else {}
+    for k, v in rec["params"].items():
+        if params.get(k) != v:
+            out.append(f"the index says params {short(k)}={short(v)!r} but schedule.params has {params.get(k)!r}")
+    for k in ("schema_version", "data_version"):
+        if k in doc and k in index and doc[k] != index[k]:
+            out.append(f"{k} {short(doc[k])!r} differs from the index's {short(index[k])!r}")
+    grid = [sorted({k[j] for k in keys}) for j in (2, 0, 1)]
+    want = [rec["nfe"], rec["orders"], rec["p"]]
+    count = rec.get("entries", len(keys))
+    if grid != want or count != len(keys):
+        out.append(
+            f"its entries (nfe {short(str(grid[0]))}, orders {grid[1]}, p {short(str(grid[2]))}; {len(keys)} in"
+            f" all) do not match the index (nfe {short(str(want[0]))}, orders {short(str(want[1]))}, p"
+            f" {short(str(want[2]))}; {count} in all)"
+        )
+    return out
+
+
+# ---- an entry
+
+
+def entry_problems(e: dict, schedule: dict) -> list[str]:
+    """Everything one entry must satisfy (its file's `file_problems` passed): nfe+1 finite numbers per node
+    array, ``nfe`` step orders each ≤ order and ≤ i+1; λ strictly increasing, t and σ/α strictly decreasing,
+    timesteps non-increasing; the endpoints the schedule declares (relative 1e-12); λ = log α − log σ
+    (absolute 1e-12), sigmas = σ/α (relative 1e-12); the family's rule (vp: α² + σ² = 1, flow: α + σ = 1,
+    edm: α = 1 and t = σ; absolute 1e-12); timesteps as ``time_input`` says and their collisions listed."""
+    nfe, order = e["nfe"], e["order"]
+    arrays = {}
+    for key in NODE_ARRAYS:
+        v = e.get(key)
+        if not (isinstance(v, list) and len(v) == nfe + 1 and all(map(is_num, v))):
+            got = f"{len(v)} values" if isinstance(v, list) else type(v).__name__
+            return [f"'{key}' must be a list of nfe+1 = {nfe + 1} finite numbers (has {got})"]
+        arrays[key] = v
+    so = e.get("step_orders")
+    if not is_pos_ints(so):
+        return [f"'step_orders' must be a list of nfe = {nfe} positive ints"]
+    out = []
+    if len(so) != nfe:
+        out.append(f"'step_orders' has {len(so)} values, expected nfe = {nfe}")
+    if (i := next((i for i, k in enumerate(so) if k > order), None)) is not None:
+        out.append(f"step_orders[{i}] = {so[i]} exceeds order {order}")
+    if (i := next((i for i, k in enumerate(so) if k > i + 1), None)) is not None:
+        out.append(f"step_orders[{i}] = {so[i]} but step {i} has only {i + 1} earlier node(s)")
+    if not (type(e.get("tau")) is int and is_num(e.get("objective"))):
+        out.append("needs an int 'tau' and a finite number 'objective'")
+    if any(e.get(k) is not None and not is_num(e[k]) for k in ("objective_uniform_lambda", "objective_uniform_t")):
+        out.append("'objective_uniform_lambda' and 'objective_uniform_t' must be finite numbers")
+    collisions, quality = e.get("timestep_collisions", []), e.get("quality")
+    if not (isinstance(collisions, list) and (quality is None or isinstance(quality, dict))):
+        out.append("'timestep_collisions' must be a list and 'quality' null or an object")
+    t, lam, alpha, sigma, sigmas, ts = arrays.values()
+    for name, seq, ok, what in (
+        ("lambda", lam, lambda a, b: b > a, "not strictly increasing"),
+        ("t", t, lambda a, b: b < a, "not strictly decreasing"),
+        ("sigmas", sigmas, lambda a, b: b < a, "not strictly decreasing"),
+        ("timesteps", ts, lambda a, b: b <= a, "increase"),
+    ):
+        if (i := _first(zip(seq, seq[1:], strict=False), ok)) is not None:
+            out.append(f"{name} {what} at index {i + 1} ({seq[i]!r} then {seq[i + 1]!r})")
+    for seq, name, pos, decl in (
+        (t, "t", 0, "t_start"),
+        (t, "t", -1, "t_end"),
+        (lam, "lambda", 0, "lambda_start"),
+        (lam, "lambda", -1, "lambda_end"),
+    ):
+        if not _close(seq[pos], schedule[decl]):
+            where = "first" if pos == 0 else "last"
+            out.append(f"{name} {where} value {seq[pos]!r} differs from schedule.{decl} = {schedule[decl]!r}")
+    if min(alpha) <= 0 or min(sigma) <= 0:
+        return [*out, "alpha_t and sigma_t must be positive"]
+    logs = [math.log(a) - math.log(s) for a, s in zip(alpha, sigma, strict=True)]
+    if (i := _first(zip(lam, logs, strict=True), lambda a, b: abs(a - b) <= ABS_TOL)) is not None:
+        out.append(f"lambda[{i}] = {lam[i]!r} but log(alpha_t) - log(sigma_t) = {logs[i]!r} (tolerance {ABS_TOL:g})")
+    ratio = [s / a for a, s in zip(alpha, sigma, strict=True)]
+    if (i := _first(zip(sigmas, ratio, strict=True), _close)) is not None:
+        out.append(f"sigmas[{i}] = {sigmas[i]!r} but sigma_t/alpha_t = {ratio[i]!r}")
+    family = schedule["family"]
+    rule = {
+        "vp-continuous": ("alpha_t^2 + sigma_t^2", lambda a, s: a * a + s * s),
+        "vp-discrete": ("alpha_t^2 + sigma_t^2", lambda a, s: a * a + s * s),
+        "flow": ("alpha_t + sigma_t", lambda a, s: a + s),
+        "edm": ("alpha_t", lambda a, s: a),
+    }[family]
+    if (i := _first(zip(alpha, sigma, strict=True), lambda a, s: abs(rule[1](a, s) - 1) <= ABS_TOL)) is not None:
+        out.append(f"{rule[0]} = {rule[1](alpha[i], sigma[i])!r} at index {i}, not 1 ({family})")
+    if family == "edm" and (i := _first(zip(t, sigma, strict=True), _close)) is not None:
+        out.append(f"t[{i}] = {t[i]!r} differs from sigma_t[{i}] = {sigma[i]!r} (edm: t is sigma)")
+    return out + _timestep_problems(ts, collisions, t, sigma, sigmas, schedule)
+
+
+def _timestep_problems(ts: list, collisions: object, t: list, sigma: list, sigmas: list, schedule: dict) -> list:
+    out = []
+    time_input, ok = schedule["time_input"], _close
+    expected = {"t": t, "sigma": sigmas, "1000*sigma": [1000.0 * s for s in sigma]}.get(time_input)
+    if time_input == "timestep":
+        expected = [(x - 1.0 / 1000) * 1000 for x in t]
+
+        def ok(a: float, b: float) -> bool:  # the nearest integer, either way of breaking ties
+            return abs(a - b) <= 0.5 + 1e-9
+
+        if (
+            schedule["family"] == "vp-discrete"
+            and (i := next((i for i, v in enumerate(ts) if type(v) is not int), None)) is not None
+        ):
+            out.append(f"timesteps[{i}] = {ts[i]!r} is not an integer (vp-discrete)")
+    if (i := _first(zip(ts, expected, strict=True), ok)) is not None:
+        out.append(f"timesteps[{i}] = {ts[i]!r} does not match time_input {time_input!r} (expected {expected[i]!r})")
+    want = [[i, j] for i in range(len(ts)) for j in range(i + 1, len(ts)) if ts[i] == ts[j]]
+    if isinstance(collisions, list) and collisions != want:
+        out.append(
+            f"timestep_collisions is {short(str(collisions))}, expected {short(str(want))}"
+            " (every pair i < j with equal timesteps)"
+        )
+    return out
