@@ -62,7 +62,6 @@ import math
 import types
 from typing import Any
 
-from ._coefficients import schedule_family
 from ._endings import (
     EndingUnavailableError,
     check_ending,
@@ -72,6 +71,7 @@ from ._endings import (
     load,
     no_zero_entries,
 )
+from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule
 
 __all__ = [
     "CONFIGURED_SPACING",
@@ -83,6 +83,8 @@ __all__ = [
     "pipeline_kwargs",
     "release",
 ]
+
+_FINAL_SIGMA_RTOL = 1e-3  # DPM-Solver's sigma_min vs the entry's last node (float32 inside diffusers)
 
 SUPPORTED_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
 PIPELINE_SCHEDULERS = (
@@ -96,120 +98,6 @@ CONFIGURED_SPACING = (
     "optsteps_loader.diffusers.configure_scheduler, which a config cannot carry: configure the new scheduler "
     "again, or call optsteps_loader.diffusers.release before saving)"
 )
-_LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
-_FINAL_SIGMA_RTOL = 1e-3  # DPM-Solver's sigma_min vs the entry's last node (float32 inside diffusers)
-# The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
-_DISCRETE = {
-    ("scaled_linear", 0.00085, 0.012): "scaled-linear",
-    ("linear", 0.0001, 0.02): "ddpm-linear",
-}
-
-# ---- which entry fits which scheduler ------------------------------------------------------------------
-
-
-def matching_schedule(scheduler: Any) -> str | None:
-    """The registry schedule key of a diffusers scheduler's noise schedule, or ``None`` if none matches.
-
-    ``"flow"`` for flow-matching schedulers (``FlowMatch*`` or ``use_flow_sigmas=True``), ``"scaled-linear"``
-    (Stable Diffusion 1.x/2.x/SDXL betas) and ``"ddpm-linear"`` for 1000-step discrete betas.
-    """
-    config = scheduler.config
-    if _is_flow(scheduler):
-        return "flow"
-    if config.get("num_train_timesteps", 1000) != 1000 or config.get("trained_betas") is not None:
-        return None
-    for (kind, start, end), key in _DISCRETE.items():
-        if (
-            config.get("beta_schedule") == kind
-            and math.isclose(config.get("beta_start", -1.0), start, rel_tol=1e-6)
-            and math.isclose(config.get("beta_end", -1.0), end, rel_tol=1e-6)
-        ):
-            return key
-    return None
-
-
-def time_convention(steps: Any) -> str:
-    """How an entry's model takes time: ``"discrete"`` (integer timesteps, a 1000-step VP model),
-    ``"continuous"`` (VP, float t), ``"flow"`` (rectified flow) or ``"edm"`` (α = 1, input σ)."""
-    family = schedule_family(evaluated(steps.alpha_t, steps), evaluated(steps.sigma_t, steps))
-    if family == "flow":
-        return "flow"
-    if family != "vp":
-        return "edm"
-    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in list(steps.timesteps)[: steps.nfe])
-    return "discrete" if integer else "continuous"
-
-
-def _is_flow(scheduler: Any) -> bool:
-    return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
-
-
-def _check_convention(scheduler: Any, steps: Any) -> str:
-    """Refuse an entry whose time convention the scheduler does not run; returns the convention."""
-    convention = time_convention(steps)
-    name = type(scheduler).__name__
-    want = matching_schedule(scheduler)
-    use = f"use the {want!r} entry (optsteps_loader.get({want!r}, nfe, ...))" if want else "use the model's schedule"
-    if _is_flow(scheduler):
-        if convention != "flow":
-            raise ValueError(
-                f"{name} runs a flow-matching model (alpha = 1 - sigma), but entry {steps.schedule!r} is not a "
-                f"rectified-flow schedule: use a 'flow' entry (optsteps_loader.get('flow', nfe, shift=...))"
-            )
-        return convention
-    if convention == "flow":
-        raise ValueError(
-            f"entry {steps.schedule!r} is a rectified-flow schedule but {name} is not a flow scheduler: build it "
-            "with use_flow_sigmas=True (UniPC / DPM-Solver++) or use FlowMatchEulerDiscreteScheduler"
-        )
-    if convention == "edm":
-        raise ValueError(
-            f"entry {steps.schedule!r} is not variance-preserving (alpha = 1, the model takes sigma): {name} "
-            "cannot run it; for EDM use diffusers' EDM schedulers or optsteps_loader.unipc.sample"
-        )
-    if convention == "continuous":
-        raise ValueError(
-            f"entry {steps.schedule!r} is continuous-time (the model's time input is t in (0, 1]); {name} feeds "
-            f"a {scheduler.config.get('num_train_timesteps', 1000)}-step discrete model integer timesteps: {use}"
-        )
-    return convention
-
-
-def _check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> None:
-    """The scheduler's own betas give (nearly) the entry's λ at its integer timesteps."""
-    abar = scheduler.alphas_cumprod
-    if max(timesteps) >= len(abar) or min(timesteps) < 0:
-        raise ValueError(
-            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range 0..{len(abar) - 1}"
-        )
-    worst = 0.0
-    for i, n in enumerate(timesteps):
-        a = float(abar[n])
-        lam = 0.5 * (math.log(a) - math.log1p(-a))
-        worst = max(worst, abs(lam - float(steps.lambdas[i])))
-    if worst > _LAMBDA_TOLERANCE:
-        want = matching_schedule(scheduler)
-        hint = f"use the {want!r} entry" if want else "pick the entry of the model's schedule"
-        raise ValueError(
-            f"entry {steps.schedule!r} does not match this scheduler's noise schedule "
-            f"(beta_schedule={scheduler.config.get('beta_schedule')!r}): half-log-SNR differs by up to "
-            f"{worst:.3g} at the entry's timesteps; {hint} (or pass check_schedule=False)"
-        )
-
-
-def _check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None:
-    if steps.order == order:
-        return
-    if set_order:
-        scheduler.register_to_config(solver_order=steps.order)
-        return
-    raise ValueError(
-        f"{type(scheduler).__name__} has solver_order={order} but the entry was optimized for order "
-        f"{steps.order}: ask for optsteps_loader.get(..., order={order}) (DPM-Solver++ 2M: order=2), or pass "
-        f"set_order=True to run the scheduler at order {steps.order}"
-    )
-
-
 # ---- 1. the standard path: pipe(timesteps=...) / pipe(sigmas=...) -----------------------------------------
 
 
@@ -257,10 +145,10 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
     for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas"):
         if config.get(flag):
             raise ValueError(f"{name} was built with {flag}=True, which replaces custom steps; build it without")
-    convention = _check_convention(scheduler, steps)
+    convention = check_convention(scheduler, steps)
 
     if "FlowMatchEulerDiscreteScheduler" in names:
-        _check_order(scheduler, steps, 1, set_order=False)
+        check_order(scheduler, steps, 1, set_order=False)
         if config.get("invert_sigmas") or config.get("shift_terminal"):
             raise ValueError(f"{name} with invert_sigmas or shift_terminal is not supported")
         if ending != "zero":
@@ -271,15 +159,15 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
         raise ValueError(f"{name} with use_flow_sigmas=True takes no custom timesteps; use configure_scheduler")
     timesteps = [int(v) for v in list(steps.timesteps)[: steps.nfe]]
     if check_schedule:
-        _check_same_schedule(scheduler, steps, timesteps)
+        check_same_schedule(scheduler, steps, timesteps)
 
     if "EulerDiscreteScheduler" in names:
-        _check_order(scheduler, steps, 1, set_order=False)
+        check_order(scheduler, steps, 1, set_order=False)
         if config.get("timestep_type") == "continuous":
             raise ValueError(f"{name} with timestep_type='continuous' is not supported")
         return {"sigmas": [*evaluated(steps.sigmas, steps), final_value(steps.sigmas, steps)]}
 
-    _check_order(scheduler, steps, config.solver_order, set_order=False)
+    check_order(scheduler, steps, config.solver_order, set_order=False)
     final = config.get("final_sigmas_type", "zero")
     if ending == "zero":
         if final != "zero":
@@ -452,12 +340,12 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
     import torch
 
     state = scheduler._optsteps
-    _check_order(scheduler, steps, scheduler.config.solver_order, state["set_order"])
-    convention = _check_convention(scheduler, steps)
+    check_order(scheduler, steps, scheduler.config.solver_order, state["set_order"])
+    convention = check_convention(scheduler, steps)
     flow = convention == "flow"
     values = list(steps.timesteps)[: steps.nfe]
     if convention == "discrete" and state["check"]:
-        _check_same_schedule(scheduler, steps, values)
+        check_same_schedule(scheduler, steps, values)
     column = steps.sigma_t if flow else steps.sigmas
     sigmas = [*evaluated(column, steps), final_value(column, steps)]
     scheduler._optsteps_grid = (

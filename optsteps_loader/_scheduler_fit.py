@@ -1,0 +1,123 @@
+"""Which registry entry fits which diffusers scheduler: the schedule a scheduler config names, the time
+convention of an entry, and the checks every diffusers path runs before it hands an entry over (the same
+schedule, the same order, the same time convention). Standard library only; no diffusers import."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._coefficients import schedule_family
+from ._endings import evaluated
+
+__all__ = ["check_convention", "check_order", "check_same_schedule", "is_flow", "matching_schedule", "time_convention"]
+
+_LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
+# The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
+_DISCRETE = {
+    ("scaled_linear", 0.00085, 0.012): "scaled-linear",
+    ("linear", 0.0001, 0.02): "ddpm-linear",
+}
+
+
+def matching_schedule(scheduler: Any) -> str | None:
+    """The registry schedule key of a diffusers scheduler's noise schedule, or ``None`` if none matches.
+
+    ``"flow"`` for flow-matching schedulers (``FlowMatch*`` or ``use_flow_sigmas=True``), ``"scaled-linear"``
+    (Stable Diffusion 1.x/2.x/SDXL betas) and ``"ddpm-linear"`` for 1000-step discrete betas.
+    """
+    config = scheduler.config
+    if is_flow(scheduler):
+        return "flow"
+    if config.get("num_train_timesteps", 1000) != 1000 or config.get("trained_betas") is not None:
+        return None
+    for (kind, start, end), key in _DISCRETE.items():
+        if (
+            config.get("beta_schedule") == kind
+            and math.isclose(config.get("beta_start", -1.0), start, rel_tol=1e-6)
+            and math.isclose(config.get("beta_end", -1.0), end, rel_tol=1e-6)
+        ):
+            return key
+    return None
+
+
+def time_convention(steps: Any) -> str:
+    """How an entry's model takes time: ``"discrete"`` (integer timesteps, a 1000-step VP model),
+    ``"continuous"`` (VP, float t), ``"flow"`` (rectified flow) or ``"edm"`` (α = 1, input σ)."""
+    family = schedule_family(evaluated(steps.alpha_t, steps), evaluated(steps.sigma_t, steps))
+    if family == "flow":
+        return "flow"
+    if family != "vp":
+        return "edm"
+    integer = all(isinstance(v, int) and not isinstance(v, bool) for v in list(steps.timesteps)[: steps.nfe])
+    return "discrete" if integer else "continuous"
+
+
+def is_flow(scheduler: Any) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
+
+
+def check_convention(scheduler: Any, steps: Any) -> str:
+    """Refuse an entry whose time convention the scheduler does not run; returns the convention."""
+    convention = time_convention(steps)
+    name = type(scheduler).__name__
+    want = matching_schedule(scheduler)
+    use = f"use the {want!r} entry (optsteps_loader.get({want!r}, nfe, ...))" if want else "use the model's schedule"
+    if is_flow(scheduler):
+        if convention != "flow":
+            raise ValueError(
+                f"{name} runs a flow-matching model (alpha = 1 - sigma), but entry {steps.schedule!r} is not a "
+                f"rectified-flow schedule: use a 'flow' entry (optsteps_loader.get('flow', nfe, shift=...))"
+            )
+        return convention
+    if convention == "flow":
+        raise ValueError(
+            f"entry {steps.schedule!r} is a rectified-flow schedule but {name} is not a flow scheduler: build it "
+            "with use_flow_sigmas=True (UniPC / DPM-Solver++) or use FlowMatchEulerDiscreteScheduler"
+        )
+    if convention == "edm":
+        raise ValueError(
+            f"entry {steps.schedule!r} is not variance-preserving (alpha = 1, the model takes sigma): {name} "
+            "cannot run it; for EDM use diffusers' EDM schedulers or optsteps_loader.unipc.sample"
+        )
+    if convention == "continuous":
+        raise ValueError(
+            f"entry {steps.schedule!r} is continuous-time (the model's time input is t in (0, 1]); {name} feeds "
+            f"a {scheduler.config.get('num_train_timesteps', 1000)}-step discrete model integer timesteps: {use}"
+        )
+    return convention
+
+
+def check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> None:
+    """The scheduler's own betas give (nearly) the entry's λ at its integer timesteps."""
+    abar = scheduler.alphas_cumprod
+    if max(timesteps) >= len(abar) or min(timesteps) < 0:
+        raise ValueError(
+            f"entry {steps.schedule!r} has timesteps outside the scheduler's training range 0..{len(abar) - 1}"
+        )
+    worst = 0.0
+    for i, n in enumerate(timesteps):
+        a = float(abar[n])
+        lam = 0.5 * (math.log(a) - math.log1p(-a))
+        worst = max(worst, abs(lam - float(steps.lambdas[i])))
+    if worst > _LAMBDA_TOLERANCE:
+        want = matching_schedule(scheduler)
+        hint = f"use the {want!r} entry" if want else "pick the entry of the model's schedule"
+        raise ValueError(
+            f"entry {steps.schedule!r} does not match this scheduler's noise schedule "
+            f"(beta_schedule={scheduler.config.get('beta_schedule')!r}): half-log-SNR differs by up to "
+            f"{worst:.3g} at the entry's timesteps; {hint} (or pass check_schedule=False)"
+        )
+
+
+def check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None:
+    if steps.order == order:
+        return
+    if set_order:
+        scheduler.register_to_config(solver_order=steps.order)
+        return
+    raise ValueError(
+        f"{type(scheduler).__name__} has solver_order={order} but the entry was optimized for order "
+        f"{steps.order}: ask for optsteps_loader.get(..., order={order}) (DPM-Solver++ 2M: order=2), or pass "
+        f"set_order=True to run the scheduler at order {steps.order}"
+    )
