@@ -1,0 +1,346 @@
+"""``calibrate``: optimised steps for the user's own model, written as a registry folder the loader reads.
+
+Pipeline (docs/calibrate.md): the model ``model(x, timestep)`` becomes a denoiser of the λ-grid
+(:mod:`.model`); a teacher integrates it accurately from ``noises`` start noises (:mod:`.teacher`, cached);
+for each NFE the starting grids (the registry's entry and the rules) are scored on the fit noises and the
+best is optimised against the teacher, stopped by the held-out noises (:mod:`.optimize`); the grids and
+their held-out figures are written as one registry folder (:mod:`.write`).
+
+Cost in per-sample model evaluations: noises · 1.5 M for the teacher (M steps and the M/2 check), then
+per NFE N about N · (starts · fit + baselines · held-out) to score, and per iteration N · (3 fit + held-out)
+with gradients (a backward pass costs about two forwards) or N · (k fit + held-out) derivative-free (k
+loss evaluations per Nelder–Mead iteration, 1–2 on average). Every call is counted in ``model_calls``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from builder.calibrate.model import (
+    DT,
+    CalibrationError,
+    ModelDenoiser,
+    ModelOutputError,
+    PredictionTypeError,
+    TeacherNotConvergedError,
+    family_alpha_sigma,
+    load_factory,
+    probe_dtype,
+)
+from builder.calibrate.optimize import Fit, grid_errors, optimise
+from builder.calibrate.teacher import Teacher, teacher
+from builder.calibrate.write import assemble, make_entry, write_folder
+from builder.select.evaluate import paired
+from builder.select.refine import rule_starts
+from builder.solve.grids import baseline_grids
+from builder.solve.objective import resolve_tau
+from builder.solve.schedules import Schedule, get_schedule
+
+__all__ = [
+    "CalibrationError",
+    "CalibrationResult",
+    "ModelOutputError",
+    "PredictionTypeError",
+    "TeacherNotConvergedError",
+    "calibrate",
+    "load_factory",
+]
+
+ENDINGS = ("eps", "zero")
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` did: per NFE its :class:`~builder.calibrate.optimize.Fit` and held-out figures
+    (``figures[nfe]``: {grid name: mean L2}, the calibrated grid as ``"calibrated"``), the registry entries,
+    the teacher, the folder written (or None), model calls (per-sample evaluations) and wall time."""
+
+    fits: dict[int, Fit]
+    figures: dict[int, dict[str, float]]
+    entries: list[dict[str, Any]]
+    teacher: Teacher
+    out: Path | None
+    model_calls: int
+    seconds: float
+    dtype: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+def _quality(errs: dict[str, np.ndarray], solver: dict, model_id: str, held_out: int) -> dict[str, Any]:
+    """The registry's quality record from held-out per-noise errors ({grid: errors}, ``"calibrated"`` first)."""
+    mine = errs["calibrated"]
+    baselines = {}
+    for name, e in errs.items():
+        if name == "calibrated":
+            continue
+        lr, se = paired({"m": mine}, {"m": e})
+        baselines[name] = {
+            "mean_l2": _sig(e.mean()),
+            "median_l2": _sig(np.median(e)),
+            "log_ratio": _sig(lr),
+            "log_ratio_se": _sig(se),
+        }
+    rules = [n for n in errs if n not in ("calibrated", "registry")]
+    best = min(rules, key=lambda n: float(np.log(errs[n]).mean()))
+    lr_best, se_best = paired({"m": mine}, {"m": errs[best]})
+    sampler = {"name": solver["solver"], "order": solver["order"]}
+    if solver["solver"] == "unipc":
+        sampler.update(variant=solver["variant"], corrector=True)
+    return {
+        "benchmark": "calibration",
+        "problems": [model_id],
+        "sampler": sampler,
+        "mean_l2": _sig(mine.mean()),
+        "median_l2": _sig(np.median(mine)),
+        "baselines": baselines,
+        "best_baseline": best,
+        "mean_l2_best_baseline": _sig(errs[best].mean()),
+        "mean_l2_uniform_lambda": _sig(errs["uniform-lambda"].mean()),
+        "mean_l2_uniform_t": _sig(errs["uniform-t"].mean()),
+        "ratio_uniform_lambda": _sig(math.exp(paired({"m": mine}, {"m": errs["uniform-lambda"]})[0])),
+        "log_ratio_best_baseline": _sig(lr_best),
+        "log_ratio_best_baseline_se": _sig(se_best),
+        "worse_than_best_baseline": bool(lr_best > 2 * se_best),
+        "held_out": {"noises": held_out, "metric": "L2 to the teacher in the schedule's coordinates"},
+    }
+
+
+def _registry_start(schedule: Schedule, nfe: int, order: int, solver: str, source: Any) -> tuple[Any, str | None]:
+    """(loader Steps or None, why not) of the registry entry the calibration starts from."""
+    import optsteps_loader
+    from optsteps_loader.errors import OptstepsError
+
+    shift = schedule.variant_params.get("shift")
+    try:
+        return optsteps_loader.get(schedule.name, nfe, order=order, solver=solver, source=source, shift=shift), None
+    except OptstepsError as err:
+        return None, f"no registry entry to start from at NFE {nfe}: {err}"
+
+
+def calibrate(
+    model: Callable[..., Any],
+    *,
+    schedule: str,
+    nfe: int | Sequence[int],
+    prediction: str | None = None,
+    shape: Sequence[int] | None = None,
+    shift: float | None = None,
+    solver: str = "unipc",
+    order: int = 3,
+    ending: str = "eps",
+    noises: int = 64,
+    held_out: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    start: str | Sequence[str] | None = None,
+    out: str | Path | None = None,
+    teacher_steps: int = 200,
+    teacher_rtol: float = 1e-3,
+    batch: int = 64,
+    method: str = "auto",
+    maxiter: int = 100,
+    patience: int = 10,
+    model_id: str | None = None,
+    weights_hash: str | None = None,
+    registry: Any = None,
+    cache: bool | str | Path = True,
+    progress: bool = True,
+    data_version: str | None = None,
+) -> CalibrationResult:
+    """Calibrate ``schedule``'s steps at each ``nfe`` for ``model`` and write them to ``out`` (docs/calibrate.md).
+
+    ``model(x, timestep)`` takes x of shape (B, *shape) and the schedule's time input (``timesteps`` of the
+    registry format), returns the ``prediction`` (``epsilon``, ``sample``, ``v``, ``flow``); conditioning and
+    guidance live inside it. ``shape``/``prediction`` default to the model's attributes of those names.
+    ``start``: None (the registry entry, from ``registry`` as the loader's ``source``, and every rule), or
+    names among ``"registry"`` and the rules. ``held_out`` noises (default half) are never fitted.
+    ``method``: ``"auto"`` (measured), ``"gradient"`` or ``"derivative-free"``. Raises
+    :class:`CalibrationError` subclasses naming the problem; on any error ``out`` is left as it was.
+    """
+    t0 = time.perf_counter()
+    prediction = prediction or getattr(model, "prediction", None)
+    shape = shape if shape is not None else getattr(model, "shape", None)
+    if prediction is None or shape is None:
+        raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
+    if ending not in ENDINGS:
+        raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
+    if ending == "zero":
+        raise CalibrationError(
+            "ending 'zero' (a last step to σ = 0) arrives with the registry's σ = 0 entries; the loader's Steps has "
+            "no ending field yet. Calibrate with ending 'eps' (the entries' last node at t_ε)"
+        )
+    valid = (1, 2, 3) if solver == "unipc" else (2, 3)
+    if solver not in ("unipc", "dpmpp") or order not in valid:
+        raise CalibrationError(f"solver must be 'unipc' (order 1-3) or 'dpmpp' (order 2-3), got {solver!r} {order}")
+    nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
+    if not nfes or nfes[0] < 2:
+        raise CalibrationError(f"nfe must be at least 2, got {nfes}")
+    held_out = noises // 2 if held_out is None else int(held_out)
+    if not 1 <= held_out < noises:
+        raise CalibrationError(f"need 1 <= held_out < noises, got held_out={held_out}, noises={noises}")
+    sched = get_schedule(schedule, **({} if shift is None else {"shift": float(shift)}))
+    shape = tuple(int(s) for s in shape)
+    dtype = dtype or probe_dtype(model, shape, device)
+    denoise = ModelDenoiser(model, sched, prediction, shape, dtype=dtype, device=device)
+    model_id = model_id or f"{type(model).__module__}.{type(model).__qualname__}"
+    lam0, lam1 = sched.lambda_start, sched.lambda_end
+    tch = teacher(
+        denoise,
+        lambda_start=lam0,
+        lambda_end=lam1,
+        noises=noises,
+        seed=seed,
+        steps=teacher_steps,
+        rtol=teacher_rtol,
+        batch=batch,
+        model_id=model_id,
+        weights_hash=weights_hash,
+        cache=cache,
+    )
+    n_fit = noises - held_out
+    fit = (tch.x_start[:n_fit], tch.x_end[:n_fit])
+    ho = (tch.x_start[n_fit:], tch.x_end[n_fit:])
+    spec = {"solver": solver, "order": order} | ({"variant": "bh2"} if solver == "unipc" else {})
+    scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
+        family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
+    )  # VP-normalised errors → the schedule's own coordinates
+    identity = {"model": model_id, "weights_sha256": weights_hash, "noises": noises, "seed": seed}
+    fits, figures, entries, notes = {}, {}, [], []
+    p = _default_p(sched, registry)
+    for n in nfes:
+        steps, why = _registry_start(sched, n, order, solver, registry)
+        grids: dict[str, np.ndarray] = {}
+        if steps is not None:
+            lam = np.array(steps.lambdas, dtype=np.float64)
+            lam[0], lam[-1] = lam0, lam1
+            grids["registry"] = lam
+        else:
+            notes.append(why)
+        rules = rule_starts(sched, n)
+        wanted = ["registry", *rules] if start is None else ([start] if isinstance(start, str) else list(start))
+        starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
+        if not starts:
+            raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
+        baselines = {**grids, **baseline_grids(sched, n)}
+        errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
+        best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())
+        bar = _progress_bar(progress, n, maxiter, errs, best_rule, scale)
+        try:
+            result = optimise(
+                starts,
+                denoise,
+                fit,
+                ho,
+                solver=spec,
+                batch=batch,
+                method=method,
+                maxiter=maxiter,
+                patience=patience,
+                progress=None if bar is None else bar[1],
+            )
+        finally:
+            if bar is not None:
+                bar[0].close()
+        errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
+        fits[n] = result
+        figures[n] = {k: float(e.mean()) for k, e in errs.items()}
+        tau = int(steps.tau) if steps is not None else resolve_tau("auto", n)
+        calibration = {
+            "identity": identity,
+            "model": model_id,
+            "weights_sha256": weights_hash,
+            "prediction": prediction,
+            "shape": list(shape),
+            "dtype": str(dtype).removeprefix("torch."),
+            "noises": {"fit": n_fit, "held_out": held_out, "seed": seed, "start": "sigma_T * randn"},
+            "teacher": {
+                "solver": "unipc",
+                "variant": "bh2",
+                "order": 3,
+                "grid": "uniform-lambda",
+                "steps": tch.steps,
+                "error_estimate": _sig(scale * tch.error),
+                "relative_error_estimate": _sig(tch.relative_error),
+            },
+            "start": result.start,
+            "method": result.method,
+            "method_reason": result.method_reason,
+            "iterations": result.iterations,
+            "held_out_start": _sig(scale * result.held_out_start),
+        }
+        optimizer = {
+            "success": result.success,
+            "status": result.status,
+            "message": result.message,
+            "nit": result.iterations,
+            "nfev": result.evaluations,
+            "starts": len(starts),
+        }
+        quality = _quality(errs, spec, model_id, held_out)
+        entries.append(
+            make_entry(
+                sched,
+                result.lambdas,
+                nfe=n,
+                order=order,
+                p=p,
+                tau=tau,
+                solver=solver,
+                init=result.start,
+                optimizer=optimizer,
+                quality=quality,
+                calibration=calibration,
+            )
+        )
+    path = None
+    if out is not None:
+        path = Path(out)
+        write_folder(path, assemble(sched, entries, data_version=data_version))
+    return CalibrationResult(
+        fits, figures, entries, tch, path, denoise.calls, time.perf_counter() - t0, str(dtype), notes
+    )
+
+
+def _default_p(schedule: Schedule, source: Any) -> float:
+    """The registry's default p for the schedule (every calibrated entry gets it, so ``get(schedule, nfe,
+    source=FOLDER)`` finds them with the default p); 1 when there is no registry."""
+    import optsteps_loader
+    from optsteps_loader.errors import OptstepsError
+
+    shift = schedule.variant_params.get("shift")
+    try:
+        return float(optsteps_loader.info(schedule.name, shift=shift, source=source)["defaults"]["p"])
+    except OptstepsError:
+        return 1.0
+
+
+def _progress_bar(enabled: bool, nfe: int, maxiter: int, errs: dict, best_rule: str, scale: float):
+    """(tqdm bar, callback) showing the held-out error against the start and the best rule; None if disabled."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=maxiter, desc=f"calibrate NFE {nfe}", unit="it", leave=True)
+    rule = f"{best_rule} {errs[best_rule].mean():.4g}"
+
+    def update(info: dict) -> None:
+        bar.update(1)
+        bar.set_postfix_str(
+            f"held-out {scale * info['held_out']:.4g} best {scale * info['best']:.4g} "
+            f"start {scale * info['start']:.4g} | {rule}"
+        )
+
+    return bar, update

@@ -1,0 +1,219 @@
+"""Optimise a grid's interior λ's against the teacher: the refine stage's coordinates, the user's model.
+
+**Loss.** With e_b(λ) = ‖x_b^{sampler}(λ) − x_b^{teacher}‖₂ on the fit noises (VP-normalised coordinates;
+the same factor c(λ_ε) for every grid in the schedule's own), L(q) = log(mean_b e_b(grid_from_q(q))) −
+log(mean_b e_b(start)): the log of the mean-L2 ratio to the starting grid (0 at the start).
+
+**Coordinates.** :func:`builder.select.refine.grid_from_q` / :func:`~builder.select.refine.q_from_grid`: N
+logits, gaps h = h_min + (λ_ε − λ_T − N h_min) softmax(q), h_min = (λ_ε − λ_T)/(50 N): every grid is strictly
+increasing, keeps its endpoints and wastes no evaluation.
+
+**Methods** (:func:`choose_method`, by measurement):
+
+- ``"gradient"``: scipy L-BFGS-B with ∇L by torch autograd through the sampler's coefficients and the
+  model (noises in batches, one backward per batch: memory bounded by one batch's graph);
+- ``"derivative-free"``: scipy Nelder–Mead on L (forward passes only).
+
+Gradients are used when the time input is continuous, one gradient evaluation succeeds (no out-of-memory,
+finite, not identically zero) and costs less than the N forward evaluations of a finite-difference gradient.
+
+**Stopping.** After every iteration the current grid's mean L2 on the held-out noises is measured; the
+best held-out grid so far is kept, and the run stops when it has not improved for ``patience`` iterations
+(or at ``maxiter``). The result is the best held-out grid (the start if nothing beat it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from builder.calibrate.model import DT, ModelDenoiser
+from builder.select.differentiable import make_plan, sample
+from builder.select.refine import grid_from_q, q_from_grid
+
+__all__ = ["Fit", "choose_method", "grid_errors", "optimise"]
+
+
+@dataclass
+class Fit:
+    """The result of :func:`optimise`: the best held-out grid and how it was found."""
+
+    lambdas: np.ndarray
+    start: str
+    method: str
+    method_reason: str
+    held_out: float  # mean L2 of ``lambdas`` on the held-out noises
+    held_out_start: float
+    fit: float  # mean L2 on the fit noises
+    iterations: int
+    evaluations: int  # loss (and gradient) evaluations
+    success: bool
+    status: int
+    message: str
+    start_scores: dict[str, float] = field(default_factory=dict)  # fit mean L2 of every start
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def grid_errors(
+    lambdas: Sequence[float] | torch.Tensor,
+    denoise: ModelDenoiser,
+    x_start: torch.Tensor,
+    x_exact: torch.Tensor,
+    solver: Mapping,
+    batch: int,
+) -> np.ndarray:
+    """Per-noise L2 errors of a grid (no gradient), ``batch`` noises per model call."""
+    lam = torch.as_tensor(np.asarray(lambdas, dtype=np.float64))
+    with torch.no_grad():
+        plan = make_plan(lam, **solver)
+        out = [
+            torch.linalg.vector_norm(sample(denoise, xs, lam, plan=plan, **solver) - xe, dim=1)
+            for xs, xe in zip(torch.split(x_start, batch), torch.split(x_exact, batch), strict=True)
+        ]
+    return torch.cat(out).numpy()
+
+
+def _mean_and_grad(q, ends, denoise, x_start, x_exact, solver, batch) -> tuple[float, np.ndarray]:
+    """(mean_b e_b, ∂/∂q) with one backward per batch (the grid's graph is rebuilt per batch)."""
+    qt = torch.tensor(q, dtype=DT, requires_grad=True)
+    total, n = 0.0, x_start.shape[0]
+    for xs, xe in zip(torch.split(x_start, batch), torch.split(x_exact, batch), strict=True):
+        lam = grid_from_q(qt, *ends)
+        x = sample(denoise, xs, lam, plan=make_plan(lam, **solver), **solver)
+        part = torch.linalg.vector_norm(x - xe, dim=1).sum() / n
+        part.backward()
+        total += float(part.detach())
+    return total, qt.grad.numpy().copy()
+
+
+def choose_method(q0, ends, denoise, x_start, x_exact, solver, batch) -> tuple[str, str, dict[str, float]]:
+    """(method, reason, timings): ``"gradient"`` or ``"derivative-free"`` (module docstring)."""
+    if denoise.discrete:
+        return "derivative-free", "integer timesteps (discrete schedule): the time input carries no gradient", {}
+    grid = grid_from_q(torch.tensor(q0), *ends).detach()
+    t_loss, t_grad = math.inf, math.inf
+    try:
+        for _ in range(2):  # the faster of two runs each: less sensitive to a busy machine
+            t0 = time.perf_counter()
+            grid_errors(grid, denoise, x_start, x_exact, solver, batch)
+            t_loss = min(t_loss, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            _, grad = _mean_and_grad(q0, ends, denoise, x_start, x_exact, solver, batch)
+            t_grad = min(t_grad, time.perf_counter() - t0)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return "derivative-free", "a gradient evaluation ran out of GPU memory (lower batch= to try again)", {}
+    except RuntimeError as err:
+        return "derivative-free", f"the model is not differentiable here ({str(err)[:120]})", {}
+    timings = {"loss_seconds": t_loss, "gradient_seconds": t_grad}
+    if not np.all(np.isfinite(grad)) or not np.any(grad):
+        return "derivative-free", "the gradient through the model is not finite or is zero", timings
+    n = len(q0)
+    if t_grad > n * t_loss:
+        return "derivative-free", f"a gradient costs more than {n} forward evaluations", timings
+    return "gradient", f"a gradient costs {t_grad / max(t_loss, 1e-12):.1f} forward evaluations (N = {n})", timings
+
+
+def optimise(
+    starts: Mapping[str, Sequence[float]],
+    denoise: ModelDenoiser,
+    fit: tuple[torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
+    *,
+    solver: Mapping,
+    batch: int,
+    method: str = "auto",
+    maxiter: int = 100,
+    patience: int = 10,
+    progress: Callable[[dict], None] | None = None,
+) -> Fit:
+    """Score every start on the fit noises, optimise the best one (module docstring). ``starts`` are full
+    λ-grids with the same endpoints; the first is the reference the progress reports against."""
+    x_fit, t_fit = fit
+    x_ho, t_ho = held_out
+    names = list(starts)
+    first = np.asarray(starts[names[0]], dtype=np.float64)
+    ends = (float(first[0]), float(first[-1]))
+    scores = {name: float(grid_errors(starts[name], denoise, x_fit, t_fit, solver, batch).mean()) for name in names}
+    start = min(names, key=lambda n: (scores[n], names.index(n)))
+    q0 = q_from_grid(starts[start], *ends)
+    start_grid = grid_from_q(torch.tensor(q0), *ends).detach().numpy()
+    log_ref = math.log(scores[start])
+    timings: dict[str, float] = {}
+    if method == "auto":
+        method, reason, timings = choose_method(q0, ends, denoise, x_fit, t_fit, solver, batch)
+    else:
+        reason = "requested"
+    ho_start = float(grid_errors(start_grid, denoise, x_ho, t_ho, solver, batch).mean())
+    state = {"best": ho_start, "grid": start_grid, "stall": 0, "it": 0, "evals": 0, "fit": scores[start]}
+
+    def loss(q):
+        state["evals"] += 1
+        lam = grid_from_q(torch.tensor(q, dtype=DT), *ends).detach()
+        return math.log(max(float(grid_errors(lam, denoise, x_fit, t_fit, solver, batch).mean()), 1e-300)) - log_ref
+
+    def loss_and_grad(q):
+        state["evals"] += 1
+        mean, grad = _mean_and_grad(q, ends, denoise, x_fit, t_fit, solver, batch)
+        return math.log(max(mean, 1e-300)) - log_ref, grad / max(mean, 1e-300)
+
+    def callback(intermediate_result):
+        state["it"] += 1
+        lam = grid_from_q(torch.tensor(intermediate_result.x, dtype=DT), *ends).detach().numpy()
+        ho = float(grid_errors(lam, denoise, x_ho, t_ho, solver, batch).mean())
+        if ho < state["best"] * (1 - 1e-9):
+            state.update(best=ho, grid=lam, stall=0, fit=scores[start] * math.exp(float(intermediate_result.fun)))
+        else:
+            state["stall"] += 1
+        if progress is not None:
+            progress({"iteration": state["it"], "held_out": ho, "best": state["best"], "start": ho_start})
+        if state["stall"] >= patience:
+            raise StopIteration
+
+    if method == "gradient":
+        res = minimize(
+            loss_and_grad,
+            q0,
+            jac=True,
+            method="L-BFGS-B",
+            callback=callback,
+            options={"maxiter": maxiter, "gtol": 1e-7, "ftol": 1e-10},
+        )
+    elif method == "derivative-free":
+        res = minimize(
+            loss,
+            q0,
+            method="Nelder-Mead",
+            callback=callback,
+            options={"maxiter": maxiter * len(q0), "xatol": 1e-4, "fatol": 1e-6, "initial_simplex": _simplex(q0)},
+        )
+    else:
+        raise ValueError(f"method must be 'auto', 'gradient' or 'derivative-free', got {method!r}")
+    stopped = state["stall"] >= patience
+    return Fit(
+        lambdas=np.asarray(state["grid"]),
+        start=start,
+        method=method,
+        method_reason=reason,
+        held_out=state["best"],
+        held_out_start=ho_start,
+        fit=state["fit"],
+        iterations=state["it"],
+        evaluations=state["evals"],
+        success=bool(res.success) or stopped,
+        status=int(res.status),
+        message=f"held-out error stopped improving for {patience} iterations" if stopped else str(res.message),
+        start_scores=scores,
+        timings=timings,
+    )
+
+
+def _simplex(q0: np.ndarray, step: float = 0.3) -> np.ndarray:
+    """Nelder–Mead's starting simplex: q0 and q0 + step·e_i (a 30 % change of one gap's weight)."""
+    return np.vstack([q0, q0 + step * np.eye(len(q0))])

@@ -1,0 +1,125 @@
+"""builder.calibrate on the shipped learned digits network: better than the generic entry on held-out noises,
+a folder the loader reads and verifies, clear errors for bad models (and no folder left), the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import optsteps_loader
+from builder.calibrate import (
+    CalibrationError,
+    ModelOutputError,
+    PredictionTypeError,
+    TeacherNotConvergedError,
+    calibrate,
+)
+from builder.calibrate.examples import DigitsModel
+from builder.cli import cli
+from builder.registry.validate import validate_registry
+
+FAST = {"noises": 24, "teacher_steps": 120, "maxiter": 25, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    torch.set_num_threads(1)
+    return DigitsModel()
+
+
+@pytest.fixture(scope="module")
+def calibrated(digits_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibrate")
+    out = root / "cal"
+    result = calibrate(digits_model, schedule="vp-linear", nfe=[5, 6], out=out, cache=root / "cache", **FAST)
+    return result, out, root
+
+
+def test_beats_the_generic_entry_on_held_out_noises(calibrated):
+    result, _, _ = calibrated
+    fig = result.figures[5]
+    assert fig["calibrated"] < fig["registry"]
+    assert fig["calibrated"] < min(v for k, v in fig.items() if k not in ("calibrated", "registry"))
+    assert result.fits[5].method in ("gradient", "derivative-free")  # chosen by timing: both are valid
+    assert result.fits[5].method_reason
+
+
+def test_folder_loads_verifies_and_validates(calibrated):
+    result, out, _ = calibrated
+    assert validate_registry(out).ok
+    assert optsteps_loader.verify(source=out) is not None
+    for nfe in (5, 6):
+        steps = optsteps_loader.get("vp-linear", nfe, source=out)
+        entry = next(e for e in result.entries if e["nfe"] == nfe)
+        assert list(steps.lambdas) == entry["lambda"]
+        assert steps.quality["benchmark"] == "calibration"
+    doc = json.loads((out / "v1" / "vp-linear.json").read_text())
+    record = doc["entries"][0]
+    assert record["method"] == "calibrated"
+    assert record["calibration"]["teacher"]["steps"] == FAST["teacher_steps"]
+    assert "registry" in record["quality"]["baselines"]
+
+
+def test_teacher_is_cached(digits_model, calibrated):
+    _, _, root = calibrated
+    again = calibrate(digits_model, schedule="vp-linear", nfe=5, cache=root / "cache", **FAST)
+    assert again.teacher.cached
+    assert torch.equal(again.teacher.x_end, calibrated[0].teacher.x_end)
+
+
+class _Bad:
+    shape = (64,)
+
+    def __init__(self, kind: str, prediction: str = "sample") -> None:
+        self.kind, self.prediction = kind, prediction
+        self.good = DigitsModel()
+
+    def __call__(self, x, t):
+        if self.kind == "shape":
+            return x[:, :10]
+        if self.kind == "nan":
+            return torch.full_like(x, float("nan"))
+        if self.kind == "rough":  # a jump in x̂₀ oscillating in t faster than any step: no smooth flow
+            return self.good(x, t) + 0.2 * torch.sign(torch.sin(4000.0 * t))[:, None]
+        return self.good(x, t)
+
+
+@pytest.mark.parametrize(
+    ("kind", "prediction", "error", "words"),
+    [
+        ("shape", "sample", ModelOutputError, "shape"),
+        ("nan", "sample", ModelOutputError, "NaN"),
+        ("rough", "sample", TeacherNotConvergedError, "did not converge"),
+        ("good", "epsilon", PredictionTypeError, "prediction type"),
+    ],
+)
+def test_bad_models_raise_and_leave_no_folder(tmp_path, kind, prediction, error, words):
+    out = tmp_path / "out"
+    with pytest.raises(error, match=words):
+        calibrate(_Bad(kind, prediction), schedule="vp-linear", nfe=5, out=out, cache=tmp_path / "cache", **FAST)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
+
+
+def test_ending_zero_is_refused(digits_model):
+    with pytest.raises(CalibrationError, match="σ = 0"):
+        calibrate(digits_model, schedule="vp-linear", nfe=5, ending="zero", cache=False, **FAST)
+
+
+def test_cli(tmp_path, monkeypatch):
+    (tmp_path / "mymodel.py").write_text(
+        "from builder.calibrate.examples import DigitsModel\n\n\ndef load():\n    return DigitsModel()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPTSTEPS_CALIBRATE_CACHE", str(tmp_path / "cache"))
+    args = ["calibrate", "--model", "mymodel:load", "--schedule", "vp-linear", "--nfe", "5", "--noises", "16"]
+    args += ["--teacher-steps", "120", "--maxiter", "10", "--no-progress", "--out", "cal"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "NFE 5: held-out mean L2" in result.output
+    assert optsteps_loader.get("vp-linear", 5, source=tmp_path / "cal").nfe == 5
+    bad = CliRunner().invoke(cli, [*args[:2], "mymodel:nothing", *args[3:]])
+    assert bad.exit_code == 1 and "has no attribute 'nothing'" in bad.output
