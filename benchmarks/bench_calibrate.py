@@ -61,6 +61,9 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
                 f"    NFE {n}: {fit.method} ({fit.method_reason}); start {fit.start}, {fit.iterations} iterations; "
                 f"held-out {fit.held_out_start:.4f} -> {fit.held_out:.4f}"
             )
+            if fit.timings:
+                ratio = fit.timings["gradient_seconds"] / fit.timings["loss_seconds"]
+                print(f"      one gradient costs {ratio:.1f} loss evaluations (a finite difference: {n})")
     import optsteps_loader
 
     for n in args.nfe:

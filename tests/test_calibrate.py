@@ -43,7 +43,7 @@ def test_beats_the_generic_entry_on_held_out_noises(calibrated):
     fig = result.figures[5]
     assert fig["calibrated"] < fig["registry"]
     assert fig["calibrated"] < min(v for k, v in fig.items() if k not in ("calibrated", "registry"))
-    assert result.fits[5].method in ("gradient", "derivative-free")  # chosen by timing: both are valid
+    assert result.fits[5].method == "gradient"  # vp-linear: continuous time input, a differentiable network
     assert result.fits[5].method_reason
 
 

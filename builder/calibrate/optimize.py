@@ -8,14 +8,17 @@ log(mean_b e_b(start)): the log of the mean-L2 ratio to the starting grid (0 at 
 logits, gaps h = h_min + (λ_ε − λ_T − N h_min) softmax(q), h_min = (λ_ε − λ_T)/(50 N): every grid is strictly
 increasing, keeps its endpoints and wastes no evaluation.
 
-**Methods** (:func:`choose_method`, by measurement):
+**Methods** (:func:`choose_method`):
 
 - ``"gradient"``: scipy L-BFGS-B with ∇L by torch autograd through the sampler's coefficients and the
   model (noises in batches, one backward per batch: memory bounded by one batch's graph);
 - ``"derivative-free"``: scipy Nelder–Mead on L (forward passes only).
 
-Gradients are used when the time input is continuous, one gradient evaluation succeeds (no out-of-memory,
-finite, not identically zero) and costs less than the N forward evaluations of a finite-difference gradient.
+Gradients are used when the time input is continuous and one gradient evaluation succeeds (no out-of-memory,
+finite, not identically zero). The choice depends on the model alone, never on timings, so a rerun writes the
+same bytes; the timings of that probe (one loss, one gradient) are recorded in the fit for the benchmark
+(reverse mode costs a small multiple of a forward pass, well under the N forward passes of a
+finite-difference gradient).
 
 **Stopping.** After every iteration the current grid's mean L2 on the held-out noises is measured; the
 best held-out grid so far is kept, and the run stops when it has not improved for ``patience`` iterations
@@ -114,10 +117,7 @@ def choose_method(q0, ends, denoise, x_start, x_exact, solver, batch) -> tuple[s
     timings = {"loss_seconds": t_loss, "gradient_seconds": t_grad}
     if not np.all(np.isfinite(grad)) or not np.any(grad):
         return "derivative-free", "the gradient through the model is not finite or is zero", timings
-    n = len(q0)
-    if t_grad > n * t_loss:
-        return "derivative-free", f"a gradient costs more than {n} forward evaluations", timings
-    return "gradient", f"a gradient costs {t_grad / max(t_loss, 1e-12):.1f} forward evaluations (N = {n})", timings
+    return "gradient", "the model is differentiable in x and t and its gradient is finite", timings
 
 
 def optimise(
