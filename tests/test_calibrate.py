@@ -123,3 +123,22 @@ def test_cli(tmp_path, monkeypatch):
     assert optsteps_loader.get("vp-linear", 5, source=tmp_path / "cal").nfe == 5
     bad = CliRunner().invoke(cli, [*args[:2], "mymodel:nothing", *args[3:]])
     assert bad.exit_code == 1 and "has no attribute 'nothing'" in bad.output
+
+
+def test_a_closure_around_a_half_precision_network_runs_in_half_precision():
+    from builder.calibrate.model import probe_dtype
+
+    half = torch.nn.Linear(4, 4).to(torch.float16)
+    double = torch.nn.Linear(4, 4).double()
+    assert probe_dtype(lambda x, t: half(x), (4,), "cpu") == torch.float16  # no parameters() to read
+    assert probe_dtype(lambda x, t: double(x), (4,), "cpu") == torch.float64
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4).to(torch.bfloat16)
+
+        def forward(self, x, t):
+            return self.linear(x)
+
+    assert probe_dtype(Net(), (4,), "cpu") == torch.bfloat16  # its parameters' dtype, tried after float64

@@ -175,21 +175,27 @@ class ModelDenoiser:
 
 
 def probe_dtype(model: Callable[..., Any], shape: tuple[int, ...], device: str | torch.device) -> torch.dtype:
-    """float64 if the model accepts a float64 input (one call on one sample), else its parameters' dtype (an
-    ``nn.Module``) or float32. The model itself is never converted."""
-    x = torch.zeros(1, *shape, dtype=DT, device=device)
-    try:
-        with torch.no_grad():
-            out = model_output(model(x, torch.ones(1, dtype=DT, device=device)), x)
-        if out.dtype == DT:
-            return DT
-    except (RuntimeError, TypeError, ValueError):
-        pass  # a dtype the model refuses, or a bad output the denoiser reports with its node
+    """The first dtype the model runs in, tried in this order with one call on one sample each: float64, the
+    parameters' dtype (an ``nn.Module``), float32, bfloat16, float16. A dtype counts when the call succeeds
+    and returns that dtype. A closure around a float16 network (classifier-free guidance, say) thus runs in
+    float16; the model itself is never converted. float32 when none runs (the denoiser then reports the
+    failure with its node)."""
+    candidates = [DT]
     params = getattr(model, "parameters", None)
     if callable(params):
         first = next(iter(params()), None)
         if first is not None and first.is_floating_point():
-            return first.dtype
+            candidates.append(first.dtype)
+    candidates += [torch.float32, torch.bfloat16, torch.float16]
+    for dtype in dict.fromkeys(candidates):
+        x = torch.zeros(1, *shape, dtype=dtype, device=device)
+        try:
+            with torch.no_grad():
+                out = model_output(model(x, torch.ones(1, dtype=dtype, device=device)), x)
+        except (RuntimeError, TypeError, ValueError):
+            continue  # a dtype the model refuses
+        if out.dtype == dtype:
+            return dtype
     return torch.float32
 
 
