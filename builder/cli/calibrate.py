@@ -1,0 +1,81 @@
+"""``calibrate``: optimised steps for the user's own model, written as a registry folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from builder.cli._common import (
+    cli,
+)
+from builder.solve.optimize import MAX_NFE
+from builder.solve.schedules import SCHEDULE_NAMES
+from optsteps_loader.errors import ScheduleNotFoundError
+
+# ---- calibrate: optimised steps for the user's own model
+
+
+def _shape(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of sizes such as 4,64,64") from None
+    if not shape or min(shape) < 1:
+        raise click.BadParameter(f"{value!r}: sizes must be positive integers")
+    return shape
+
+
+@cli.command("calibrate")
+@click.option("--model", "model_spec", required=True, help="MODULE:FACTORY; FACTORY() returns model(x, timestep).")
+@click.option("--prediction", type=click.Choice(["epsilon", "sample", "v", "flow"]), default=None, help="Output type.")
+@click.option("--shape", default=None, help="Per-sample shape of x, e.g. 4,64,64 (default: the model's .shape).")
+@click.option("--schedule", required=True, help=f"Schedule key: {', '.join(SCHEDULE_NAMES)}.")
+@click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
+@click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(2, MAX_NFE), help="NFE (repeatable).")
+@click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+@click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
+@click.option("--ending", type=click.Choice(["eps", "zero"]), default="eps", show_default=True, help="Last step.")
+@click.option("--noises", type=click.IntRange(2), default=64, show_default=True, help="Start noises (half held out).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …")
+@click.option("--teacher-steps", type=click.IntRange(8), default=200, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=64, show_default=True, help="Noises per model call.")
+@click.option("--method", type=click.Choice(["auto", "gradient", "derivative-free"]), default="auto", show_default=True)
+@click.option("--maxiter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--weights-hash", default=None, help="sha256 of the weights, recorded and part of the teacher cache key.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Registry folder to write."
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...], out: Path, **options) -> None:
+    """Optimise the steps for your own model against an accurate solve of it; write a registry folder."""
+    from builder.calibrate import CalibrationError, calibrate, load_factory
+
+    progress = not options.pop("no_progress")
+    try:
+        model = load_factory(model_spec)
+        result = calibrate(
+            model, shape=_shape(shape), nfe=list(nfes), model_id=model_spec, out=out, progress=progress, **options
+        )
+    except (CalibrationError, ScheduleNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    t = result.teacher
+    click.echo(
+        f"teacher: UniPC-3, {t.steps} uniform-λ steps, estimated error {t.error:.2e} ({t.relative_error:.1e} relative)"
+        f"{', from the cache' if t.cached else ''}; model dtype {result.dtype}"
+    )
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for n, fit in result.fits.items():
+        fig = result.figures[n]
+        rules = {k: v for k, v in fig.items() if k not in ("calibrated", "registry")}
+        best = min(rules, key=rules.get)
+        registry = f", registry {fig['registry']:.4g}" if "registry" in fig else ""
+        click.echo(
+            f"NFE {n}: held-out mean L2 {fig['calibrated']:.4g}{registry}, best rule {best} {rules[best]:.4g} "
+            f"({fit.method}, start {fit.start}, {fit.iterations} iterations)"
+        )
+    click.echo(f"{result.model_calls} model calls, {result.seconds:.1f} s; wrote {out}")
