@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from builder import __version__
-from builder.registry._canonical import canonical_bytes, sha256_of
 from builder.registry.entry import collisions, input_hash, node_arrays, problem_key
+from builder.registry.files import data_file, index_file, index_record
 from builder.solve.grids import STARTS
 from builder.solve.objective import objective
 from builder.solve.schedules import Schedule
@@ -105,54 +105,20 @@ def make_entry(
 
 def assemble(schedule: Schedule, entries: list[dict[str, Any]], *, data_version: str | None = None) -> dict[str, bytes]:
     """{path: canonical bytes} of the folder: the data file and ``index.json``."""
-    import numpy
-    import scipy
-
     data_version = data_version or datetime.datetime.now(datetime.timezone.utc).strftime("%Y.%m.%d")
-    entries = sorted(entries, key=lambda e: (e["order"], e["p"], e["nfe"]))
-    first = entries[0]
-    doc = {
-        "schema_version": 1,
-        "data_version": data_version,
-        "provenance": {"builder": f"optsteps {__version__}", "numpy": numpy.__version__, "scipy": scipy.__version__},
-        "schedule": {
-            "name": schedule.name,
-            "family": schedule.family,
-            "params": schedule.params,
-            "t_start": schedule.t_start,
-            "t_end": schedule.t_end,
-            "lambda_start": schedule.lambda_start,
-            "lambda_end": schedule.lambda_end,
-            "time_input": schedule.time_input,
-            "description": schedule.description,
-        },
-        "defaults": {"order": first["order"], "p": first["p"], "solver": first["solver"], "tau": "auto"},
-        "entries": entries,
-    }
+    first = min(entries, key=lambda e: (e["order"], e["p"], e["nfe"]))
+    defaults = {"order": first["order"], "p": first["p"], "solver": first["solver"], "tau": "auto"}
     rel = file_name(schedule)
-    data = canonical_bytes(doc)
-    index = {
-        "schema_version": 1,
-        "data_version": data_version,
-        "generator": f"optsteps {__version__} calibrate",
-        "license": "CC-BY-4.0",
-        "citation": "optsteps calibrate; Xue et al., Accelerating Diffusion Sampling with Optimized Time Steps, "
+    data = data_file(schedule, entries, data_version=data_version, defaults=defaults)
+    index = index_file(
+        [index_record(rel, schedule, data, entries)],
+        data_version=data_version,
+        generator=f"optsteps {__version__} calibrate",
+        license="CC-BY-4.0",
+        citation="optsteps calibrate; Xue et al., Accelerating Diffusion Sampling with Optimized Time Steps, "
         "CVPR 2024 (arXiv:2402.17376)",
-        "files": [
-            {
-                "path": rel,
-                "schedule": schedule.name,
-                "params": schedule.variant_params,
-                "sha256": sha256_of(data),
-                "bytes": len(data),
-                "entries": len(entries),
-                "nfe": sorted({e["nfe"] for e in entries}),
-                "orders": sorted({e["order"] for e in entries}),
-                "p": sorted({e["p"] for e in entries}),
-            }
-        ],
-    }
-    return {rel: data, "index.json": canonical_bytes(index)}
+    )
+    return {rel: data, "index.json": index}
 
 
 def write_folder(out: Path, files: dict[str, bytes]) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 from builder import __version__
 from builder.registry._canonical import canonical_bytes, sha256_of
+from builder.registry.files import SCHEMA_VERSION, data_file, index_file, index_record
 from builder.registry.sweep.cache import default_cache_dir
 from builder.registry.sweep.run import load_cached, run_tasks
 from builder.registry.sweep.spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
 from builder.registry.sweep.write import INDEX, check_target, read_snapshot, write_registry
 from builder.solve.schedules import get_schedule
 
-SCHEMA_VERSION = 1
 
 
 def build(
@@ -112,64 +112,24 @@ def _check_data(files: dict[str, bytes]) -> None:
 
 def assemble(spec: Spec, entries_by_file: dict[str, list[dict[str, Any]]]) -> dict[str, bytes]:
     """Every file's canonical bytes, keyed by relative path, index.json included."""
-    import numpy
-    import scipy
-
-    provenance = {
-        "builder": f"optsteps {__version__}",
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-    }
     files: dict[str, bytes] = {}
-    index_files = []
+    records = []
     for sched in spec.schedules:
         rel = sched["file"]
-        entries = sorted(entries_by_file.get(rel, []), key=lambda e: (e["order"], e["p"], e["nfe"]))
+        entries = entries_by_file.get(rel, [])
         if not entries:
             continue
         schedule = get_schedule(sched["name"], **(sched.get("params") or {}))
-        doc = {
-            "schema_version": SCHEMA_VERSION,
-            "data_version": spec.data_version,
-            "provenance": provenance,
-            "schedule": {
-                "name": schedule.name,
-                "family": schedule.family,
-                "params": schedule.params,
-                "t_start": schedule.t_start,
-                "t_end": schedule.t_end,
-                "lambda_start": schedule.lambda_start,
-                "lambda_end": schedule.lambda_end,
-                "time_input": schedule.time_input,
-                "description": schedule.description,
-            },
-            "defaults": {**sched["defaults"], "solver": "unipc", "tau": spec.tau},
-            "entries": entries,
-        }
-        data = canonical_bytes(doc)
-        files[rel] = data
-        index_files.append(
-            {
-                "path": rel,
-                "schedule": schedule.name,
-                "params": schedule.variant_params,
-                "sha256": sha256_of(data),
-                "bytes": len(data),
-                "entries": len(entries),
-                "nfe": sorted({e["nfe"] for e in entries}),
-                "orders": sorted({e["order"] for e in entries}),
-                "p": sorted({e["p"] for e in entries}),
-            }
-        )
-    index = {
-        "schema_version": SCHEMA_VERSION,
-        "data_version": spec.data_version,
-        "generator": f"optsteps {__version__}",
-        "license": spec.license,
-        "citation": spec.citation,
-        "files": sorted(index_files, key=lambda f: f["path"]),
-    }
-    files[INDEX] = canonical_bytes(index)
+        defaults = {**sched["defaults"], "solver": "unipc", "tau": spec.tau}
+        files[rel] = data_file(schedule, entries, data_version=spec.data_version, defaults=defaults)
+        records.append(index_record(rel, schedule, files[rel], entries))
+    files[INDEX] = index_file(
+        records,
+        data_version=spec.data_version,
+        generator=f"optsteps {__version__}",
+        license=spec.license,
+        citation=spec.citation,
+    )
     return files
 
 

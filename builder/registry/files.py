@@ -1,0 +1,75 @@
+"""The two documents of a registry folder, as the sweep and ``calibrate`` both write them: a data file (one
+schedule variant's entries) and the index (one record per data file, with its sha256). Canonical bytes
+come from :func:`optsteps_loader._format.canonical_bytes`; the layout is docs/registry-format.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builder import __version__
+from builder.registry._canonical import canonical_bytes, sha256_of
+from builder.solve.schedules import Schedule
+
+SCHEMA_VERSION = 1
+
+
+def provenance() -> dict[str, str]:
+    """The builder, numpy and scipy versions a data file was computed with."""
+    import numpy
+    import scipy
+
+    return {"builder": f"optsteps {__version__}", "numpy": numpy.__version__, "scipy": scipy.__version__}
+
+
+def data_file(schedule: Schedule, entries: list[dict[str, Any]], *, data_version: str, defaults: dict) -> bytes:
+    """A data file's canonical bytes: the schedule's record, its defaults and its entries sorted by
+    (order, p, nfe)."""
+    return canonical_bytes(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "data_version": data_version,
+            "provenance": provenance(),
+            "schedule": {
+                "name": schedule.name,
+                "family": schedule.family,
+                "params": schedule.params,
+                "t_start": schedule.t_start,
+                "t_end": schedule.t_end,
+                "lambda_start": schedule.lambda_start,
+                "lambda_end": schedule.lambda_end,
+                "time_input": schedule.time_input,
+                "description": schedule.description,
+            },
+            "defaults": defaults,
+            "entries": sorted(entries, key=lambda e: (e["order"], e["p"], e["nfe"])),
+        }
+    )
+
+
+def index_record(rel: str, schedule: Schedule, data: bytes, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The index's record of one data file: its path, schedule variant, sha256, size and grid."""
+    return {
+        "path": rel,
+        "schedule": schedule.name,
+        "params": schedule.variant_params,
+        "sha256": sha256_of(data),
+        "bytes": len(data),
+        "entries": len(entries),
+        "nfe": sorted({e["nfe"] for e in entries}),
+        "orders": sorted({e["order"] for e in entries}),
+        "p": sorted({e["p"] for e in entries}),
+    }
+
+
+def index_file(records: list[dict[str, Any]], *, data_version: str, generator: str, license: str, citation: str) -> bytes:
+    """The index's canonical bytes (records sorted by path)."""
+    return canonical_bytes(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "data_version": data_version,
+            "generator": generator,
+            "license": license,
+            "citation": citation,
+            "files": sorted(records, key=lambda f: f["path"]),
+        }
+    )
