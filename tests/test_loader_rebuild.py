@@ -17,6 +17,7 @@ from tests import registry_factory as factory
 pytestmark = pytest.mark.usefixtures("fresh_loader_cache")
 
 OLD_VERSION, NEW_VERSION = factory.DATA_VERSION, "2099.01.01"
+WRITES_PER_READ = _registry.RETRIES - 1
 
 
 def _versions(tmp_path: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
@@ -36,9 +37,10 @@ def _versions(tmp_path: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
     return out[0], out[1]
 
 
-def _reader(folder: str, reads: int, conn) -> None:
+def _reader(folder: str, reads: int, conn, progress) -> None:
     seen = {OLD_VERSION: 0, NEW_VERSION: 0, "errors": []}
     for i in range(reads):
+        progress.value = i
         if i % 3 == 0:
             clear_cache()  # cold reads as well as warm ones
         try:
@@ -56,12 +58,16 @@ def test_get_during_rebuilds_sees_old_or_new_never_a_false_corruption(tmp_path):
     write.write_registry(folder, old)
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    reader = context.Process(target=_reader, args=(str(folder), 300, send))
+    progress = context.Value("i", 0)
+    reader = context.Process(target=_reader, args=(str(folder), 300, send, progress))
     reader.start()
     writes = 0
     while reader.is_alive() and not receive.poll() and writes < 4000:
-        write.write_registry(folder, new if writes % 2 == 0 else old)
-        writes += 1
+        # At most WRITES_PER_READ rebuilds per reader iteration, so no single read sees more rebuilds than
+        # the loader retries for (a writer rebuilding back to back forever could starve any reader).
+        if writes < WRITES_PER_READ * (progress.value + 1):
+            write.write_registry(folder, new if writes % 2 == 0 else old)
+            writes += 1
     seen = receive.recv()
     reader.join(timeout=60)
     assert seen["errors"] == [], seen["errors"][:3]
