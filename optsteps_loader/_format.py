@@ -261,6 +261,8 @@ def loads(data: bytes) -> object:
 
 
 STAGING = ".optsteps-staged"
+# How often a reader re-reads a registry that was rebuilt while it read (the loader and the sweep alike).
+REBUILD_RETRIES = 10
 
 
 def identity(st: os.stat_result) -> tuple:

@@ -11,7 +11,8 @@ nothing partly read is ever returned.
 A registry rebuilt while it is read: when a data file's bytes do not match the index, the reader follows
 the format's rule (`_format.staged_bytes`): the bytes the write moved aside, if they match, are the file of
 the index that was read; else, if ``index.json`` has been replaced since it was read, the new index is read
-and the file again (at most `RETRIES` times); else the file is corrupt. A reader sees one registry, old or new.
+and the file again (at most `_format.REBUILD_RETRIES` times); else the file is corrupt. A reader sees one
+registry, old or new.
 
 Cache: an LRU of parsed files keyed by (path, mtime_ns, size, inode[, expected sha256]). The builder replaces
 files atomically (new inode), so a rebuilt registry is picked up without `clear_cache()`; a file rewritten
@@ -44,7 +45,6 @@ SEQUENCES = {
     "timesteps": "timesteps",
 }
 _CACHE_SIZE = 32
-RETRIES = 3  # reads of a data file whose registry is rebuilt meanwhile (each after reading the new index)
 _cache: dict[tuple, object] = {}  # insertion order is the LRU order
 
 
@@ -189,7 +189,7 @@ def load_data(src: Source, rec: dict) -> DataFile:
     registry is rebuilt meanwhile, the file is read again for the new index's record of the same path (the
     module's docstring); the `DataFile` returned then carries that record."""
     where = f"{src.label}/{rec['path']}"
-    for _ in range(RETRIES):
+    for _ in range(fmt.REBUILD_RETRIES):
         path = src.locate(rec["path"])
         key = _stat_key(path)
         if key is None:
@@ -198,7 +198,7 @@ def load_data(src: Source, rec: dict) -> DataFile:
             return _cached((*key, id(rec)), lambda rec=rec, path=path: _load_data(src, rec, path, where))
         except _Rebuilt as rebuilt:
             rec = rebuilt.rec
-    raise _fail(where, f"the registry was rebuilt {RETRIES} times while this file was read: try again")
+    raise _fail(where, f"the registry was rebuilt {fmt.REBUILD_RETRIES} times while this file was read: try again")
 
 
 def _load_data(src: Source, rec: dict, path: str, where: str) -> DataFile:

@@ -17,7 +17,7 @@ from tests import registry_factory as factory
 pytestmark = pytest.mark.usefixtures("fresh_loader_cache")
 
 OLD_VERSION, NEW_VERSION = factory.DATA_VERSION, "2099.01.01"
-WRITES_PER_READ = _registry.RETRIES - 1
+WRITES_PER_READ = _format.REBUILD_RETRIES - 1
 
 
 def _versions(tmp_path: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:

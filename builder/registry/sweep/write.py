@@ -68,7 +68,7 @@ def _listing(registry: Path, data: bytes) -> dict[str, str]:
     return listing
 
 
-def read_snapshot(registry: Path, *, attempts: int = 10) -> tuple[bytes, dict[str, bytes | None]] | None:
+def read_snapshot(registry: Path, *, attempts: int = _format.REBUILD_RETRIES) -> tuple[bytes, dict[str, bytes | None]] | None:
     """The index's bytes and every listed file's bytes, all of one registry version (None: no index).
 
     The index is held open while the files are read: if a file's bytes match neither at its path nor staged,
