@@ -323,3 +323,18 @@ def bounded(call, deadline: float = DEADLINE) -> tuple[str, object]:
     worker.join(deadline)
     assert out, f"no answer within {deadline} s (a hang)"
     return out[0]
+
+
+def tiny_spec():
+    """The smallest sweep spec the builder runs: vp-linear, NFE 3, order 1, p 1 (one task, seconds)."""
+    import dataclasses
+
+    from builder.registry import sweep
+
+    return dataclasses.replace(
+        sweep.load_spec(),
+        nfe=(3,),
+        orders=(1,),
+        p=(1.0,),
+        schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 1, "p": 1}},),
+    )

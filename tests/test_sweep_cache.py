@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,14 +9,9 @@ import pytest
 
 from builder.registry import sweep
 from builder.registry.sweep import cache, run
+from tests import registry_factory as factory
 
-TINY = dataclasses.replace(
-    sweep.load_spec(),
-    nfe=(3,),
-    orders=(1,),
-    p=(1.0,),
-    schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 1, "p": 1}},),
-)
+TINY = factory.tiny_spec()
 
 
 def _source_copy(dest: Path) -> Path:

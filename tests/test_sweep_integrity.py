@@ -16,14 +16,9 @@ from builder.cli import REPO_ROOT, cli
 from builder.registry import sweep
 from builder.registry._canonical import canonical_bytes, sha256_of
 from builder.registry.sweep import cache
+from tests import registry_factory as factory
 
-TINY = dataclasses.replace(
-    sweep.load_spec(),
-    nfe=(3,),
-    orders=(1,),
-    p=(1.0,),
-    schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 1, "p": 1}},),
-)
+TINY = factory.tiny_spec()
 
 
 def _invoke(*args: str):
