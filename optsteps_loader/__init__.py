@@ -7,7 +7,7 @@ Importing this package loads nothing beyond the standard library; `Steps` is a l
 ``dataclasses`` import costs more than the rest of the package and is only paid on first use).
 """
 
-from ._api import available, get, info
+from ._api import aliases, available, get, info
 from ._registry import clear_cache
 from ._verify import verify
 from .errors import (
@@ -28,6 +28,7 @@ __all__ = [
     "ScheduleNotFoundError",
     "Steps",
     "__version__",
+    "aliases",
     "available",
     "clear_cache",
     "get",

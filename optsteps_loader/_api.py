@@ -2,8 +2,15 @@
 
 Arguments are validated first (TypeError / ValueError naming the argument), then the registry is read
 through `_registry` (which verifies and caches), then the lookup fails with a domain error that says what
-exists. ``solver`` accepts ``"unipc"`` and ``"dpmpp"``: the paper's bound is the same for UniPC and
-DPM-Solver++ (METHOD.md §2), so both read the same entries; ``Steps.solver`` records which one was asked for.
+exists.
+
+Which entry `get` returns: without ``p``, the *solver entry* for (``solver``, ``order``, ``ending``, ``nfe``) —
+steps refined and measured for that sampler and ending (docs/data-family.md) — where the file has one; else
+the bound's entry at the schedule's default p (the paper's bound is the same for UniPC and DPM-Solver++, so
+both read it): for ``ending="eps"`` the NFE-N entry, for ``"zero"`` the NFE-(N−1) entry followed by a final
+step to σ = 0 (``method="bound+denoise"``: N calls, the last a denoise from t_ε; not measured). With ``p``,
+always the bound's entry (the paper's method, for research).
+A schedule may be given by a model alias the index lists (``"sdxl"``, ``"sd3"``, …).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
 
 SOLVERS = ("unipc", "dpmpp")
 ORDERS = (1, 2, 3)
+ENDINGS = ("eps", "zero")
 MAX_INT_ARG = 10**6  # nfe and order beyond this are surely mistakes (and too long to echo)
 MAX_NAME = 100  # schedule names longer than this are cut in messages
 
@@ -35,15 +43,20 @@ def get(
     source: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     shift: float | None = None,
+    ending: str = "eps",
 ) -> Steps:
     """The optimized steps for ``schedule`` at ``nfe`` model evaluations.
 
     Args:
-        schedule: a schedule key, e.g. ``"vp-linear"``, ``"scaled-linear"``, ``"edm"``, ``"flow"``.
-        nfe: number of steps N (the result has N+1 nodes, noisiest first).
-        order: the solver order the steps were optimized for (1, 2 or 3).
-        p: the objective's exponent; ``None`` takes the schedule's measured-best default (``defaults.p``).
-        solver: ``"unipc"`` or ``"dpmpp"`` (same entries, see the module docstring).
+        schedule: a schedule key, e.g. ``"vp-linear"``, ``"scaled-linear"``, ``"edm"``, ``"flow"``, or a model
+            alias the registry lists (``"sd15"``, ``"sdxl"``, ``"sd3"``, …; ``optsteps list``).
+        nfe: number of model calls N (the result has N+1 nodes, noisiest first).
+        order: the solver order (1, 2 or 3): DPM-Solver++ 2M is ``solver="dpmpp", order=2``.
+        p: ``None`` (the solver entry, see the module docstring), or the bound's exponent p (the bound's entry).
+        solver: ``"unipc"`` (UniPC bh2, with corrector) or ``"dpmpp"`` (DPM-Solver++ multistep).
+        ending: ``"eps"`` (the last node is t_ε: the official UniPC / DPM-Solver code) or ``"zero"`` (the last
+            step goes to σ = 0: diffusers' ``final_sigmas_type="zero"``, k-diffusion, ComfyUI). Either way N
+            model calls.
         source: ``None`` (``$OPTSTEPS_REGISTRY_DIR``, else the registry bundled with the package), a folder
             with the registry layout (a folder named ``hub``: pass ``"./hub"``), or ``"hub"`` (see
             `optsteps_loader.hub`: fetched, verified and cached).
@@ -76,22 +89,34 @@ def get(
         )
     if shift is not None:
         shift = _real_arg("shift", shift, minimum=0.0, strict=True)
-    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift))
+    if not isinstance(ending, str) or ending not in ENDINGS:
+        raise (ValueError if isinstance(ending, str) else TypeError)(
+            f"ending must be one of {', '.join(map(repr, ENDINGS))}, got {_kind(ending)}"
+        )
+    if p is not None and ending != "eps":
+        raise ValueError("p= selects the bound's entries, which end at t_eps: use ending='eps' with p, or drop p")
+    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift, ending))
 
 
 def available(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
     """What the registry holds, from its index alone: ``{schedule: [variant, ...]}``, each variant a dict
-    with ``params`` (flow: ``{"shift": 3.0}``), ``nfe``, ``orders``, ``p``, ``path``, ``entries``."""
+    with ``params`` (flow: ``{"shift": 3.0}``), ``nfe``, ``orders``, ``p``, ``path``, ``entries`` (the bound's
+    entries) and ``solver_entries``, ``solver_nfe`` (the solver entries: their count and NFEs; None if none)."""
 
     def listing(src: _r.Source) -> dict:
         index = _r.load_index(src)
-        keys = ("params", "nfe", "orders", "p", "path", "entries")
+        keys = ("params", "nfe", "orders", "p", "path", "entries", "solver_entries", "solver_nfe")
         return {
             name: [{k: _copy(rec.get(k)) for k in keys} for rec in recs]
             for name, recs in sorted(index.by_schedule.items())
         }
 
     return _run(source, revision, listing)
+
+
+def aliases(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
+    """The model aliases the registry lists: ``{alias: {"schedule", "shift" (flow), "description"}}``."""
+    return _run(source, revision, lambda src: _copy(_r.load_index(src).obj.get("aliases", {})))
 
 
 def info(
@@ -119,7 +144,7 @@ def info(
             "path": rec["path"],
             "data_version": obj.get("data_version"),
             "provenance": _copy(obj.get("provenance", {})),
-            "variants": [_copy(r["params"]) for r in index.by_schedule[schedule]],
+            "variants": [_copy(r["params"]) for r in index.by_schedule[rec["schedule"]]],
         }
 
     return _run(source, revision, describe)
@@ -138,10 +163,34 @@ def _run(source: object, revision: object, fn):
 
 
 def _get(
-    src: _r.Source, schedule: str, nfe: int, order: int, p: float | None, solver: str, shift: float | None
+    src: _r.Source,
+    schedule: str,
+    nfe: int,
+    order: int,
+    p: float | None,
+    solver: str,
+    shift: float | None,
+    ending: str,
 ) -> Steps:
     data = _r.load_data(src, select(_r.load_index(src), schedule, shift, src.label))
     if p is None:
+        key: tuple = (solver, order, ending, nfe)
+        entry = data.solver_entries.get(key)
+        if entry is None and ending == "zero":
+            p = data.obj["defaults"]["p"]
+            base = data.entries.get((nfe - 1, order, p))
+            if base is None:
+                raise _missing_solver_entry(data, key, src.label)
+            key = ("bound+denoise", nfe, order, p, solver)
+            steps = data.steps.get(key)
+            if steps is None:
+                steps = data.steps[key] = _r.make_steps(data, base, solver, src.label, denoise_after=True)
+            return steps
+        if entry is not None:
+            steps = data.steps.get(key)
+            if steps is None:
+                steps = data.steps[key] = _r.make_steps(data, entry, solver, src.label)
+            return steps
         p = data.obj["defaults"]["p"]
     key = (nfe, order, p, solver)
     steps = data.steps.get(key)
@@ -153,20 +202,53 @@ def _get(
     return steps
 
 
+def _missing_solver_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNotFoundError:
+    """The error for a σ = 0-ending request the file has no solver entry for: what it has."""
+    solver, order, ending, nfe = key
+    rec = data.rec
+    same = [k[3] for k in data.solver_entries if k[:3] == key[:3]]
+    others = sorted({f"{k[0]} order {k[1]}" for k in data.solver_entries if k[2] == ending})
+    have = f"nfe {ranges(same)}" if same else f"no nfe (it has {', '.join(others) or 'no ' + ending + ' entries'})"
+    return EntryNotFoundError(
+        f"{rec['schedule']} ({rec['path']} in {label}) has no ending={ending!r} entry for solver={solver!r}, "
+        f"order={order}, nfe={nfe}; for that solver and order: {have}. The bound's entries (ending='eps') "
+        f"cover nfe {ranges(rec['nfe'])}."
+    )
+
+
+def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[str, float | None]:
+    """(schedule key, shift) of a model alias the index lists (a shift given must agree with the alias's)."""
+    alias = index.obj.get("aliases", {}).get(schedule) if schedule not in index.by_schedule else None
+    if alias is None:
+        return schedule, shift
+    want = alias.get("shift")
+    if shift is not None and want is not None and float(shift) != float(want):
+        raise ValueError(
+            f"{schedule!r} is {alias['schedule']!r} with shift {_num(want)}; shift={_num(shift)} contradicts it "
+            f"(ask for {alias['schedule']!r} with shift={_num(shift)} instead)"
+        )
+    return alias["schedule"], shift if shift is not None else want
+
+
 def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> dict:
-    """The index record of a schedule key and (flow only) shift; ``None`` means shift 1.0 or the only one."""
+    """The index record of a schedule key (or alias) and (flow only) shift; ``None`` means shift 1.0 or the
+    only one."""
+    schedule, shift = resolve_alias(index, schedule, shift)
     recs = index.by_schedule.get(schedule)
     if recs is None:
         import difflib
 
+        aliases = sorted(index.obj.get("aliases", {}))
         names = sorted(index.by_schedule)
-        close = difflib.get_close_matches(schedule[:MAX_NAME].lower().replace("_", "-"), names, n=3, cutoff=0.6)
+        wanted = schedule[:MAX_NAME].lower().replace("_", "-")
+        close = difflib.get_close_matches(wanted, names + aliases, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         shown = (
             repr(schedule) if len(schedule) <= MAX_NAME else f"{schedule[:MAX_NAME]!r}… ({len(schedule)} characters)"
         )
         raise ScheduleNotFoundError(
             f"unknown schedule {shown} in {label}.{hint} Schedules: {', '.join(fmt.short(n) for n in names) or 'none'}"
+            + (f"; model aliases: {', '.join(fmt.short(n) for n in aliases)}" if aliases else "")
         )
     shifts = [rec["params"].get("shift") for rec in recs]
     if shift is not None and all(s is None for s in shifts):

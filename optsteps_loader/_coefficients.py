@@ -118,8 +118,12 @@ def unipc_coefficients(
     variant: str = "bh1",
     corrector: bool = True,
     lower_order_final: bool = True,
+    orders: Sequence[int] | None = None,
 ) -> tuple[UniPCStep, ...]:
     """UniPC (data prediction) coefficients for every step of a grid λ_0 < … < λ_N.
+
+    ``orders``: the N steps' orders, when they are not :func:`step_orders` of N (a σ = 0 ending runs the
+    first N of an (N+1)-step pattern here and its last step apart).
 
     For the step s → t = s+1 of order k, with previous nodes s_i = s − i:
 
@@ -142,7 +146,7 @@ def unipc_coefficients(
     """
     _check_choice("variant", variant, UNIPC_VARIANTS)
     lam = _check_grid(lambdas, alphas, sigmas)
-    orders = step_orders(len(lam) - 1, order, lower_order_final)
+    orders = _orders(orders, len(lam) - 1, order, lower_order_final)
     result = []
     for s, k in enumerate(orders):
         h = lam[s + 1] - lam[s]
@@ -179,13 +183,15 @@ def dpmpp_coefficients(
     *,
     order: int,
     lower_order_final: bool = True,
+    orders: Sequence[int] | None = None,
 ) -> tuple[LinearStep, ...]:
-    """DPM-Solver++ multistep (data prediction) coefficients for every step of a grid λ_0 < … < λ_N.
+    """DPM-Solver++ multistep (data prediction) coefficients for every step of a grid λ_0 < … < λ_N
+    (``orders`` as in :func:`unipc_coefficients`).
 
     Step s → t = s+1, h = λ_t − λ_s, h_0 = λ_s − λ_{s−1}, h_1 = λ_{s−1} − λ_{s−2}, r_0 = h_0/h, r_1 = h_1/h,
     φ_k = φ_k(−h) (so α_t h φ_1 = −α_t (e^{−h} − 1)):
 
-    - 1 (DDIM):  x_t = (σ_t/σ_s) x_s + α_t h φ_1 · m_s;
+    - 1 (DDIM; Euler in σ/α, as k-diffusion's and diffusers' Euler samplers):  x_t = (σ_t/σ_s) x_s + α_t h φ_1 · m_s;
     - 2M (midpoint form, D_1 = (m_s − m_{s−1})/r_0):  x_t = (σ_t/σ_s) x_s + α_t h φ_1 (m_s + ½ D_1);
     - 3M: D1_0 = (m_s − m_{s−1})/r_0, D1_1 = (m_{s−1} − m_{s−2})/r_1,
       D_1 = D1_0 + r_0/(r_0+r_1)·(D1_0 − D1_1), D_2 = (D1_0 − D1_1)/(r_0 + r_1);
@@ -195,9 +201,9 @@ def dpmpp_coefficients(
     Taylor term is h² m''·φ_3, so its quadratic term carries half the exact weight.
     """
     lam = _check_grid(lambdas, alphas, sigmas)
-    if order not in (2, 3):
-        raise ValueError(f"DPM-Solver++ multistep order must be one of (2, 3), got {order!r}")
-    orders = step_orders(len(lam) - 1, order, lower_order_final)
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver++ multistep order must be one of (1, 2, 3), got {order!r}")
+    orders = _orders(orders, len(lam) - 1, order, lower_order_final)
     result = []
     for s, k in enumerate(orders):
         h = lam[s + 1] - lam[s]
@@ -223,6 +229,15 @@ def dpmpp_coefficients(
             weights = tuple(c1 * e + c2 * p + c3 * q for e, p, q in zip((1.0, 0.0, 0.0), d1, d2, strict=True))
         result.append(LinearStep(k, scale, weights))
     return tuple(result)
+
+
+def _orders(orders: Sequence[int] | None, n_steps: int, order: int, lower_order_final: bool) -> tuple[int, ...]:
+    if orders is None:
+        return step_orders(n_steps, order, lower_order_final)
+    orders = tuple(orders)
+    if len(orders) != n_steps or any(not 1 <= k <= min(order, s + 1) for s, k in enumerate(orders)):
+        raise ValueError(f"orders {orders} must give each of the {n_steps} steps an order in 1..min(order, step + 1)")
+    return orders
 
 
 def schedule_family(alphas: Sequence[float], sigmas: Sequence[float], tol: float = 1e-6) -> str:

@@ -2,18 +2,16 @@
 
 Two endings (``ENDINGS``), both with exactly N model calls for an NFE-N entry:
 
-- ``"eps"``: the last node is t_ε > 0 (σ/α ≈ 0.029 for Stable Diffusion); the result is x at that node. This
-  is how the official UniPC / DPM-Solver code runs, and the only ending this registry version ships.
+- ``"eps"``: the last node is t_ε > 0 (σ/α ≈ 0.029 for Stable Diffusion); the result is x at that node, as
+  the official UniPC / DPM-Solver code runs.
 - ``"zero"``: the last step goes to σ = 0 (a final denoise), as diffusers (``final_sigmas_type="zero"``),
-  k-diffusion and ComfyUI run; the result is x̂_0 at the last evaluated node. Entries with this ending are
-  not in this registry version.
+  k-diffusion and ComfyUI run; the result is x̂_0 at the last evaluated node.
 
-What the glue assumes of a σ = 0-ending entry (so that it plugs in unchanged): ``steps.ending == "zero"``,
-the first N values of ``t``, ``sigmas``, ``sigma_t``, ``alpha_t`` and ``timesteps`` are the N evaluated
-nodes, and the final σ is 0. The glue never reads the (N+1)-th value of such an entry, so it does not matter
-how the registry writes the σ = 0 node (λ = +∞ has no JSON number). A `Steps` without an ``ending``
-attribute (this version's) ends at t_ε. ``optsteps_loader.get(..., ending=...)`` is used when the loader
-has that argument; until then asking for ``"zero"`` raises :class:`EndingUnavailableError`.
+A σ = 0-ending entry (``get(..., ending="zero")``): the first N values of ``t``, ``sigmas``, ``sigma_t``,
+``alpha_t`` are the N evaluated nodes and the (N+1)-th is the σ = 0 node; ``lambdas`` and ``timesteps`` hold
+the N evaluated nodes only (:mod:`optsteps_loader.steps`). Each integration asks the loader for the ending its
+host runs; a t_ε entry handed to a host that ends at σ = 0 is refused (:class:`EndingUnavailableError`),
+never run with one call more or with its last node replaced by 0.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ ENDINGS = ("eps", "zero")
 
 
 class EndingUnavailableError(ValueError):
-    """The host needs an ending the registry does not (yet) provide."""
+    """The host runs an ending the entry it was given does not have."""
 
 
 def ending_of(steps: Any) -> str:
@@ -42,41 +40,24 @@ def check_ending(ending: object) -> str:
 
 
 def no_zero_entries(host: str, steps: Any = None) -> EndingUnavailableError:
-    """The error for a host that ends at σ = 0 given (or asking for) a t_ε-ending entry."""
+    """The error for a host that ends at σ = 0 given a t_ε-ending entry: ask the loader for the σ = 0 one."""
     entry = ""
     if steps is not None:
-        version = steps.provenance.get("data_version") if steps.provenance else None
         entry = (
-            f" Entry {steps.schedule!r} nfe={steps.nfe} (data {version}) ends at t_eps"
-            f" (sigma/alpha = {steps.sigmas[steps.nfe]:.4g}); run on this host it would cost N + 1 model calls,"
-            " or end on a grid that was not optimized."
+            f" Entry {steps.schedule!r} nfe={steps.nfe} ends at t_eps (sigma/alpha = {steps.sigmas[steps.nfe]:.4g});"
+            " run on this host it would cost N + 1 model calls, or end on a grid that was not optimized."
         )
     return EndingUnavailableError(
-        f"{host} ends with a step to sigma = 0, and the sigma = 0-ending entries (ending='zero') are not in this "
-        f"registry version: its entries end at t_eps.{entry}"
+        f"{host} ends with a step to sigma = 0.{entry} Use the sigma = 0-ending entry: "
+        "optsteps_loader.get(schedule, nfe, ending='zero', ...)."
     )
 
 
-def supports_ending_argument() -> bool:
-    """Whether ``optsteps_loader.get`` takes ``ending=`` (a registry with both endings)."""
-    import inspect
-
-    from . import get
-
-    return "ending" in inspect.signature(get).parameters
-
-
 def load(schedule: str, nfe: int, *, ending: str, **kwargs: Any) -> Any:
-    """``optsteps_loader.get(schedule, nfe, ending=ending, **kwargs)``; on a loader without ``ending=``,
-    ``"eps"`` is its only ending and ``"zero"`` raises :class:`EndingUnavailableError`."""
+    """``optsteps_loader.get(schedule, nfe, ending=ending, **kwargs)`` with the ending checked first."""
     from . import get
 
-    check_ending(ending)
-    if supports_ending_argument():
-        return get(schedule, nfe, ending=ending, **kwargs)
-    if ending == "zero":
-        raise no_zero_entries(f"asking for {schedule!r} with ending='zero'")
-    return get(schedule, nfe, **kwargs)
+    return get(schedule, nfe, ending=check_ending(ending), **kwargs)
 
 
 def evaluated(values: Any, steps: Any) -> list[float]:

@@ -73,6 +73,28 @@ def index_problems(obj: dict) -> list[str]:
             paths.setdefault(path, i)
             variants.setdefault(variant, path)
         out += [f"files[{i}]: {p}" for p in problems]
+    return out + alias_problems(obj.get("aliases", {}), obj["files"])
+
+
+def alias_problems(aliases: object, files: list) -> list[str]:
+    """Each alias (``{name: {schedule, shift?, description}}``) names a schedule variant the index lists."""
+    if not isinstance(aliases, dict):
+        return ["'aliases' must be an object"]
+    have = {
+        (r["schedule"], r["params"].get("shift"))
+        for r in files
+        if isinstance(r, dict) and isinstance(r.get("schedule"), str) and isinstance(r.get("params"), dict)
+    }
+    out = []
+    for name, a in aliases.items():
+        if not (isinstance(a, dict) and isinstance(a.get("schedule"), str) and isinstance(a.get("description"), str)):
+            out.append(f"aliases[{short(name)!r}]: needs a 'schedule' and a 'description'")
+            continue
+        shift = a.get("shift")
+        if shift is not None and not is_num(shift):
+            out.append(f"aliases[{short(name)!r}]: 'shift' must be a number")
+        elif (a["schedule"], shift) not in have and not (shift is None and (a["schedule"], 1.0) in have):
+            out.append(f"aliases[{short(name)!r}] names {short(a['schedule'])!r} shift={shift!r}, which no file holds")
     return out
 
 
@@ -97,6 +119,8 @@ def record_problems(rec: object) -> list[str]:
     for key in ("entries", "bytes"):
         if key in rec and not (type(rec[key]) is int and rec[key] >= 0):
             out.append(f"{path}: {key!r} must be an int >= 0")
+    if "solver_entries" in rec and not (type(rec["solver_entries"]) is int and is_pos_ints(rec.get("solver_nfe"))):
+        out.append(f"{path}: 'solver_entries' must be an int and 'solver_nfe' a list of positive ints")
     shift = rec["params"].get("shift", 1.0)
     if not (is_num(shift) and shift > 0):
         out.append(f"{path}: params.shift must be a positive number")
@@ -159,8 +183,52 @@ def file_problems(doc: object, rec: dict | None = None, index: dict | None = Non
         out.append(f"defaults name order={short(order)!r} p={p!r} but no entry has them")
     elif solver is not None and not any((e["order"], e["p"], e.get("solver")) == (order, p, solver) for e in entries):
         out.append(f"defaults name solver {short(solver)!r} but no entry with order={order!r} p={p!r} has it")
+    if "solver_entries" in doc or (rec is not None and "solver_entries" in rec):
+        out += _solver_entry_keys(doc.get("solver_entries"), rec)
     if rec is not None:
         out += _agreement(doc, keys, rec, index or {})
+    return out
+
+
+SOLVER_ENDINGS = ("eps", "zero")
+
+
+def solver_entry_key(e: object) -> tuple | None:
+    """``(solver, order, ending, nfe)`` of a well-typed solver entry (its sort order), else None."""
+    if (
+        isinstance(e, dict)
+        and isinstance(e.get("solver"), str)
+        and type(e.get("order")) is int
+        and e.get("ending") in SOLVER_ENDINGS
+        and type(e.get("nfe")) is int
+    ):
+        return (e["solver"], e["order"], e["ending"], e["nfe"])
+    return None
+
+
+def _solver_entry_keys(entries: object, rec: dict | None) -> list[str]:
+    if not (isinstance(entries, list) and entries):
+        return ["'solver_entries' must be a non-empty list"]
+    out, keys = [], []
+    for i, e in enumerate(entries):
+        key = solver_entry_key(e)
+        if key is None or key[1] < 1 or key[3] < 2:
+            out.append(
+                f"solver_entries[{i}]: needs a 'solver', an int 'order' >= 1, 'ending' eps or zero, an int 'nfe' >= 2"
+            )
+        elif keys and key <= keys[-1]:
+            what = "duplicate" if key == keys[-1] else "not sorted by (solver, order, ending, nfe):"
+            out.append(f"solver_entries[{i}]: {what} {key}")
+        else:
+            keys.append(key)
+    if not out and rec is not None:
+        want = (rec.get("solver_entries"), rec.get("solver_nfe"))
+        got = (len(keys), sorted({k[3] for k in keys}))
+        if want != got:
+            out.append(
+                f"its {got[0]} solver entries (nfe {short(str(got[1]))}) do not match the index"
+                f" ({want[0]}, nfe {short(str(want[1]))})"
+            )
     return out
 
 
@@ -197,14 +265,23 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
     timesteps non-increasing; the endpoints the schedule declares (relative 1e-12); λ = log α − log σ
     (absolute 1e-12), sigmas = σ/α (relative 1e-12); the family's rule (vp: α² + σ² = 1, flow: α + σ = 1,
     edm: α = 1 and t = σ; absolute 1e-12); timesteps as ``time_input`` says and their collisions listed."""
-    nfe, order = e["nfe"], e["order"]
+    nfe, order, ending = e["nfe"], e["order"], e.get("ending", "eps")
+    if ending not in SOLVER_ENDINGS:
+        return [f"'ending' must be one of {SOLVER_ENDINGS}, got {short(ending)!r}"]
     arrays = {}
     for key in NODE_ARRAYS:
         v = e.get(key)
-        if not (isinstance(v, list) and len(v) == nfe + 1 and all(map(is_num, v))):
+        n = nfe if ending == "zero" and key in ("lambda", "timesteps") else nfe + 1
+        if not (isinstance(v, list) and len(v) == n and all(map(is_num, v))):
             got = f"{len(v)} values" if isinstance(v, list) else type(v).__name__
-            return [f"'{key}' must be a list of nfe+1 = {nfe + 1} finite numbers (has {got})"]
+            what = "nfe+1" if n == nfe + 1 else "nfe"
+            return [f"'{key}' must be a list of {what} = {n} finite numbers (has {got})"]
         arrays[key] = v
+    if ending == "zero":
+        tail = tuple(arrays[k][-1] for k in ("t", "alpha_t", "sigma_t", "sigmas"))
+        arrays.update({k: arrays[k][:-1] for k in ("t", "alpha_t", "sigma_t", "sigmas")})  # the N evaluated nodes
+        if tail != (0.0, 1.0, 0.0, 0.0):
+            return [f"ending 'zero': the last (t, alpha_t, sigma_t, sigmas) must be (0, 1, 0, 0), got {tail}"]
     so = e.get("step_orders")
     if not is_pos_ints(so):
         return [f"'step_orders' must be a list of nfe = {nfe} positive ints"]
@@ -215,7 +292,7 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
         out.append(f"step_orders[{i}] = {so[i]} exceeds order {order}")
     if (i := next((i for i, k in enumerate(so) if k > i + 1), None)) is not None:
         out.append(f"step_orders[{i}] = {so[i]} but step {i} has only {i + 1} earlier node(s)")
-    if not (type(e.get("tau")) is int and is_num(e.get("objective"))):
+    if "p" in e and not (type(e.get("tau")) is int and is_num(e.get("objective"))):
         out.append("needs an int 'tau' and a finite number 'objective'")
     if any(e.get(k) is not None and not is_num(e[k]) for k in ("objective_uniform_lambda", "objective_uniform_t")):
         out.append("'objective_uniform_lambda' and 'objective_uniform_t' must be finite numbers")
@@ -231,12 +308,12 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
     ):
         if (i := _first(zip(seq, seq[1:], strict=False), ok)) is not None:
             out.append(f"{name} {what} at index {i + 1} ({seq[i]!r} then {seq[i + 1]!r})")
-    for seq, name, pos, decl in (
-        (t, "t", 0, "t_start"),
-        (t, "t", -1, "t_end"),
-        (lam, "lambda", 0, "lambda_start"),
-        (lam, "lambda", -1, "lambda_end"),
-    ):
+    ends = ((t, "t", 0, "t_start"), (lam, "lambda", 0, "lambda_start"))
+    if ending == "eps":
+        ends += ((t, "t", -1, "t_end"), (lam, "lambda", -1, "lambda_end"))
+    elif not lam[-1] < schedule["lambda_end"]:
+        out.append(f"ending 'zero': the last evaluated lambda {lam[-1]!r} must be below schedule.lambda_end")
+    for seq, name, pos, decl in ends:
         if not _close(seq[pos], schedule[decl]):
             where = "first" if pos == 0 else "last"
             out.append(f"{name} {where} value {seq[pos]!r} differs from schedule.{decl} = {schedule[decl]!r}")

@@ -67,6 +67,25 @@ def timestep_values(steps: Any, x: torch.Tensor) -> torch.Tensor:
     return host.pin_memory().to(x.device, non_blocking=True)  # a pageable copy would block the host
 
 
+class Grid:
+    """The part of an entry a multistep sampler integrates over, and how it ends.
+
+    ``"eps"``: every node; the result is x at the last node. ``"zero"``: the N evaluated nodes, stepped with
+    the first N − 1 orders of the N-step pattern (the N-th step, to σ = 0, is first order: x_0 = x̂_0 at the
+    last evaluated node, which is the result); no corrector after the step to that node.
+    """
+
+    __slots__ = ("alpha_t", "lambdas", "orders", "sigma_t", "zero")
+
+    def __init__(self, steps: Any, order: int, lower_order_final: bool) -> None:
+        from ._coefficients import step_orders
+
+        self.zero = getattr(steps, "ending", "eps") == "zero"
+        n = len(steps.lambdas)
+        self.lambdas, self.alpha_t, self.sigma_t = steps.lambdas, steps.alpha_t[:n], steps.sigma_t[:n]
+        self.orders = step_orders(steps.nfe, order, lower_order_final)[: n - 1] if self.zero else None
+
+
 class Denoiser:
     """``denoiser(x, i)`` calls ``model(x, timestep)`` at node i and returns x̂_0 (no host sync)."""
 
@@ -80,11 +99,6 @@ class Denoiser:
         if len(steps.timesteps) != len(steps.lambdas):
             raise ValueError(
                 f"steps has {len(steps.timesteps)} timesteps for {len(steps.lambdas)} nodes; they must agree"
-            )
-        if getattr(steps, "ending", "eps") != "eps":
-            raise ValueError(
-                f"this sampler integrates to the entry's last node (ending 'eps'); entry {steps.schedule!r} has "
-                f"ending {steps.ending!r}, which it does not run"
             )
         self._model = model
         self._coefficients = x0_coefficients(steps, prediction)
@@ -131,6 +145,17 @@ def combine(step: LinearStep, x: torch.Tensor, predictions: Sequence[torch.Tenso
     for weight, prediction in zip(step.weights, predictions, strict=False):
         out = out.add_(prediction, alpha=weight)
     return out
+
+
+def final(denoise: Denoiser, grid: Grid, steps: Any, x: torch.Tensor, i: int, callback: Any) -> torch.Tensor:
+    """The sampler's result after its planned steps: x (``"eps"``), or x̂_0 at node i, the last evaluated one,
+    for a σ = 0 ending (the first-order step to σ = 0, α = 1 gives exactly x̂_0)."""
+    if not grid.zero:
+        return x
+    denoised = denoise(x, i)
+    if callback is not None:
+        callback(event(steps, i, x, denoised))
+    return denoised
 
 
 def event(steps: Any, i: int, x: torch.Tensor, denoised: torch.Tensor) -> dict[str, Any]:

@@ -44,6 +44,7 @@ SEQUENCES = {
     "sigmas": "sigmas",
     "timesteps": "timesteps",
 }
+_ZERO_NODE = {"t": 0.0, "alpha_t": 1.0, "sigma_t": 0.0, "sigmas": 0.0}  # the σ = 0 node of a "zero" ending
 _CACHE_SIZE = 32
 _cache: dict[tuple, object] = {}  # insertion order is the LRU order
 
@@ -171,7 +172,8 @@ class DataFile:
             raise _fail_all(where, problems)
         self.obj, self.rec, self.where = obj, rec, where
         self.entries: dict[tuple, dict] = {(e["nfe"], e["order"], e["p"]): e for e in obj["entries"]}
-        self.steps: dict[tuple, object] = {}  # (nfe, order, p, solver) -> Steps, filled by get()
+        self.solver_entries: dict[tuple, dict] = {inv.solver_entry_key(e): e for e in obj.get("solver_entries", ())}
+        self.steps: dict[tuple, object] = {}  # the lookup key -> Steps, filled by get()
 
 
 class _Rebuilt(Exception):
@@ -245,12 +247,20 @@ def freeze(obj: object) -> object:
     return obj
 
 
-def make_steps(data: DataFile, entry: dict, solver: str, label: str):
-    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`)."""
+def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_after: bool = False):
+    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`).
+
+    ``denoise_after``: a bound entry of N − 1 steps as an N-call σ = 0-ending record (its N nodes, then the
+    σ = 0 node; ``method="bound+denoise"``, ``step_orders`` the N-step pattern, no objective or quality)."""
     from .steps import Steps
 
     nfe = entry["nfe"]
-    where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
+    if "p" in entry:
+        where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
+    else:
+        where = (
+            f"{data.where}: solver entry {entry['solver']} order={entry['order']} ending={entry['ending']} nfe={nfe}"
+        )
     problems = inv.entry_problems(entry, data.obj["schedule"])
     if problems:
         raise _fail_all(where, problems)
@@ -267,16 +277,26 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str):
         "sha256": data.rec["sha256"],
         **{k: entry.get(k) for k in ("init", "optimizer", "input_hash", "solver")},
     }
+    if denoise_after:
+        from ._coefficients import step_orders
+
+        seqs = {k: (*v, _ZERO_NODE[k]) if k in _ZERO_NODE else v for k, v in seqs.items()}
+        nfe, orders, quality = nfe + 1, step_orders(nfe + 1, entry["order"]), None
+        extra = {"objective_uniform_lambda": None, "objective_uniform_t": None}
     return Steps(
         schedule=data.rec["schedule"],
         nfe=nfe,
         order=entry["order"],
-        p=float(entry["p"]),
+        p=float(entry["p"]) if "p" in entry else None,
         solver=solver,
         **seqs,
         step_orders=tuple(orders),
-        tau=entry["tau"],
-        objective=float(entry["objective"]),
+        tau=entry.get("tau"),
+        objective=float(entry["objective"]) if "objective" in entry and not denoise_after else None,
+        ending="zero" if denoise_after else entry.get("ending", "eps"),
+        method="bound+denoise" if denoise_after else entry.get("method", "bound"),
+        variant=entry.get("variant"),
+        calibration=freeze(entry.get("calibration")),
         params=freeze(data.rec["params"]),
         time_input=file_["schedule"]["time_input"],
         quality=freeze(quality),

@@ -59,14 +59,15 @@ def verify(
         except RegistryIntegrityError as err:
             problems.append(str(err))
             continue
-        for entry in data.entries.values():
+        every = [*data.entries.values(), *data.solver_entries.values()]
+        for entry in every:
             try:
-                _r.make_steps(data, entry, "unipc", src.label)
+                _r.make_steps(data, entry, entry.get("solver", "unipc"), src.label)
             except RegistryIntegrityError as err:
                 problems.append(str(err))
         problems += schema_check("file", data.obj, f"{src.label}/{rec['path']}")
         report["files"] += 1
-        report["entries"] += len(data.entries)
+        report["entries"] += len(every)
     if src.discard is None:  # a local folder: also list what the index does not know about
         listed = {rec["path"] for rec in index.files} | {"index.json"}
         root = os.path.dirname(src.index_path)

@@ -8,6 +8,7 @@ click is imported when the command runs (``pip install 'optsteps[cli]'``), never
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 
@@ -41,7 +42,7 @@ def build_cli():
     """The click group (built on call, so that importing this module does not need click)."""
     import click
 
-    from . import __version__, available, get, verify
+    from . import __version__, aliases, available, get, verify
 
     source_option = click.option(
         "--source",
@@ -66,25 +67,43 @@ def build_cli():
 
         with _reported():
             listing = available(source, revision=revision)
+            names = aliases(source, revision=revision)
         if fmt == "json":
-            click.echo(json.dumps(listing, indent=1, sort_keys=True))
+            click.echo(json.dumps({"schedules": listing, "aliases": names}, indent=1, sort_keys=True))
             return
-        rows = [("schedule", "params", "nfe", "orders", "p")]
+        rows = [("schedule", "params", "solver entries: nfe", "bound entries: nfe", "orders", "p")]
         for name, variants in listing.items():
             for v in variants:
                 params = ", ".join(f"{k}={_g(x)}" for k, x in sorted(v["params"].items())) or "-"
-                rows.append(
-                    (name, params, ranges(v["nfe"]), ",".join(map(str, v["orders"])), ",".join(map(_g, v["p"])))
-                )
+                solver_nfe = ranges(v["solver_nfe"]) if v.get("solver_nfe") else "-"
+                orders, ps = ",".join(map(str, v["orders"])), ",".join(map(_g, v["p"]))
+                rows.append((name, params, solver_nfe, ranges(v["nfe"]), orders, ps))
         click.echo(_table(rows))
+        if names:
+            click.echo("\nmodel aliases (get(alias, nfe) reads the schedule):")
+            alias_rows = [("alias", "schedule", "")]
+            for alias, a in names.items():
+                shift = f" shift={_g(a['shift'])}" if "shift" in a else ""
+                alias_rows.append((alias, a["schedule"] + shift, a["description"]))
+            click.echo(_table(alias_rows))
 
     @cli.command("show")
     @click.argument("schedule")
     @click.option("--nfe", type=int, required=True, help="Number of steps N (N+1 nodes).")
     @click.option("--order", type=int, default=3, show_default=True, help="Solver order (1, 2 or 3).")
-    @click.option("--p", type=float, default=None, help="Objective exponent [default: the schedule's].")
+    @click.option(
+        "--p", type=float, default=None, help="The bound's exponent p: the bound's entry [default: the solver entry]."
+    )
     @click.option("--shift", type=float, default=None, help="Flow schedules: the time shift [default: 1].")
     @click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+    @click.option(
+        "--ending",
+        type=click.Choice(["eps", "zero"]),
+        default="eps",
+        show_default=True,
+        help="eps: end at t_eps (official UniPC/DPM-Solver); zero: the last step goes to sigma = 0 (diffusers "
+        "final_sigmas_type='zero', k-diffusion, ComfyUI).",
+    )
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
     @source_option
     @revision_option
@@ -95,13 +114,24 @@ def build_cli():
         p: float | None,
         shift: float | None,
         solver: str,
+        ending: str,
         fmt: str,
         source: str | None,
         revision: str | None,
     ) -> None:
         """Print the optimized steps of SCHEDULE at --nfe N."""
         with _reported():
-            steps = get(schedule, nfe, order=order, p=p, solver=solver, source=source, revision=revision, shift=shift)
+            steps = get(
+                schedule,
+                nfe,
+                order=order,
+                p=p,
+                solver=solver,
+                source=source,
+                revision=revision,
+                shift=shift,
+                ending=ending,
+            )
         if fmt == "diffusers":
             click.echo(format_diffusers(steps, source))
         else:
@@ -138,34 +168,46 @@ def _table(rows: list[tuple]) -> str:
 
 def _title(steps) -> str:
     params = "".join(f" {k}={_g(v)}" for k, v in steps.params.items())
+    p = f" p={_g(steps.p)}" if steps.p is not None else ""
     return (
-        f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order} p={_g(steps.p)}"
-        f" solver={steps.solver} (data {steps.provenance.get('data_version')})"
+        f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order}{p} solver={steps.solver}"
+        f" ending={steps.ending} method={steps.method} (data {steps.provenance.get('data_version')})"
+    )
+
+
+def _summary(steps) -> str:
+    """One line on where the entry came from and how it measures."""
+    if steps.objective is not None:
+        line = f"objective {steps.objective:.6g}"
+        if steps.objective_uniform_lambda is not None:
+            line += f" (uniform-λ grid: {steps.objective_uniform_lambda:.6g})"
+        return line
+    q = (steps.quality or {}).get("validation")
+    if not q:
+        return ""
+    worst = q["worst"]
+    return (
+        f"validation ({q['problems']} problems): mean L2 {q['mean_l2']:.4g}, error ratio to the per-problem best rule "
+        f"{math.exp(q['log_ratio_best_rule']):.3f}, to the worst-for-it baseline ({worst}) "
+        f"{math.exp(q['baselines'][worst]['log_ratio']):.3f}"
     )
 
 
 def format_table(steps) -> str:
     """A human-readable table of the nodes."""
-    head = [
-        f"{_title(steps)}; model time input: {steps.time_input}",
-        f"objective {steps.objective:.6g}"
-        + (
-            f" (uniform-λ grid: {steps.objective_uniform_lambda:.6g})"
-            if steps.objective_uniform_lambda is not None
-            else ""
-        ),
-    ]
+    head = [f"{_title(steps)}; model time input: {steps.time_input}", _summary(steps)]
     rows = [("i", "t", "lambda", "alpha_t", "sigma_t", "sigmas", "timestep", "step order")]
     for i in range(steps.nfe + 1):
+        evaluated = i < len(steps.lambdas)  # "zero": the σ = 0 node has no λ and no model call
         rows.append(
             (
                 i,
                 _g(steps.t[i]),
-                _g(steps.lambdas[i]),
+                _g(steps.lambdas[i]) if evaluated else "+inf",
                 _g(steps.alpha_t[i]),
                 _g(steps.sigma_t[i]),
                 _g(steps.sigmas[i]),
-                _g(steps.timesteps[i]),
+                _g(steps.timesteps[i]) if evaluated else "-",
                 steps.step_orders[i] if i < steps.nfe else "",
             )
         )
@@ -193,13 +235,27 @@ def _flow(steps) -> bool:
     return steps.time_input == "1000*sigma"
 
 
-def _get_call(steps, source: str | None) -> str:
-    """The ``optsteps_loader.get(...)`` call that returns ``steps`` again."""
-    args = [repr(steps.schedule), str(steps.nfe), f"order={steps.order}", f"p={_g(steps.p)}"]
+def _get_call(
+    steps, source: str | None, solver: str | None = None, order: int | None = None, ending: str | None = None
+) -> str:
+    """The ``optsteps_loader.get(...)`` call that returns ``steps`` again (or the entry for another solver,
+    order or ending: the bound's ``p`` is then dropped, so the solver entry is asked for)."""
+    other = (solver or steps.solver, order or steps.order, ending or steps.ending) != (
+        steps.solver,
+        steps.order,
+        steps.ending,
+    )
+    args = [repr(steps.schedule), str(steps.nfe), f"order={order or steps.order}"]
+    if steps.p is not None and not other:
+        args.append(f"p={_g(steps.p)}")
     if "shift" in steps.params:
         args.append(f"shift={_g(steps.params['shift'])}")
-    if steps.solver != "unipc":
-        args.append(f"solver={steps.solver!r}")
+    solver = solver or steps.solver
+    if solver != "unipc":
+        args.append(f"solver={solver!r}")
+    ending = ending or steps.ending
+    if ending != "eps":
+        args.append(f"ending={ending!r}")
     if source is not None:
         args.append(f"source={source!r}")
     return f"optsteps_loader.get({', '.join(args)})"
@@ -207,8 +263,8 @@ def _get_call(steps, source: str | None) -> str:
 
 def format_diffusers(steps, source: str | None = None) -> str:
     """Python for a diffusers pipeline ``pipe``, one block per scheduler family; run one block, then
-    ``pipe(prompt, **kwargs)``. Each block makes exactly N model calls on the entry's nodes; families that
-    cannot (FlowMatchEuler and DPM-Solver's σ = 0 ending for a t_ε entry, Heun, continuous-time entries)
+    ``pipe(prompt, **kwargs)``. Each block loads the entry measured for its scheduler's solver and order and
+    makes exactly N model calls on its nodes; families that cannot (Heun, continuous-time and EDM entries)
     get a comment saying why instead of code."""
     from ._endings import ending_of
 
@@ -219,7 +275,6 @@ def format_diffusers(steps, source: str | None = None) -> str:
         f"# {n} model calls, ending at {last}. Each block is Python for a diffusers pipeline `pipe` whose model",
         "# uses this schedule: run ONE block, then image = pipe(prompt, **kwargs).images[0]",
     ]
-    get_line = f"steps = {_get_call(steps, source)}"
     imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
     blocks: list[list[str]] = []
     if steps.time_input in ("t", "sigma"):
@@ -240,7 +295,7 @@ def format_diffusers(steps, source: str | None = None) -> str:
                 f"# --- {name}: the scheduler follows the entry",
                 *imports,
                 f"from diffusers import {name}",
-                get_line,
+                f"steps = {_get_call(steps, source, 'unipc' if name.startswith('UniPC') else 'dpmpp')}",
                 f"pipe.scheduler = {name}.from_config(pipe.scheduler.config, solver_order={order}{flow_args})",
                 "configure_scheduler(pipe.scheduler, steps)",
                 f'kwargs = {{"num_inference_steps": {n}}}',
@@ -249,46 +304,39 @@ def format_diffusers(steps, source: str | None = None) -> str:
     if flow:
         blocks.append(
             [
-                "# --- FlowMatchEulerDiscreteScheduler (SD3, FLUX): it always ends with a step to sigma = 0;",
-                "# pipeline_kwargs(pipe.scheduler, steps) gives its sigmas (shifted once) for sigma = 0-ending"
-                " entries only" + ("." if ending == "zero" else ", which this registry version does not have yet."),
+                "# --- FlowMatchEulerDiscreteScheduler (SD3, FLUX): Euler, ending with a step to sigma = 0;",
+                "# the sigmas are unshifted here so the scheduler shifts them once (FLUX: pass mu=...)",
+                *imports,
+                "from diffusers import FlowMatchEulerDiscreteScheduler",
+                f"steps = {_get_call(steps, source, 'dpmpp', 1, 'zero')}",
+                "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': [...]}",
             ]
         )
     else:
         final = "zero" if ending == "zero" else "sigma_min"
-        timesteps = list(steps.timesteps[:n])
         for name in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"):
             blocks.append(
                 [
                     f"# --- {name}: the standard path, pipe(timesteps=...)",
                     *imports,
                     f"from diffusers import {name}",
-                    get_line,
+                    f"steps = {_get_call(steps, source, 'dpmpp')}",
                     f"pipe.scheduler = {name}.from_config(",
                     f'    pipe.scheduler.config, solver_order={order}, final_sigmas_type="{final}"',
                     ")",
-                    f"kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {{'timesteps': {timesteps!r}}}",
+                    "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'timesteps': [...]}",
                 ]
             )
-        if order == 1:
-            sigmas = [*steps.sigmas[:n], steps.sigmas[n] if ending == "eps" else 0.0]
-            blocks.append(
-                [
-                    "# --- EulerDiscreteScheduler: the standard path, pipe(sigmas=...)",
-                    *imports,
-                    "from diffusers import EulerDiscreteScheduler",
-                    get_line,
-                    "pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)",
-                    f"kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {{'sigmas': {sigmas!r}}}",
-                ]
-            )
-        else:
-            blocks.append(
-                [
-                    "# --- EulerDiscreteScheduler is first order: ask for the order-1 entry",
-                    f"# (optsteps show {steps.schedule} --nfe {n} --order 1 --format diffusers).",
-                ]
-            )
+        blocks.append(
+            [
+                "# --- EulerDiscreteScheduler: first order (DPM-Solver++ order 1), the standard path, pipe(sigmas=...)",
+                *imports,
+                "from diffusers import EulerDiscreteScheduler",
+                f"steps = {_get_call(steps, source, 'dpmpp', 1)}",
+                "pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)",
+                "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': [...]}",
+            ]
+        )
     blocks.append(["# HeunDiscreteScheduler calls the model twice per step: no registry entry fits it."])
     return "\n\n".join(["\n".join(head), *("\n".join(b) for b in blocks)])
 

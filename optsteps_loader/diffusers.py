@@ -20,12 +20,14 @@ Two ways in (checked against diffusers 0.42), both with exactly N model calls fo
     configure_scheduler(pipe.scheduler, "scaled-linear")      # any num_inference_steps the registry has
     image = pipe(prompt, num_inference_steps=8).images[0]
 
-Endings (:mod:`optsteps_loader._endings`): this registry version's entries end at t_ε (the result is x at
-the last node); entries whose last step goes to σ = 0 (``steps.ending == "zero"``) are planned. A host that
-can only end at σ = 0 (FlowMatchEuler, DPM-Solver with ``final_sigmas_type="zero"`` on the standard path)
-is refused for a t_ε entry with :class:`~optsteps_loader._endings.EndingUnavailableError`, never run with
-N + 1 calls or a replaced last node. :func:`configure_scheduler` writes the grid itself, so it runs either
-ending.
+Endings (:mod:`optsteps_loader._endings`): ``get(..., ending="zero")`` entries end with a step to σ = 0
+(the result is x̂_0 at the last evaluated node: diffusers' default ``final_sigmas_type="zero"``),
+``ending="eps"`` entries at t_ε (the result is x there: ``final_sigmas_type="sigma_min"``). A host that can
+only end at σ = 0 (FlowMatchEuler, DPM-Solver with ``final_sigmas_type="zero"`` on the standard path) is
+refused a t_ε entry with :class:`~optsteps_loader._endings.EndingUnavailableError`, never run with N + 1
+calls or a replaced last node. :func:`configure_scheduler` writes the grid itself, so it runs either ending;
+given a schedule key it loads the entry for the scheduler's solver (UniPC → ``solver="unipc"``,
+DPM-Solver → ``"dpmpp"``), ``solver_order`` and ``final_sigmas_type``.
 
 What :func:`configure_scheduler` writes (N = ``steps.nfe``):
 
@@ -221,7 +223,7 @@ def configure_scheduler(
     device: Any = None,
     check_schedule: bool = True,
     set_order: bool = False,
-    ending: str = "eps",
+    ending: str | None = None,
     **get_kwargs: Any,
 ) -> Any:
     """Make ``scheduler.step()`` follow a registry entry; returns the same scheduler.
@@ -230,17 +232,17 @@ def configure_scheduler(
         scheduler: a diffusers ``UniPCMultistepScheduler`` or ``DPMSolverMultistepScheduler`` (or subclass).
         steps: one of
             - an :class:`optsteps_loader.steps.Steps` (the pipeline must then ask for ``steps.nfe`` steps);
-            - a schedule key (``"scaled-linear"``): each ``set_timesteps(n)`` loads
-              ``optsteps_loader.get(key, n, order=<the scheduler's solver_order>, **get_kwargs)`` with the
-              given ``ending``, so the pipeline's ``num_inference_steps`` picks the entry;
+            - a schedule key or model alias (``"scaled-linear"``, ``"sdxl"``): each ``set_timesteps(n)`` loads
+              ``optsteps_loader.get(key, n, solver=<the scheduler's>, order=<its solver_order>,
+              ending=<ending>, **get_kwargs)``, so the pipeline's ``num_inference_steps`` picks the entry;
             - a callable ``n -> Steps`` (e.g. ``lambda n: optsteps_loader.get("flow", n, shift=3.0, order=2)``).
         device: where ``scheduler.timesteps`` go (as in ``set_timesteps(device=...)``).
         check_schedule: for integer timesteps, check that the scheduler's own betas give (nearly) the entry's
             λ at those timesteps, so a ``scaled-linear`` entry is not put into a ``linear``-beta scheduler.
         set_order: an entry optimized for another order than the scheduler's ``solver_order`` is refused;
             ``True`` sets ``solver_order`` to the entry's order instead.
-        ending: with a key: ``"eps"`` (this registry version's entries) or ``"zero"`` (σ = 0-ending entries,
-            not in this registry version).
+        ending: with a key: ``"zero"`` (a last step to σ = 0) or ``"eps"`` (end at t_ε); ``None`` follows the
+            scheduler's ``final_sigmas_type`` (``"zero"`` → ``"zero"``, else ``"eps"``).
         get_kwargs: with a key: more arguments of ``optsteps_loader.get`` (``p``, ``shift``, ``source``).
 
     Raises ``ValueError`` for an unsupported scheduler, an entry of another time convention (continuous-time
@@ -248,6 +250,8 @@ def configure_scheduler(
     matching schedule), or another order.
     """
     _check_scheduler(scheduler)
+    if ending is None:
+        ending = "zero" if scheduler.config.get("final_sigmas_type", "zero") == "zero" else "eps"
     check_ending(ending)
     if isinstance(steps, str):
         source: Any = (steps, ending, get_kwargs)  # resolved per call by _entry_for
@@ -332,7 +336,9 @@ def _entry_for(scheduler: Any, nfe: int) -> Any:
     if callable(source):
         return source(nfe)
     key, ending, get_kwargs = source
-    return load(key, nfe, ending=ending, **{"order": scheduler.config.solver_order, **get_kwargs})
+    solver = "unipc" if "UniPCMultistepScheduler" in {c.__name__ for c in type(scheduler).__mro__} else "dpmpp"
+    defaults = {"order": scheduler.config.solver_order, "solver": solver}
+    return load(key, nfe, ending=ending, **{**defaults, **get_kwargs})
 
 
 def _load_grid(scheduler: Any, steps: Any) -> None:

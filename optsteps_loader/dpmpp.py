@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from . import _coefficients
-from ._model_io import PREDICTIONS, Denoiser, combine, event, initial_noise_scale
+from ._model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
 
 __all__ = ["ORDERS", "PREDICTIONS", "initial_noise_scale", "sample"]
 
-ORDERS = (2, 3)
+ORDERS = (1, 2, 3)
 
 
 def sample(
@@ -30,12 +30,13 @@ def sample(
     lower_order_final: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> torch.Tensor:
-    """Integrate the diffusion ODE over the entry's grid with DPM-Solver++(2M/3M); returns x at the last node.
+    """Integrate the diffusion ODE over the entry's grid with DPM-Solver++(2M/3M); returns x at the last node,
+    or x̂_0 at the last evaluated node for a σ = 0-ending entry (as :func:`optsteps_loader.unipc.sample`).
 
     ``model``, ``x``, ``steps``, ``prediction`` and ``callback`` are as in
-    :func:`optsteps_loader.unipc.sample`; ``order`` is 2 (2M) or 3 (3M). Warm-up uses orders 1, 2, …;
-    with ``lower_order_final`` the orders also fall to …, 2, 1 on the last steps, for any N (diffusers
-    does this only for N < 15). One model call per step: N = ``steps.nfe`` calls.
+    :func:`optsteps_loader.unipc.sample`; ``order`` is 1 (DDIM, which is Euler in σ/α), 2 (2M) or 3 (3M).
+    Warm-up uses orders 1, 2, …; with ``lower_order_final`` the orders also fall to …, 2, 1 on the last
+    steps, for any N (diffusers does this only for N < 15). One model call per step: N = ``steps.nfe`` calls.
 
     Update for s → t (λ = log α − log σ, m = x̂_0, h = λ_t − λ_s, r_0 = (λ_s − λ_{s−1})/h,
     r_1 = (λ_{s−1} − λ_{s−2})/h, φ_k = φ_k(−h) with φ_1(z) = (e^z − 1)/z, φ_{k+1}(z) = (φ_k(z) − 1/k!)/z):
@@ -54,8 +55,14 @@ def sample(
     """
     _coefficients._check_choice("order", order, ORDERS)
     denoise = Denoiser(model, steps, prediction, x)
+    grid = Grid(steps, order, bool(lower_order_final))
     plan = _coefficients.dpmpp_coefficients(
-        steps.lambdas, steps.alpha_t, steps.sigma_t, order=order, lower_order_final=bool(lower_order_final)
+        grid.lambdas,
+        grid.alpha_t,
+        grid.sigma_t,
+        order=order,
+        lower_order_final=bool(lower_order_final),
+        orders=grid.orders,
     )
     history: list[torch.Tensor] = []  # x̂_0 at the latest nodes, newest first (at most `order`)
     for i, step in enumerate(plan):
@@ -65,4 +72,4 @@ def sample(
         if callback is not None:
             callback(event(steps, i, x, denoised))
         x = combine(step, x, history)
-    return x
+    return final(denoise, grid, steps, x, len(plan), callback)

@@ -3,6 +3,17 @@
 Every sequence has N+1 values for N = nfe steps, noisiest node first. ``lambdas`` is the half-log-SNR
 λ = log α − log σ (strictly increasing); ``sigmas`` = σ/α (k-diffusion / diffusers convention, decreasing);
 ``timesteps`` is what the model takes as its time input (ints for discrete schedules).
+
+``ending`` says how the grid ends. ``"eps"``: the last node is the schedule's t_ε, the result is x there.
+``"zero"``: the last step goes to σ = 0 and the result is the data prediction at the last evaluated node;
+``t``, ``alpha_t``, ``sigma_t`` and ``sigmas`` then end with the σ = 0 node (0, 1, 0, 0), while ``lambdas``
+and ``timesteps`` hold only the N evaluated nodes (λ = +∞ is no number; the model is never called at σ = 0).
+Either way the model is called N times, at the first N nodes.
+
+``method``: ``"bound"`` (the paper's bound, indexed by ``p``; ``tau`` and ``objective`` are its), ``"refined"``
+(refined on the data family for this ``solver``, ``order``, ``variant`` and ``ending``; ``p``, ``tau`` and
+``objective`` are None), ``"rule"`` (a rule grid that refinement did not beat), ``"calibrated"``
+(``python -m builder calibrate``; its record in ``calibration``).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ class Steps:
     schedule: str
     nfe: int
     order: int
-    p: float
+    p: float | None
     solver: str
     t: tuple[float, ...]
     lambdas: tuple[float, ...]
@@ -31,8 +42,8 @@ class Steps:
     sigmas: tuple[float, ...]
     timesteps: tuple[float | int, ...]
     step_orders: tuple[int, ...]
-    tau: int
-    objective: float
+    tau: int | None
+    objective: float | None
     params: dict[str, Any] = field(default_factory=dict)
     time_input: str = "t"
     quality: dict[str, Any] | None = None
@@ -40,10 +51,15 @@ class Steps:
     objective_uniform_lambda: float | None = None  # F at the uniform-λ grid (the baseline the optimum beats)
     objective_uniform_t: float | None = None  # F at the uniform-t grid
     timestep_collisions: tuple[tuple[int, int], ...] = ()  # node pairs whose integer timesteps coincide
+    ending: str = "eps"
+    method: str = "bound"
+    variant: str | None = None  # UniPC's B(h) for solver entries ("bh2")
+    calibration: dict[str, Any] | None = None
 
     def sigmas_with_zero(self) -> tuple[float, ...]:
-        """σ/α with a trailing 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention."""
-        return (*self.sigmas, 0.0)
+        """σ/α ending in 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention (``"zero"``: ``sigmas`` as they
+        are, N calls; ``"eps"``: with a 0 appended, which costs one more call than the entry was made for)."""
+        return self.sigmas if self.ending == "zero" else (*self.sigmas, 0.0)
 
     def to_numpy(self) -> dict[str, Any]:
         """The sequences as float64 numpy arrays (imports numpy only when called)."""

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from . import _coefficients
-from ._model_io import PREDICTIONS, Denoiser, combine, event, initial_noise_scale
+from ._model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
 
 __all__ = ["PREDICTIONS", "VARIANTS", "initial_noise_scale", "sample"]
 
@@ -43,7 +43,9 @@ def sample(
     lower_order_final: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> torch.Tensor:
-    """Integrate the diffusion ODE over the entry's grid with multistep UniPC; returns x at the last node.
+    """Integrate the diffusion ODE over the entry's grid with multistep UniPC; returns x at the last node
+    (``steps.ending == "eps"``) or, for a σ = 0-ending entry, x̂_0 at the last evaluated node (the step to σ = 0
+    is first order; diffusers' ``final_sigmas_type="zero"``). N = ``steps.nfe`` model calls either way.
 
     Args:
         model: called as ``model(x, timestep)``; ``timestep`` has shape ``x.shape[:1]`` and holds
@@ -84,14 +86,16 @@ def sample(
     _coefficients._check_choice("order", order, _coefficients.ORDERS)
     _coefficients._check_choice("variant", variant, VARIANTS)
     denoise = Denoiser(model, steps, prediction, x)
+    grid = Grid(steps, order, bool(lower_order_final))
     plan = _coefficients.unipc_coefficients(
-        steps.lambdas,
-        steps.alpha_t,
-        steps.sigma_t,
+        grid.lambdas,
+        grid.alpha_t,
+        grid.sigma_t,
         order=order,
         variant=variant,
         corrector=bool(corrector),
         lower_order_final=bool(lower_order_final),
+        orders=grid.orders,
     )
 
     history: list[torch.Tensor] = []  # x̂_0 at the latest nodes, newest first (at most `order`)
@@ -107,4 +111,4 @@ def sample(
             callback(event(steps, i, x, denoised))
         x_start = x
         x = combine(step.predictor, x, history)
-    return x
+    return final(denoise, grid, steps, x, len(plan), callback)

@@ -337,4 +337,26 @@ def tiny_spec():
         orders=(1,),
         p=(1.0,),
         schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 1, "p": 1}},),
+        aliases={},
+        solver_entries=None,
+    )
+
+
+def tiny_solver_spec():
+    """:func:`tiny_spec` with solver entries: edm, NFE 3-4, order 2, UniPC and DPM++ 2M, both endings, a few
+    refinement iterations (about a minute)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        tiny_spec(),
+        nfe=(3, 4),
+        orders=(2,),
+        schedules=({"name": "edm", "file": "v1/edm.json", "defaults": {"order": 2, "p": 1}},),
+        aliases={"karras": {"schedule": "edm", "description": "EDM (Karras et al. 2022)"}},
+        solver_entries={
+            "nfe": [3, 4],
+            "solvers": [("unipc", 2), ("dpmpp", 2)],
+            "endings": ["eps", "zero"],
+            "maxiter": 3,
+        },
     )

@@ -66,7 +66,9 @@ def test_solve_shift_on_a_non_flow_schedule_is_a_clear_error():
 
 
 def test_demo_says_when_tau_differs():
-    steps = optsteps_loader.get("vp-linear", 6)
+    refined = optsteps_loader.get("vp-linear", 6)  # the solver entry: not the bound's optimum at all
+    assert any("refined for unipc" in n and "not the live solve's optimum" in n for n in differences(refined, None))
+    steps = optsteps_loader.get("vp-linear", 6, p=1)  # the bound's entry
 
     class Live:
         tau = 3

@@ -182,7 +182,7 @@ def test_nfe_callback_shape_dtype(shape, dtype, order):
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"order": 1}, "order must be one of"), ({"prediction": "x0"}, "prediction must be one of")],
+    [({"order": 4}, "order must be one of"), ({"prediction": "x0"}, "prediction must be one of")],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

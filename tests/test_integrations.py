@@ -1,15 +1,12 @@
 """Every integration path makes exactly N model calls at the entry's nodes and ends as the entry ends.
 
 A counting model records the timesteps it is called with, on diffusers' real scheduler classes, the
-k-diffusion-style loop, the ComfyUI node and the printed `optsteps show --format diffusers` snippets.
-σ = 0-ending entries are not in this registry version: those paths are tested with a hand-made record that
-carries ``ending == "zero"`` (its (N+1)-th values are NaN, so a path that reads them fails), and the
-refusals of today's t_ε entries are tested against the shipped registry.
+k-diffusion-style loop, the ComfyUI node and the printed `optsteps show --format diffusers` snippets, with
+the shipped registry's t_ε and σ = 0-ending entries; the hosts that end at σ = 0 refuse a t_ε entry.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import re
@@ -22,26 +19,10 @@ import optsteps_loader
 from optsteps_loader import dpmpp, unipc
 from optsteps_loader._endings import EndingUnavailableError
 from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs, release
-from optsteps_loader.steps import Steps
 from tests._sampler_fixtures import SD_BETAS, flow_steps, toy_model, vp_uniform_lambda
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-
-
-@dataclasses.dataclass(frozen=True)
-class ZeroSteps(Steps):
-    """What a σ = 0-ending entry is assumed to look like (optsteps_loader._endings)."""
-
-    ending: str = "zero"
-
-
-def as_zero(steps: Steps) -> ZeroSteps:
-    """``steps``' first N nodes as a σ = 0-ending record; every (N+1)-th value is NaN (never to be read)."""
-    fields = {f.name: getattr(steps, f.name) for f in dataclasses.fields(Steps)}
-    for name in ("t", "lambdas", "alpha_t", "sigma_t", "sigmas", "timesteps"):
-        fields[name] = (*fields[name][:-1], math.nan)
-    return ZeroSteps(**fields)
 
 
 class Counting:
@@ -86,6 +67,11 @@ def sd(nfe, order):
     return optsteps_loader.get("scaled-linear", nfe, order=order)
 
 
+def sd_zero(nfe, order, solver="unipc"):
+    """The σ = 0-ending entry of ``solver`` and ``order`` (DPM-Solver++ 1 for Euler)."""
+    return optsteps_loader.get("sd15", nfe, order=order, solver=solver, ending="zero")
+
+
 # ---- 1. the samplers take diffusers outputs and check shapes ----------------------------------------------
 
 
@@ -110,9 +96,14 @@ def test_unipc_default_variant_is_the_measured_one():
     assert "bh2" in unipc.sample.__doc__ and "measured" in unipc.sample.__doc__
 
 
-def test_samplers_refuse_an_ending_they_do_not_run():
-    with pytest.raises(ValueError, match="ending 'zero'"):
-        unipc.sample(toy_model, torch.zeros(2, 3), as_zero(vp_uniform_lambda(4)))
+@pytest.mark.parametrize(("module", "solver", "order"), [(unipc, "unipc", 3), (dpmpp, "dpmpp", 2)])
+def test_samplers_end_a_zero_entry_with_the_last_prediction(module, solver, order):
+    steps = sd_zero(8, order, solver)
+    assert steps.ending == "zero" and steps.method in ("refined", "rule", "bound")
+    model, seen = Counting(), []
+    out = module.sample(model, _x().double(), steps, order=order, callback=seen.append)
+    assert model.timesteps == list(steps.timesteps) and len(model.timesteps) == 8
+    assert torch.equal(out, seen[-1]["denoised"])  # x̂_0 at the last evaluated node: the step to σ = 0
 
 
 # ---- 2. configure_scheduler --------------------------------------------------------------------------------
@@ -143,11 +134,17 @@ def test_configure_refuses_another_time_convention(scheduler_kwargs, key, messag
 
 
 def test_configure_with_a_key_follows_any_num_inference_steps():
+    """Given a key, the entry for the scheduler's solver, order and final_sigmas_type ("zero" by default)."""
     scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2), "scaled-linear")
-    for n in (8, 12, 8):
+    for n in (8, 12, 8):  # 12: beyond the solver entries, the bound's NFE-11 entry then the step to σ = 0
         model = Counting()
         run_pipeline_loop(scheduler, model, _x(), num_inference_steps=n)
-        assert model.timesteps == list(sd(n, 2).timesteps[:n])
+        assert model.timesteps == list(sd_zero(n, 2).timesteps) and float(scheduler.sigmas[-1]) == 0.0
+    dpm = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
+    model = Counting()
+    run_pipeline_loop(configure_scheduler(dpm, "sdxl"), model, _x(), num_inference_steps=6)
+    want = optsteps_loader.get("scaled-linear", 6, solver="dpmpp", order=3)
+    assert want.method != "bound" and model.timesteps == list(want.timesteps[:6])
     model = Counting()
     chosen = configure_scheduler(scheduler, lambda n: optsteps_loader.get("scaled-linear", n, order=2, p=2))
     run_pipeline_loop(chosen, model, _x(), num_inference_steps=10)
@@ -182,13 +179,21 @@ def test_a_configured_config_fails_loudly_when_rebuilt(tmp_path):
     diffusers.UniPCMultistepScheduler.from_config(scheduler.config).set_timesteps(8)
 
 
-def test_configure_runs_a_zero_ending_entry_with_n_calls():
-    steps = as_zero(sd(8, 2))
-    scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS), steps)
-    assert scheduler.sigmas[-1] == 0.0 and len(scheduler.sigmas) == 9
+@pytest.mark.parametrize(
+    ("cls", "solver", "module"),
+    [("UniPCMultistepScheduler", "unipc", unipc), ("DPMSolverMultistepScheduler", "dpmpp", dpmpp)],
+)
+@pytest.mark.parametrize("ending", ["zero", "eps"])
+def test_configured_scheduler_matches_the_reference_sampler(cls, solver, module, ending):
+    """N calls at the entry's nodes, and the same result as the reference sampler to 1e-6 in float64."""
+    steps = optsteps_loader.get("sd15", 8, order=2, solver=solver, ending=ending)
+    scheduler = configure_scheduler(getattr(diffusers, cls)(**SD_BETAS, solver_order=2), steps)
+    assert len(scheduler.sigmas) == 9 and (float(scheduler.sigmas[-1]) == 0.0) == (ending == "zero")
     model = Counting()
-    out = run_pipeline_loop(scheduler, model, _x(), num_inference_steps=8)
-    assert model.timesteps == list(steps.timesteps[:8]) and torch.isfinite(out).all()
+    out = run_pipeline_loop(scheduler, model, _x().double(), num_inference_steps=8)
+    assert model.timesteps == list(steps.timesteps[:8])
+    ours = module.sample(toy_model, _x().double(), steps, order=2)
+    assert float((out - ours).norm() / ours.norm()) < 1e-6
 
 
 # ---- 3. the standard path: pipeline_kwargs --------------------------------------------------------------
@@ -222,9 +227,9 @@ def test_dpm_solver_2m_matches_the_reference_sampler():
 
 def test_dpm_solver_ending_at_zero_refuses_a_t_eps_entry():
     scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=2)  # final_sigmas_type="zero"
-    with pytest.raises(EndingUnavailableError, match="not in this registry version.*N \\+ 1 model calls"):
+    with pytest.raises(EndingUnavailableError, match=r"N \+ 1 model calls.*ending='zero'"):
         pipeline_kwargs(scheduler, sd(8, 2))
-    zero = as_zero(sd(8, 2))
+    zero = sd_zero(8, 2, "dpmpp")
     model = Counting()
     run_pipeline_loop(scheduler, model, _x(), **pipeline_kwargs(scheduler, zero))
     assert model.timesteps == list(zero.timesteps[:8]) and scheduler.sigmas[-1] == 0.0
@@ -241,17 +246,19 @@ def test_euler_sigmas_path():
     assert model.timesteps == pytest.approx(list(steps.timesteps[:8]), abs=1.0)  # fractional, same nodes
     with pytest.raises(ValueError, match=r"order=1"):
         pipeline_kwargs(scheduler, sd(8, 2))
-    zero = as_zero(steps)
-    assert pipeline_kwargs(scheduler, zero)["sigmas"] == [*steps.sigmas[:8], 0.0]
+    zero = sd_zero(8, 1, "dpmpp")  # Euler is DPM-Solver++'s first order
+    assert pipeline_kwargs(scheduler, zero)["sigmas"] == list(zero.sigmas) and zero.sigmas[-1] == 0.0
+    model = Counting()
+    run_pipeline_loop(scheduler, model, _x(), **pipeline_kwargs(scheduler, zero))
+    assert model.timesteps == pytest.approx(list(zero.timesteps), abs=1.0)
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 def test_flow_match_euler_shifts_once(shift):
-    steps = optsteps_loader.get("flow", 8, order=1, shift=3.0)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
-    with pytest.raises(EndingUnavailableError, match="not in this registry version"):
-        pipeline_kwargs(scheduler, steps)
-    zero = as_zero(steps)
+    with pytest.raises(EndingUnavailableError, match="ends with a step to sigma = 0"):
+        pipeline_kwargs(scheduler, optsteps_loader.get("flow", 8, order=1, shift=3.0))
+    steps = zero = optsteps_loader.get("sd3", 8, order=1, solver="dpmpp", ending="zero")
     model = Counting()
     run_pipeline_loop(scheduler, model, _x(), **pipeline_kwargs(scheduler, zero))
     assert len(model.timesteps) == 8
@@ -261,7 +268,7 @@ def test_flow_match_euler_shifts_once(shift):
 
 
 def test_flow_match_euler_dynamic_shift_needs_mu():
-    zero = as_zero(optsteps_loader.get("flow", 8, order=1, shift=3.0))
+    zero = optsteps_loader.get("flux", 8, order=1, solver="dpmpp", ending="zero")
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)  # FLUX
     with pytest.raises(ValueError, match="pass the mu"):
         pipeline_kwargs(scheduler, zero)
@@ -304,7 +311,7 @@ def sample_dpmpp_2m(model, x, sigmas):
 
 
 def test_k_diffusion_sigmas_make_n_calls():
-    from optsteps_loader.kdiffusion import sigmas
+    from optsteps_loader.kdiffusion import get_sigmas, sigmas
 
     steps = sd(8, 2)
     grid = sigmas(steps, dtype=torch.float64)
@@ -312,10 +319,36 @@ def test_k_diffusion_sigmas_make_n_calls():
     calls = []
     sample_dpmpp_2m(lambda x, s: calls.append(float(s)) or x * 0.5, torch.ones(3, dtype=torch.float64), grid)
     assert calls == list(steps.sigmas[:8])
-    with pytest.raises(EndingUnavailableError, match="not in this registry version"):
+    with pytest.raises(EndingUnavailableError, match="ends with a step to sigma = 0"):
         sigmas(steps, ending="zero")
-    zero = sigmas(as_zero(steps), dtype=torch.float64)
-    assert zero.tolist() == [*steps.sigmas[:8], 0.0]
+    zero = sd_zero(8, 2, "dpmpp")
+    grid = get_sigmas("sdxl", 8, dtype=torch.float64)  # dpmpp_2m: the DPM++ 2M σ = 0 entry
+    assert grid.tolist() == list(zero.sigmas) and grid[-1] == 0.0
+    calls = []
+    sample_dpmpp_2m(lambda x, s: calls.append(float(s)) or x * 0.5, torch.ones(3, dtype=torch.float64), grid)
+    assert calls == list(zero.sigmas[:8])
+
+
+def test_k_diffusion_dpmpp_2m_is_the_sampler_the_entry_was_refined_for():
+    """k-diffusion's DPM++ 2M on the σ = 0 entry = optsteps_loader.dpmpp on it (float64), same denoiser."""
+    from optsteps_loader.kdiffusion import get_sigmas
+
+    zero = sd_zero(8, 2, "dpmpp")
+    ratio = dict(zip(zero.timesteps, zero.sigmas, strict=False))
+
+    def denoised(x_edm, s):  # x̂_0 for x = x_0 + s ε, x_0 ~ N(0, 0.25 I): a smooth, exact posterior mean
+        return x_edm * 0.25 / (0.25 + s * s)
+
+    x_t = _x().double() * zero.sigmas[0]
+    ours = dpmpp.sample(
+        lambda x, t: denoised(x * math.sqrt(1 + ratio[int(t[0])] ** 2), ratio[int(t[0])]),
+        x_t / math.sqrt(1 + zero.sigmas[0] ** 2),
+        zero,
+        prediction="sample",
+        order=2,
+    )
+    theirs = sample_dpmpp_2m(lambda x, s: denoised(x, float(s)), x_t, get_sigmas("sdxl", 8, dtype=torch.float64))
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
 def test_comfyui_node():
@@ -324,38 +357,26 @@ def test_comfyui_node():
     node_cls = comfyui.NODE_CLASS_MAPPINGS["OptstepsScheduler"]
     assert set(comfyui.NODE_DISPLAY_NAME_MAPPINGS) == set(comfyui.NODE_CLASS_MAPPINGS)
     required = node_cls.INPUT_TYPES()["required"]
-    assert {"model_type", "steps", "denoise"} <= set(required) and node_cls.RETURN_TYPES == ("SIGMAS",)
+    assert {"model_type", "steps", "denoise", "sampler", "ending"} <= set(required)
+    assert node_cls.RETURN_TYPES == ("SIGMAS",)
     node = node_cls()
-    (out,) = getattr(node, node_cls.FUNCTION)("SDXL", 8, 1.0, 2, "auto")
+    (out,) = getattr(node, node_cls.FUNCTION)("SDXL", 8, 1.0, "dpmpp_2m", "zero")
     assert out.dtype == torch.float32 and out.shape == (9,) and out[-1] == 0.0
-    entry = optsteps_loader.get("scaled-linear", 7, order=2)  # today: the NFE-7 t_eps entry, then a denoise
-    assert out[:8].tolist() == torch.tensor(entry.sigmas, dtype=torch.float32).tolist()
+    assert out.tolist() == torch.tensor(sd_zero(8, 2, "dpmpp").sigmas, dtype=torch.float32).tolist()
     calls = []
     sample_dpmpp_2m(lambda x, s: calls.append(float(s)) or x * 0.5, torch.ones(3), out)
     assert len(calls) == 8  # steps model calls, never steps + 1
-    (half,) = node.get_sigmas("SDXL", 8, 0.5, 2, "auto")
+    (half,) = node.get_sigmas("SDXL", 8, 0.5, "dpmpp_2m", "zero")
     assert half.tolist() == out[-5:].tolist()  # the last round(8 * 0.5) + 1 values, as ComfyUI's AYS node
-    (none,) = node.get_sigmas("SDXL", 8, 0.0, 2, "auto")
+    (none,) = node.get_sigmas("SDXL", 8, 0.0, "dpmpp_2m", "zero")
     assert none.numel() == 0
-    (flow,) = node.get_sigmas("SD3 (flow, shift 3)", 10, 1.0, 3, "eps+denoise")
-    assert flow[:10].tolist() == torch.tensor(optsteps_loader.get("flow", 9, shift=3.0).sigma_t).tolist()
-    with pytest.raises(EndingUnavailableError, match="not in this registry version"):
-        node.get_sigmas("SD1", 8, 1.0, 2, "zero")
-
-
-def test_comfyui_node_uses_zero_entries_once_the_loader_has_them(monkeypatch):
-    from optsteps_loader import _endings, comfyui
-
-    seen, real_get = {}, optsteps_loader.get
-
-    def get(schedule, nfe, *, ending="eps", **kwargs):
-        seen.update(ending=ending, nfe=nfe)
-        return as_zero(real_get(schedule, nfe, **kwargs))
-
-    monkeypatch.setattr(optsteps_loader, "get", get)
-    (out,) = comfyui.OptimizedStepsScheduler().get_sigmas("SD1", 8, 1.0, 2, "auto")
-    assert seen == {"ending": "zero", "nfe": 8} and out.shape == (9,) and out[-1] == 0.0
-    assert _endings.supports_ending_argument()
+    (euler,) = node.get_sigmas("SD1", 6, 1.0, "euler", "zero")
+    assert euler.tolist() == torch.tensor(sd_zero(6, 1, "dpmpp").sigmas, dtype=torch.float32).tolist()
+    (flow,) = node.get_sigmas("SD3", 10, 1.0, "unipc", "eps+denoise")
+    bound = optsteps_loader.get("flow", 9, shift=3.0, p=optsteps_loader.info("flow", shift=3.0)["defaults"]["p"])
+    assert flow[:10].tolist() == torch.tensor(bound.sigma_t).tolist() and flow[-1] == 0.0
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        node.get_sigmas("SD1", 8, 1.0, "heun", "zero")
 
 
 # ---- `optsteps show --format diffusers`: every printed block works as printed ------------------------------
@@ -381,8 +402,7 @@ def test_show_diffusers_snippets_run_as_printed(order):
     )
     assert result.exit_code == 0, result.output
     blocks = _blocks(result.output)
-    assert len(blocks) == (5 if order == 1 else 4)
-    steps = sd(8, order)
+    assert len(blocks) == 5  # UniPC, DPM-Solver++ (configured), DPM-Solver++ and single-step (timesteps=), Euler
     for block in blocks:
         pipe = types.SimpleNamespace(scheduler=diffusers.PNDMScheduler(**SD_BETAS))  # an SD pipeline's default
         namespace = {"pipe": pipe}
@@ -390,7 +410,9 @@ def test_show_diffusers_snippets_run_as_printed(order):
         model = Counting()
         run_pipeline_loop(pipe.scheduler, model, _x(), **namespace["kwargs"])
         name = re.match(r"# --- (\w+)", block).group(1)
-        assert type(pipe.scheduler).__name__ == name
+        steps = namespace["steps"]  # the entry this block loads: its scheduler's solver
+        assert type(pipe.scheduler).__name__ == name and steps.nfe == 8
+        assert steps.solver == ("unipc" if name.startswith("UniPC") else "dpmpp"), name
         assert model.timesteps == pytest.approx(list(steps.timesteps[:8]), abs=1.0), name
 
 
@@ -401,15 +423,14 @@ def test_show_diffusers_flow_and_continuous():
 
     out = CliRunner().invoke(build_cli(), ["show", "flow", "--nfe", "8", "--shift", "3", "--format", "diffusers"])
     blocks = _blocks(out.output)
-    assert len(blocks) == 2 and "not have yet" in out.output
-    steps = optsteps_loader.get("flow", 8, shift=3.0)
+    assert len(blocks) == 3  # UniPC and DPM-Solver++ configured (flow sigmas), FlowMatchEuler (sigmas=)
     for block in blocks:
         pipe = types.SimpleNamespace(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
         namespace = {"pipe": pipe}
         exec(compile(block, "optsteps show", "exec"), namespace)  # noqa: S102 - the printed snippet
         model = Counting()
         run_pipeline_loop(pipe.scheduler, model, _x(), **namespace["kwargs"])
-        assert model.timesteps == pytest.approx(list(steps.timesteps[:8]), rel=1e-6)
+        assert model.timesteps == pytest.approx(list(namespace["steps"].timesteps[:8]), rel=1e-6)
     out = CliRunner().invoke(build_cli(), ["show", "vp-linear", "--nfe", "8", "--format", "diffusers"]).output
     assert not _blocks(out) and "do not run it" in out
 

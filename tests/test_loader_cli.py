@@ -31,10 +31,18 @@ def test_list_table_and_json(reg):
     result = run("list", "--source", str(reg))
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["schedule", "params", "nfe", "orders", "p"]
-    assert "flow         shift=3  3-6, 8  1,2,3   0,1,2" in lines
+    assert lines[0].split(":")[0].split() == ["schedule", "params", "solver", "entries"]
+    assert [c.strip() for c in lines[0].split("  ") if c.strip()] == [
+        "schedule",
+        "params",
+        "solver entries: nfe",
+        "bound entries: nfe",
+        "orders",
+        "p",
+    ]
+    assert any(line.split() == ["flow", "shift=3", "-", "3-6,", "8", "1,2,3", "0,1,2"] for line in lines)
     listing = json.loads(run("list", "--source", str(reg), "--format", "json").output)
-    assert sorted(listing) == ["ddpm-linear", "flow", "vp-linear"]
+    assert sorted(listing["schedules"]) == ["ddpm-linear", "flow", "vp-linear"] and listing["aliases"] == {}
 
 
 def test_list_uses_the_environment_variable(reg, monkeypatch):
@@ -46,7 +54,7 @@ def test_show_table(reg):
     result = run("show", "vp-linear", "--nfe", "6", "--source", str(reg))
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].startswith("vp-linear nfe=6 order=3 p=1 solver=unipc (data 2026.01.01)")
+    assert lines[0].startswith("vp-linear nfe=6 order=3 p=1 solver=unipc ending=eps method=bound (data 2026.01.01)")
     assert lines[2].split()[:3] == ["i", "t", "lambda"] and len(lines) == 3 + 7
     assert lines[3].split()[0] == "0" and lines[-1].split()[0] == "6"
 
@@ -80,15 +88,17 @@ def _assignment(line: str) -> tuple[str, list]:
 
 
 def test_show_diffusers_discrete_and_flow(reg):
-    """The printed blocks name the source and the entry; the lists in their comments are the entry's (the
-    blocks are executed against real schedulers in tests/test_integrations.py)."""
+    """Each printed block loads the entry for its scheduler's solver, order and ending (the blocks are executed
+    against real schedulers in tests/test_integrations.py)."""
     out = run("show", "ddpm-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
     steps = get("ddpm-linear", 5, source=reg)
-    assert f"optsteps_loader.get('ddpm-linear', 5, order=3, p=1, source={str(reg)!r})" in out
-    assert f"{{'timesteps': {list(steps.timesteps[:-1])!r}}}" in out
-    assert "5 model calls, ending at t_eps" in out
+    assert f"optsteps_loader.get('ddpm-linear', 5, order=3, p=1, source={str(reg)!r})" in out  # UniPC: this entry
+    assert f"optsteps_loader.get('ddpm-linear', 5, order=3, solver='dpmpp', source={str(reg)!r})" in out
+    assert f"optsteps_loader.get('ddpm-linear', 5, order=1, solver='dpmpp', source={str(reg)!r})" in out  # Euler
+    assert steps.nfe == 5 and "5 model calls, ending at t_eps" in out
     out = run("show", "flow", "--nfe", "5", "--shift", "3", "--source", str(reg), "--format", "diffusers").output
-    assert "use_flow_sigmas=True" in out and "shift=3" in out and "not have yet" in out
+    assert "use_flow_sigmas=True" in out and "shift=3" in out
+    assert "get('flow', 5, order=1, shift=3, solver='dpmpp', ending='zero'" in out  # FlowMatchEuler
     out = run("show", "vp-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
     assert "timesteps" not in out and "do not run it" in out  # continuous time: no diffusers scheduler
 

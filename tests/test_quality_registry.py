@@ -191,6 +191,8 @@ SMALL = dataclasses.replace(
     p=(1.0, 2.0),
     tau=0,
     schedules=({"name": "vp-linear", "file": "v1/vp-linear.json", "defaults": {"order": 3, "p": 2}},),
+    aliases={},
+    solver_entries=None,
 )
 
 

@@ -89,7 +89,7 @@ def test_diffusers_snippet_runs_on_a_stand_in_pipeline() -> None:
     for t in configured.timesteps:
         calls.append(int(t))
         x = configured.step(torch.tanh(x), t, x).prev_sample
-    assert calls == list(optsteps_loader.get("scaled-linear", 8, order=2).timesteps[:8])
+    assert calls == list(optsteps_loader.get("scaled-linear", 8, order=2, ending="zero").timesteps)  # final_sigmas_type
 
 
 def test_comfyui_shim_exports_the_mappings() -> None:
@@ -106,7 +106,7 @@ def test_demo_solves_loads_and_measures(schedule: str) -> None:
     result = CliRunner().invoke(cli, ["demo", "--schedule", schedule, "--nfe", "6"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert f"schedule {schedule}, 6 steps (NFE)" in out and "live solve: bound F" in out
+    assert f"schedule {schedule}, 6 steps (NFE)" in out and "live solve of the paper's bound" in out
     steps = optsteps_loader.get(schedule, 6)
     assert f"timesteps = {list(steps.timesteps)}" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("optsteps (registry)"))

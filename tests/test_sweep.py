@@ -25,6 +25,8 @@ SMALL = dataclasses.replace(
         {"name": "scaled-linear", "file": "v1/scaled-linear.json", "defaults": {"order": 3, "p": 1}},
         {"name": "flow", "params": {"shift": 3.0}, "file": "v1/flow-shift3.json", "defaults": {"order": 3, "p": 1}},
     ),
+    aliases={},
+    solver_entries=None,  # the solver-entry stage: tests/test_solver_entries.py
 )
 
 
@@ -137,6 +139,7 @@ def test_cli_sweep_and_validate(tmp_path):
     raw = json.loads(sweep.SPEC_PATH.read_text())
     edm = {**raw["schedules"][4], "defaults": {"order": 2, "p": 2}}
     raw.update(nfe=[3, 5], orders=[2], p=[2], schedules=[edm])
+    del raw["aliases"], raw["solver_entries"]  # they name the other schedules; tests/test_solver_entries.py
     spec_path.write_text(json.dumps(raw))
     runner = CliRunner()
     registry = tmp_path / "registry"

@@ -164,4 +164,4 @@ def test_an_unusable_cache_folder_is_named_with_the_fix(tmp_path, monkeypatch):
 
 def test_no_dead_code():
     assert not hasattr(sweep, "compute")
-    assert list(inspect.signature(sweep.assemble).parameters) == ["spec", "entries_by_file"]
+    assert list(inspect.signature(sweep.assemble).parameters) == ["spec", "entries_by_file", "solver_entries_by_file"]

@@ -179,12 +179,11 @@ def calibrate(
         raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
     if ending == "zero":
         raise CalibrationError(
-            "ending 'zero' (a last step to σ = 0) arrives with the registry's σ = 0 entries; the loader's Steps has "
-            "no ending field yet. Calibrate with ending 'eps' (the entries' last node at t_ε)"
+            "ending 'zero' (a last step to σ = 0) is not calibrated yet: its teacher needs the answer at σ = 0, below "
+            "the model's smallest trained noise level. Calibrate with ending 'eps' (the last node at t_ε)"
         )
-    valid = (1, 2, 3) if solver == "unipc" else (2, 3)
-    if solver not in ("unipc", "dpmpp") or order not in valid:
-        raise CalibrationError(f"solver must be 'unipc' (order 1-3) or 'dpmpp' (order 2-3), got {solver!r} {order}")
+    if solver not in ("unipc", "dpmpp") or order not in (1, 2, 3):
+        raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
     nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
     if not nfes or nfes[0] < 2:
         raise CalibrationError(f"nfe must be at least 2, got {nfes}")
@@ -257,7 +256,7 @@ def calibrate(
         errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
         fits[n] = result
         figures[n] = {k: float(e.mean()) for k, e in errs.items()}
-        tau = int(steps.tau) if steps is not None else resolve_tau("auto", n)
+        tau = int(steps.tau) if steps is not None and steps.tau is not None else resolve_tau("auto", n)
         calibration = {
             "identity": identity,
             "model": model_id,

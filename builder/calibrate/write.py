@@ -112,6 +112,7 @@ def assemble(schedule: Schedule, entries: list[dict[str, Any]], *, data_version:
     data = data_file(schedule, entries, data_version=data_version, defaults=defaults)
     index = index_file(
         [index_record(rel, schedule, data, entries)],
+        aliases=_aliases_of(schedule),
         data_version=data_version,
         generator=f"optsteps {__version__} calibrate",
         license="CC-BY-4.0",
@@ -119,6 +120,18 @@ def assemble(schedule: Schedule, entries: list[dict[str, Any]], *, data_version:
         "CVPR 2024 (arXiv:2402.17376)",
     )
     return {rel: data, "index.json": index}
+
+
+def _aliases_of(schedule: Schedule) -> dict[str, Any]:
+    """The spec's model aliases that name this schedule variant, so ``get("sdxl", n, source=FOLDER)`` works."""
+    from builder.registry.sweep.spec import load_spec
+
+    shift = schedule.variant_params.get("shift")
+    return {
+        name: a
+        for name, a in load_spec().aliases.items()
+        if a["schedule"] == schedule.name and (shift is None or float(a.get("shift", 1.0)) == float(shift))
+    }
 
 
 def write_folder(out: Path, files: dict[str, bytes]) -> None:

@@ -37,7 +37,8 @@ def quality(registry: Path, tier: str) -> None:
         for name in gate.GATE_SCHEDULES:
             schedule = get_schedule(name)
             for nfe in gate.GATE_NFE:
-                steps = optsteps_loader.get(name, nfe, source=str(registry))
+                p = optsteps_loader.info(name, source=str(registry))["defaults"]["p"]  # the bound's entry
+                steps = optsteps_loader.get(name, nfe, p=p, source=str(registry))
                 stored = dict(steps.quality) if steps.quality is not None else None
                 row = gate.check_entry(schedule, steps.lambdas, steps.order, stored)
                 click.echo(gate.format_row(name, f"{steps.p:g}", row))

@@ -22,6 +22,10 @@ HUB_LICENSES = {
 }
 
 
+def _nfes(nfe: list[int]) -> str:
+    return f"{nfe[0]}-{nfe[-1]}" if nfe == list(range(nfe[0], nfe[-1] + 1)) else ",".join(map(str, nfe))
+
+
 def dataset_card(index: dict, repo_id: str, revision: str) -> str:
     """The dataset card (``README.md``): YAML metadata (licence, tags, no viewer), what the data is, how to
     load it, the file table, and the citation, all taken from ``index``."""
@@ -40,16 +44,22 @@ def dataset_card(index: dict, repo_id: str, revision: str) -> str:
         "- dpm-solver",
         "- optsteps",
     ]
-    rows = ["| file | schedule | params | entries | NFE | orders | p | sha256 |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| file | schedule | params | solver entries (NFE) | bound entries | NFE | orders | p | sha256 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for rec in index["files"]:
         params = ", ".join(f"{k}={v}" for k, v in sorted(rec["params"].items())) or "-"
-        nfe = rec["nfe"]
-        nfes = f"{nfe[0]}-{nfe[-1]}" if nfe == list(range(nfe[0], nfe[-1] + 1)) else ",".join(map(str, nfe))
+        solver = f"{rec['solver_entries']} ({_nfes(rec['solver_nfe'])})" if rec.get("solver_entries") else "-"
         rows.append(
-            f"| `{rec['path']}` | {rec['schedule']} | {params} | {rec['entries']} | {nfes} | "
+            f"| `{rec['path']}` | {rec['schedule']} | {params} | {solver} | {rec['entries']} | {_nfes(rec['nfe'])} | "
             f"{','.join(map(str, rec['orders']))} | {','.join(map(str, rec['p']))} | "
             f"`{rec['sha256'].removeprefix('sha256:')[:16]}…` |"
         )
+    aliases = [
+        f"`{name}` → {a['schedule']}" + (f" shift {a['shift']:g}" if "shift" in a else "")
+        for name, a in index.get("aliases", {}).items()
+    ]
     citation = str(index["citation"])
     return "\n".join(
         [
@@ -67,8 +77,12 @@ def dataset_card(index: dict, repo_id: str, revision: str) -> str:
             f"- schema version: {index['schema_version']} (format: docs/registry-format.md in the optsteps repo)",
             f"- licence: {spdx}",
             "",
-            "`index.json` lists every data file with its sha256; the files are canonical JSON.",
+            "`index.json` lists every data file with its sha256; the files are canonical JSON. Each file holds",
+            "*solver entries* (steps refined for one sampler — UniPC, DPM-Solver++ 1/2M/3M — and one ending, t_eps or",
+            "sigma = 0, with their measured errors on held-out problems: what `get()` returns) and the paper's",
+            "*bound entries* (per order and exponent p).",
             "",
+            *([f"Model aliases: {', '.join(aliases)}.", ""] if aliases else []),
             "## Use",
             "",
             "```python",

@@ -93,3 +93,45 @@ def _number(value: float) -> int | float:
     """Whole numbers as ints (p = 2 rather than 2.0) so keys read naturally in JSON."""
     value = float(value)
     return int(value) if value.is_integer() else value
+
+
+def solver_entry(schedule: Schedule, chain: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """The registry's solver entry for one NFE of a refined chain (:mod:`builder.registry.sweep.chains`).
+
+    ``"eps"``: N + 1 nodes from the chain's λ, endpoints the schedule's own. ``"zero"``: the N evaluated
+    nodes, then the σ = 0 node in ``t``, ``alpha_t``, ``sigma_t``, ``sigmas`` (t = 0, α = 1, σ = 0, σ/α = 0);
+    ``lambda`` and ``timesteps`` hold the N evaluated nodes only (λ = +∞ has no JSON number, and the model is
+    never called at σ = 0). ``step_orders``: the N steps' orders (the σ = 0 step is first order).
+    """
+    from optsteps_loader._coefficients import step_orders
+
+    lam = np.asarray(record["lambda"], dtype=np.float64)
+    nfe = int(record["nfe"])
+    t = schedule.inverse_lambda(lam)
+    t[0] = schedule.t_start
+    if chain.ending == "eps":
+        t[-1] = schedule.t_end
+    nodes = node_arrays(schedule, t)
+    if chain.ending == "zero":
+        for key, last in (("t", 0.0), ("alpha_t", 1.0), ("sigma_t", 0.0), ("sigmas", 0.0)):
+            nodes[key].append(last)
+    key = {
+        **{k: v for k, v in problem_key(schedule, nfe, chain.order, 0.0, 0).items() if k not in ("p", "tau")},
+        "solver": chain.solver,
+        "ending": chain.ending,
+    }
+    return {
+        "nfe": nfe,
+        "order": int(chain.order),
+        "solver": chain.solver,
+        **({"variant": "bh2"} if chain.solver == "unipc" else {}),
+        "ending": chain.ending,
+        "method": record["method"],
+        "init": record["init"],
+        "step_orders": [int(k) for k in step_orders(nfe, chain.order)],
+        **nodes,
+        "timestep_collisions": collisions(nodes["timesteps"]),
+        "optimizer": record["optimizer"],
+        "input_hash": input_hash(key),
+        "quality": record["quality"],
+    }

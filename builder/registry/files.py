@@ -21,11 +21,25 @@ def provenance() -> dict[str, str]:
     return {"builder": f"optsteps {__version__}", "numpy": numpy.__version__, "scipy": scipy.__version__}
 
 
-def data_file(schedule: Schedule, entries: list[dict[str, Any]], *, data_version: str, defaults: dict) -> bytes:
-    """A data file's canonical bytes: the schedule's record, its defaults and its entries sorted by
-    (order, p, nfe)."""
+def solver_entry_key(entry: dict[str, Any]) -> tuple[str, int, str, int]:
+    """A solver entry's key and sort order: (solver, order, ending, nfe)."""
+    return (entry["solver"], entry["order"], entry["ending"], entry["nfe"])
+
+
+def data_file(
+    schedule: Schedule,
+    entries: list[dict[str, Any]],
+    *,
+    data_version: str,
+    defaults: dict,
+    solver_entries: list[dict[str, Any]] | None = None,
+) -> bytes:
+    """A data file's canonical bytes: the schedule's record, its defaults, its bound entries sorted by
+    (order, p, nfe) and, when given, its solver entries sorted by (solver, order, ending, nfe)."""
+    extra = {"solver_entries": sorted(solver_entries, key=solver_entry_key)} if solver_entries else {}
     return canonical_bytes(
         {
+            **extra,
             "schema_version": SCHEMA_VERSION,
             "data_version": data_version,
             "provenance": provenance(),
@@ -46,9 +60,20 @@ def data_file(schedule: Schedule, entries: list[dict[str, Any]], *, data_version
     )
 
 
-def index_record(rel: str, schedule: Schedule, data: bytes, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The index's record of one data file: its path, schedule variant, sha256, size and grid."""
+def index_record(
+    rel: str,
+    schedule: Schedule,
+    data: bytes,
+    entries: list[dict[str, Any]],
+    solver_entries: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The index's record of one data file: its path, schedule variant, sha256, size and grid (and, when the
+    file has solver entries, their count and NFEs)."""
+    extra = {}
+    if solver_entries:
+        extra = {"solver_entries": len(solver_entries), "solver_nfe": sorted({e["nfe"] for e in solver_entries})}
     return {
+        **extra,
         "path": rel,
         "schedule": schedule.name,
         "params": schedule.variant_params,
@@ -61,10 +86,19 @@ def index_record(rel: str, schedule: Schedule, data: bytes, entries: list[dict[s
     }
 
 
-def index_file(records: list[dict[str, Any]], *, data_version: str, generator: str, license: str, citation: str) -> bytes:
-    """The index's canonical bytes (records sorted by path)."""
+def index_file(
+    records: list[dict[str, Any]],
+    *,
+    data_version: str,
+    generator: str,
+    license: str,
+    citation: str,
+    aliases: dict[str, Any] | None = None,
+) -> bytes:
+    """The index's canonical bytes (records sorted by path; ``aliases`` when given)."""
     return canonical_bytes(
         {
+            **({"aliases": aliases} if aliases else {}),
             "schema_version": SCHEMA_VERSION,
             "data_version": data_version,
             "generator": generator,

@@ -175,6 +175,8 @@ def _check_canonical(name: str, doc: Any, data: bytes) -> list[Problem]:
 
 def _entry_label(entry: dict[str, Any]) -> str:
     """The loader's name for an entry in its messages."""
+    if "p" not in entry:
+        return f"solver entry {entry['solver']} order={entry['order']} ending={entry['ending']} nfe={entry['nfe']}"
     return f"entry nfe={entry['nfe']} order={entry['order']} p={entry['p']}"
 
 
@@ -200,7 +202,7 @@ def _check_data_doc(name: str, doc: Any, record: dict | None = None, index: dict
     if structure:
         return [Problem(name, message) for message in structure]
     out = []
-    for entry in doc["entries"]:
+    for entry in [*doc["entries"], *doc.get("solver_entries", [])]:
         out += [Problem(name, f"{_entry_label(entry)}: {m}") for m in inv.entry_problems(entry, doc["schedule"])]
     out += _check_grid_complete(name, doc["entries"])
     if record is not None:
@@ -217,7 +219,9 @@ def _validate_data(name: str, data: bytes, record: dict | None = None, index: di
     problems += _check_canonical(name, doc, data)
     problems += _check_data_doc(name, doc, record, index)
     entries = doc.get("entries") if isinstance(doc, dict) else None
-    return problems, doc, len(entries) if isinstance(entries, list) else 0
+    extra = doc.get("solver_entries") if isinstance(doc, dict) else None
+    count = (len(entries) if isinstance(entries, list) else 0) + (len(extra) if isinstance(extra, list) else 0)
+    return problems, doc, count
 
 
 def validate_file_bytes(name: str, data: bytes) -> list[Problem]:

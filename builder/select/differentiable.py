@@ -178,7 +178,7 @@ def _check(solver: str, order: int, variant: str, ending: str) -> None:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if ending not in ENDINGS:
         raise ValueError(f"ending must be one of {ENDINGS}, got {ending!r}")
-    valid = (1, 2, 3) if solver == "unipc" else (2, 3)
+    valid = (1, 2, 3)
     if order not in valid:
         raise ValueError(f"{solver} order must be one of {valid}, got {order!r}")
     if solver == "unipc" and variant not in ("bh1", "bh2"):

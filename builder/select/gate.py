@@ -78,15 +78,19 @@ def format_row(label: str, p: object, row: dict[str, Any]) -> str:
     )
 
 
-def registry_entries(root: str | Path) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
-    """(file document without entries, entry) for every entry of the registry folder at ``root``."""
+def registry_entries(
+    root: str | Path, *, solver_entries: bool = False
+) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """(file document without its entry lists, entry) for every bound entry (or, with ``solver_entries``,
+    every solver entry) of the registry folder at ``root``."""
     root = Path(root)
     index = json.loads((root / "index.json").read_text())
+    key = "solver_entries" if solver_entries else "entries"
     for item in index["files"]:
         doc = json.loads((root / item["path"]).read_text())
-        head = {k: v for k, v in doc.items() if k != "entries"}
+        head = {k: v for k, v in doc.items() if k not in ("entries", "solver_entries")}
         head["path"] = item["path"]
-        for entry in doc["entries"]:
+        for entry in doc.get(key, []):
             yield head, entry
 
 

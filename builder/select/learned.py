@@ -326,12 +326,13 @@ def registry_grid(
     schedule: str, nfe: int, *, p: float | None = None, source: Any = None, shift: float | None = None
 ) -> SubjectGrid:
     """The registry's entry ``optsteps_loader.get(schedule, nfe, p=p, source=source, shift=shift)`` (order 3;
-    ``p=None``: the schedule's measured default)."""
+    ``p=None``: the UniPC solver entry where there is one, else the bound's at the schedule's default p)."""
     import optsteps_loader
 
     steps = optsteps_loader.get(schedule, nfe, p=p, source=source, shift=shift)
     lam = np.asarray(steps.lambdas, dtype=np.float64)
-    return SubjectGrid(schedule_of_steps(steps), lam, int(steps.order), float(steps.p), "registry")
+    p_value = float("nan") if steps.p is None else float(steps.p)  # a solver entry has no p
+    return SubjectGrid(schedule_of_steps(steps), lam, int(steps.order), p_value, "registry")
 
 
 def sweep_problem(schedule: str, shift: float | None = None) -> tuple[float, int | str]:

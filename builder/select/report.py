@@ -7,7 +7,14 @@ The held-out section re-measures the default entries at NFE 5–10 on problems n
 
 - ``img/steps-<file>.png``: the λ of each node of the default entry at NFE 5, 8 and 10 next to the
   baselines' (uniform-λ, uniform-t, uniform-√t, Karras ρ = 7 and the applicable tables);
-- ``img/error-<file>.png``: mean L2 to the ground truth against NFE, default entries and baselines, log-log.
+- ``img/error-<file>.png``: mean L2 to the ground truth against NFE, default entries and baselines, log-log;
+- ``img/solver-<file>.png``: the same on the validation split for the solver entries (UniPC-3 t_ε, DPM++ 2M
+  σ = 0) and the rules they were measured against.
+
+The solver entries' section (:func:`solver_entry_rows`) aggregates their recorded fit / validation figures
+(:mod:`builder.select.robust`) per schedule × solver × ending over a set of NFEs: the geometric mean over the
+NFEs of the error ratio against each rule or table (the worst one shown), against the per-problem best rule,
+and against the bound's entry; problems above uniform-λ; entries flagged ``loses_on_validation``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from builder.select import gate
 from builder.select import selection as qreg
 from builder.solve.grids import baseline_grids
 
-__all__ = ["write_report"]
+__all__ = ["SOLVER_LABELS", "solver_entry_rows", "solver_entry_table", "write_report"]
+
+SOLVER_LABELS = {("unipc", 3): "UniPC-3", ("unipc", 2): "UniPC-2", ("dpmpp", 1): "DPM++ 1 (Euler)"}
+SOLVER_LABELS |= {("dpmpp", 2): "DPM++ 2M", ("dpmpp", 3): "DPM++ 3M"}
+TARGET_NFES = (5, 6, 8, 10)
 
 STEP_NFES = (5, 8, 10)
 _COLORS = ("C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")  # C3 (red) is the registry's
@@ -152,6 +163,98 @@ def _summary(root: Path) -> list[str]:
     ]
 
 
+def solver_entry_rows(root: str | Path, split: str = "validation", nfes: tuple[int, ...] = TARGET_NFES) -> list[dict]:
+    """One row per schedule variant × (solver, order) × ending with solver entries at ``nfes`` (module doc)."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for head, e in gate.registry_entries(root, solver_entries=True):
+        if e["nfe"] in nfes:
+            key = (_label(head["path"]), e["solver"], e["order"], e["ending"])
+            groups.setdefault(key, []).append(e)
+    rows = []
+    for (label, solver, order, ending), entries in sorted(groups.items()):
+        figs = [e["quality"][split] for e in entries]
+        rules = [r for r in figs[0]["baselines"] if r != "bound"]
+        mean_lr = {r: float(np.mean([f["baselines"][r]["log_ratio"] for f in figs])) for r in rules}
+        worst = max(mean_lr, key=mean_lr.get)
+        bound = [f["baselines"]["bound"]["log_ratio"] for f in figs if "bound" in f["baselines"]]
+        rows.append(
+            {
+                "schedule": label,
+                "solver": SOLVER_LABELS.get((solver, order), f"{solver}-{order}"),
+                "ending": ending,
+                "nfes": sorted(e["nfe"] for e in entries),
+                "worst_rule": worst,
+                "ratio_worst_rule": math.exp(mean_lr[worst]),
+                "ratio_best_rule": math.exp(float(np.mean([f["log_ratio_best_rule"] for f in figs]))),
+                "ratio_bound": math.exp(float(np.mean(bound))) if bound else math.nan,
+                "above_uniform_lambda": sum(f["above_uniform_lambda"] for f in figs),
+                "cases": sum(f["problems"] for f in figs),
+                "loses": sum(bool(e["quality"]["loses_on_validation"]) for e in entries),
+                "methods": sorted({e["method"] for e in entries}),
+            }
+        )
+    return rows
+
+
+def solver_entry_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: one per row of :func:`solver_entry_rows`, then how many rows meet issue 14's targets."""
+    lines = [
+        "| solver | ending | schedule | vs worst rule or table | vs best rule | >UL | vs bound entry | loses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['solver']} | {r['ending']} | {r['schedule']} | {r['ratio_worst_rule']:.3f} ({r['worst_rule']}) | "
+            f"{r['ratio_best_rule']:.3f} | {r['above_uniform_lambda']}/{r['cases']} | {r['ratio_bound']:.3f} | "
+            f"{r['loses']}/{len(r['nfes'])} |"
+        )
+    if rows:
+        met = [r for r in rows if r["ratio_worst_rule"] <= 0.85 and r["ratio_best_rule"] <= 0.95]
+        met_all = [r for r in met if r["above_uniform_lambda"] == 0]
+        geo = {
+            k: math.exp(sum(math.log(r[k]) for r in rows) / len(rows)) for k in ("ratio_worst_rule", "ratio_best_rule")
+        }
+        lines += [
+            "",
+            f"Rows with ≤ 0.85 against every rule and ≤ 0.95 against the per-problem best: {len(met)} of {len(rows)}"
+            f" ({len(met_all)} also with no problem above uniform-λ). Geometric mean over rows: "
+            f"{geo['ratio_worst_rule']:.3f} against the worst rule, {geo['ratio_best_rule']:.3f} against the best.",
+        ]
+    return lines
+
+
+def _plot_solver_entries(path: Path, label: str, entries: list[dict[str, Any]]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    for ax, (solver, order, ending) in zip(axes, (("unipc", 3, "eps"), ("dpmpp", 2, "zero")), strict=True):
+        mine = sorted(
+            (e for e in entries if (e["solver"], e["order"], e["ending"]) == (solver, order, ending)),
+            key=lambda e: e["nfe"],
+        )
+        if not mine:
+            continue
+        nfes = [e["nfe"] for e in mine]
+        names = list(mine[0]["quality"]["validation"]["baselines"])
+        for color, name in zip(_COLORS, names, strict=False):
+            ys = [e["quality"]["validation"]["baselines"][name]["mean_l2"] for e in mine]
+            ax.plot(nfes, ys, "o--", color=color, lw=1, ms=3, label=name)
+        ax.plot(
+            nfes, [e["quality"]["validation"]["mean_l2"] for e in mine], "o-", color="C3", lw=2, label="solver entry"
+        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("NFE")
+        ax.set_title(f"{label}: {SOLVER_LABELS[(solver, order)]}, ending {ending}", fontsize=9)
+    axes[0].set_ylabel("validation mean L2")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(root: str | Path, out: str | Path, *, held_out: bool = True) -> list[Path]:
     """Write ``out/report.md`` and ``out/img/*.png``; returns the paths written."""
     import matplotlib
@@ -172,7 +275,16 @@ def write_report(root: str | Path, out: str | Path, *, held_out: bool = True) ->
         "means more than 2 standard errors. Standard set: used for every choice; held-out set: never used to choose.",
         "Errors are heavy-tailed: an entry can have the lower geometric-mean (and median) error but a higher mean L2.",
         "",
-        "## Summary",
+        "## Solver entries: what `get()` returns (validation split)",
+        "",
+        "Refined per sampler and ending on the data family's fit split (docs/data-family.md), measured on its",
+        "validation split (12 problems never used to choose). Geometric means over NFE 5, 6, 8, 10 of the",
+        "mean-L2 ratio; >UL: validation problem × NFE cases above uniform-λ's error; loses: NFEs flagged",
+        "`loses_on_validation`. `python benchmarks/bench_targets.py` prints the same table.",
+        "",
+        *solver_entry_table(solver_entry_rows(root)),
+        "",
+        "## The bound's entries",
         "",
         *_summary(root),
         "",
@@ -210,6 +322,12 @@ def write_report(root: str | Path, out: str | Path, *, held_out: bool = True) ->
             _plot_errors(error_png, label, slot["entries"])
             written.append(error_png)
             lines.append(f"![{label}: error vs NFE](img/{error_png.name})")
+        solver = [e for head, e in gate.registry_entries(root, solver_entries=True) if head["path"] == path]
+        if solver:
+            solver_png = img / f"solver-{label}.png"
+            _plot_solver_entries(solver_png, label, solver)
+            written.append(solver_png)
+            lines.append(f"![{label}: solver entries vs NFE](img/{solver_png.name})")
         lines.append("")
     report = out / "report.md"
     report.write_text("\n".join(lines).rstrip() + "\n")

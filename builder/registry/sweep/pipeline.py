@@ -59,10 +59,35 @@ def build(
         else:
             entry = existing[_existing_key(task)]
         entries_by_file.setdefault(task.file, []).append(entry)
-    files = assemble(spec, entries_by_file)
+    solver_entries_by_file = solver_entries(spec, entries_by_file, cache_dir, workers=workers, progress=progress)
+    files = assemble(spec, entries_by_file, solver_entries_by_file)
     _check_data(files)
     write_registry(registry, files, force=force)
     return files
+
+
+def solver_entries(
+    spec: Spec,
+    entries_by_file: dict[str, list[dict[str, Any]]],
+    cache_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Stage 3: every chain of the spec refined (from the cache where it is there), as solver entries by file.
+    Each chain starts from the bound entries of its file (the schedule's default p, the chain's order)."""
+    from builder.registry.entry import solver_entry
+    from builder.registry.sweep.chains import bound_grids, chains_of, load_chain, run_chains
+
+    defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
+    chains = [(c, bound_grids(c, entries_by_file.get(c.file, []), defaults_p[c.file])) for c in chains_of(spec)]
+    run_chains(chains, cache_dir, workers=workers, progress=progress)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for chain, bound in chains:
+        schedule = chain.make_schedule()
+        for record in load_chain(chain, bound, cache_dir)["records"]:
+            out.setdefault(chain.file, []).append(solver_entry(schedule, chain, record))
+    return out
 
 
 def _existing_key(task: Task) -> tuple[str, int, int, float]:
@@ -110,8 +135,13 @@ def _check_data(files: dict[str, bytes]) -> None:
             raise SweepError(f"the rebuilt {rel} fails its checks; nothing was written:\n  {shown}")
 
 
-def assemble(spec: Spec, entries_by_file: dict[str, list[dict[str, Any]]]) -> dict[str, bytes]:
+def assemble(
+    spec: Spec,
+    entries_by_file: dict[str, list[dict[str, Any]]],
+    solver_entries_by_file: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, bytes]:
     """Every file's canonical bytes, keyed by relative path, index.json included."""
+    solver_entries_by_file = solver_entries_by_file or {}
     files: dict[str, bytes] = {}
     records = []
     for sched in spec.schedules:
@@ -121,14 +151,18 @@ def assemble(spec: Spec, entries_by_file: dict[str, list[dict[str, Any]]]) -> di
             continue
         schedule = get_schedule(sched["name"], **(sched.get("params") or {}))
         defaults = {**sched["defaults"], "solver": "unipc", "tau": spec.tau}
-        files[rel] = data_file(schedule, entries, data_version=spec.data_version, defaults=defaults)
-        records.append(index_record(rel, schedule, files[rel], entries))
+        extra = solver_entries_by_file.get(rel)
+        files[rel] = data_file(
+            schedule, entries, data_version=spec.data_version, defaults=defaults, solver_entries=extra
+        )
+        records.append(index_record(rel, schedule, files[rel], entries, extra))
     files[INDEX] = index_file(
         records,
         data_version=spec.data_version,
         generator=f"optsteps {__version__}",
         license=spec.license,
         citation=spec.citation,
+        aliases=spec.aliases,
     )
     return files
 

@@ -57,6 +57,8 @@ class Spec:
     tau: int | str
     init: str
     schedules: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    aliases: dict[str, Any] = field(default_factory=dict)  # optional: model name -> {schedule, shift?, description}
+    solver_entries: dict[str, Any] | None = None  # optional block: {nfe, solvers [[name, order]], endings, maxiter}
 
 
 _SPEC_KEYS = ("data_version", "license", "citation", "nfe", "orders", "p", "tau", "init", "schedules")
@@ -112,7 +114,46 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
         tau=raw["tau"],
         init=raw["init"],
         schedules=tuple(schedules),
+        aliases=_aliases(raw.get("aliases", {}), schedules, bad),
+        solver_entries=_solver_entries(raw.get("solver_entries"), bad),
     )
+
+
+def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
+    """The optional ``aliases`` block, checked: each names a schedule variant of the spec."""
+    if not isinstance(aliases, dict):
+        raise bad("'aliases' must be an object")
+    have = {(s["name"], (s.get("params") or {}).get("shift")) for s in schedules}
+    for name, a in aliases.items():
+        ok = isinstance(a, dict) and set(a) <= {"schedule", "shift", "description"} and "description" in a
+        if not ok or (a.get("schedule"), a.get("shift")) not in have | {(n, 1.0) for n, _ in have}:
+            raise bad(f"alias {name!r} must be {{schedule, shift?, description}} naming a schedule of the spec")
+    return aliases
+
+
+SOLVER_ORDERS = {"unipc": (1, 2, 3), "dpmpp": (1, 2, 3)}
+ENDINGS = ("eps", "zero")
+
+
+def _solver_entries(block: Any, bad: Any) -> dict[str, Any] | None:
+    """The optional ``solver_entries`` block, checked: ``nfe`` (integers ≥ 3), ``solvers`` ([name, order]
+    pairs), ``endings`` (``eps`` / ``zero``), ``maxiter`` (a positive integer)."""
+    if block is None:
+        return None
+    if not isinstance(block, dict) or set(block) != {"nfe", "solvers", "endings", "maxiter"}:
+        raise bad("'solver_entries' must be an object with exactly 'nfe', 'solvers', 'endings', 'maxiter'")
+    if not (isinstance(block["nfe"], list) and block["nfe"] and all(_is_int(v) and v >= 3 for v in block["nfe"])):
+        raise bad(f"solver_entries 'nfe' must be a non-empty list of integers >= 3, got {block['nfe']!r}")
+    pairs = block["solvers"]
+    if not (isinstance(pairs, list) and pairs and all(
+        isinstance(x, list) and len(x) == 2 and x[0] in SOLVER_ORDERS and x[1] in SOLVER_ORDERS[x[0]] for x in pairs
+    )):
+        raise bad(f"solver_entries 'solvers' must be [name, order] pairs from {SOLVER_ORDERS}, got {pairs!r}")
+    if not (isinstance(block["endings"], list) and block["endings"] and set(block["endings"]) <= set(ENDINGS)):
+        raise bad(f"solver_entries 'endings' must be a non-empty list of {ENDINGS}, got {block['endings']!r}")
+    if not (_is_int(block["maxiter"]) and block["maxiter"] > 0):
+        raise bad(f"solver_entries 'maxiter' must be a positive integer, got {block['maxiter']!r}")
+    return {**block, "nfe": sorted(set(block["nfe"])), "solvers": [tuple(x) for x in pairs]}
 
 
 def _is_int(value: Any) -> bool:

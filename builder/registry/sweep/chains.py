@@ -1,0 +1,184 @@
+"""The sweep's third stage: solver entries, one refine chain per (schedule variant, solver, order, ending).
+
+    chain-<key>.json   the records of :func:`builder.select.robust.refine_chain` for every NFE of the chain
+                       key: the chain + the bound's start grids + every source file the refine stage imports
+
+A chain walks up its NFEs (each warm-starts the next), so it is the unit of work and of caching; chains run
+in worker processes, longest first. The key's code part is found by following ``import`` statements from
+:mod:`builder.select.robust` through ``builder`` and the loader (package ``__init__`` files aside), plus the
+data folders those modules read, so a change to the bound's finalize stage or to the loader's glue does not
+re-refine, and a change to anything the refinement runs does (this module's ``_compute`` included).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.registry.sweep.cache import SOURCE_ROOT, _source_of, code_fingerprint, prepare_cache, read_cached, write_cached
+from builder.registry.sweep.spec import Spec, SweepError
+from builder.solve.schedules import Schedule, get_schedule
+
+__all__ = ["Chain", "bound_grids", "chain_key", "chains_of", "load_chain", "refine_sources", "run_chains"]
+
+ROOT_MODULES = ("builder.select.robust", "builder.select.family")
+DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One refine chain: a schedule variant's solver entries for one solver, order and ending."""
+
+    schedule: str
+    params: tuple[tuple[str, Any], ...]
+    file: str
+    solver: str
+    order: int
+    ending: str
+    nfes: tuple[int, ...]
+    maxiter: int
+
+    def make_schedule(self) -> Schedule:
+        return get_schedule(self.schedule, **dict(self.params))
+
+    def fields(self) -> dict[str, Any]:
+        return self.__dict__ | {"params": list(self.params), "nfes": list(self.nfes)}
+
+    def label(self) -> str:
+        params = "".join(f" {k}={v}" for k, v in self.params)
+        return f"{self.schedule}{params} {self.solver}-{self.order} ending={self.ending}"
+
+
+def chains_of(spec: Spec) -> list[Chain]:
+    """Every chain of the spec's ``solver_entries`` block (none if the spec has none)."""
+    block = spec.solver_entries
+    if not block:
+        return []
+    out = []
+    for sched in spec.schedules:
+        params = tuple(sorted((sched.get("params") or {}).items()))
+        for solver, order in block["solvers"]:
+            for ending in block["endings"]:
+                out.append(
+                    Chain(sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]),
+                          block["maxiter"])
+                )
+    return out
+
+
+def bound_grids(chain: Chain, entries: list[dict[str, Any]], p: float) -> dict[int, list[float]]:
+    """{N: λ of the bound's entry for an N-call grid}: the entry of the chain's order and the schedule's default
+    p at NFE N (``"eps"``) or N − 1 (``"zero"``: its N nodes, then σ = 0)."""
+    by_nfe = {e["nfe"]: e["lambda"] for e in entries if e["order"] == chain.order and float(e["p"]) == float(p)}
+    shift = 0 if chain.ending == "eps" else 1
+    return {n: by_nfe[n - shift] for n in chain.nfes if n - shift in by_nfe}
+
+
+@functools.cache
+def refine_sources(root: Path = SOURCE_ROOT) -> tuple[str, ...]:
+    """Every source file (relative to ``root``) reachable by imports from :data:`ROOT_MODULES` within ``builder``
+    and ``optsteps_loader`` (``__init__`` files aside), plus every file of :data:`DATA_FOLDERS`."""
+    seen: set[str] = set()
+    todo = list(ROOT_MODULES)
+    while todo:
+        module = todo.pop()
+        rel = module.replace(".", "/") + ".py"
+        if rel in seen or not (root / rel).is_file():
+            continue
+        seen.add(rel)
+        for node in ast.walk(ast.parse((root / rel).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                base = node.module
+                if node.level:  # relative: resolve against the module's package
+                    base = ".".join(module.split(".")[: -node.level] + [node.module])
+                todo += [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+    data = [p.relative_to(root).as_posix() for f in DATA_FOLDERS for p in (root / f).rglob("*") if p.is_file()]
+    return tuple(sorted(seen | set(data)))
+
+
+def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_ROOT) -> str:
+    code = code_fingerprint(root, refine_sources(root), _source_of(_compute))
+    payload = json.dumps([chain.fields(), {str(k): v for k, v in sorted(bound.items())}, code, "chain"])
+    return f"chain-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
+
+
+def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: str) -> str:
+    import torch
+
+    from builder.select import family
+    from builder.select.refine import bind
+    from builder.select.robust import refine_chain
+
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)  # bit-identical results whatever the machine's core count
+    threadpool_limits(1)  # one BLAS thread: the workers already use every core
+    schedule = chain.make_schedule()
+    ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
+    records = refine_chain(
+        schedule,
+        solver=chain.solver,
+        order=chain.order,
+        ending=chain.ending,
+        nfes=chain.nfes,
+        fit=bind(family.split("fit"), *ends),
+        validation=bind(family.split("validation"), *ends),
+        bound_grids={int(k): v for k, v in bound.items()},
+        maxiter=chain.maxiter,
+    )
+    family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
+    write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
+    return chain.label()
+
+
+def run_chains(
+    chains: list[tuple[Chain, dict[int, list[float]]]],
+    cache_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Refine every chain not cached yet (in worker processes); returns how many ran."""
+    from builder.registry.sweep.run import _progress_bar, _worker_init
+
+    prepare_cache(cache_dir)
+    todo = [(c, b, chain_key(c, b)) for c, b in chains]
+    todo = [item for item in todo if read_cached(cache_dir, item[2]) is None]
+    todo.sort(key=lambda item: (item[0].solver != "unipc", -item[0].order, item[0].label()))  # slow ones first
+    if not todo:
+        return 0
+    bar = _progress_bar(len(todo), len(chains), progress)
+    workers = workers or os.cpu_count() or 1
+    try:
+        if workers == 1:
+            for c, b, k in todo:
+                bar(_compute(c, b, str(cache_dir), k))
+        else:
+            import multiprocessing
+
+            context = multiprocessing.get_context()
+            parent = os.getpid() if context.get_start_method() == "fork" else None
+            with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
+                cols = list(zip(*todo, strict=True))
+                for label in pool.map(_compute, *cols[:2], [str(cache_dir)] * len(todo), cols[2], chunksize=1):
+                    bar(label)
+    finally:
+        bar(None)
+    return len(todo)
+
+
+def load_chain(chain: Chain, bound: dict[int, list[float]], cache_dir: Path) -> dict[str, Any]:
+    """The cached payload of a refined chain (``records``, ``family``); :func:`run_chains` computed it."""
+    payload = read_cached(cache_dir, chain_key(chain, bound))
+    if payload is None:
+        raise SweepError(f"the chain {chain.label()} vanished from the cache folder {cache_dir}: run again")
+    return payload

@@ -1,0 +1,158 @@
+"""Solver entries: grids refined on the fit split for one solver, order and ending, walking up the NFEs,
+and their figures on the fit and validation splits.
+
+**A chain** (:func:`refine_chain`) is one (schedule, solver, order, ending) over increasing NFEs. At each
+NFE N the starts are the four formula rules, every published table that applies (:func:`rule_grid`: for
+``"zero"`` the (N − 1)-step table followed by σ = 0), the bound's entry when one is given, and — after the
+first NFE — the refined NFE N − 1 grid with one node inserted (:func:`~builder.select.refine.insert_node`).
+Every start is scored on the fit split; the best two (first NFE) or the best one (later NFEs: the warm
+start nearly always wins, at a seventh of the cost, docs/data-family.md) are refined by
+:func:`~builder.select.refine.refine` (mean-L2 log-ratio to uniform λ, no penalty).
+
+**The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
+lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry).
+
+**Figures** (:func:`figures`), per split, of the chosen grid G against every baseline R (the rules and
+tables, and the bound's entry as ``bound``): with e_p(G) the mean over problem p's batch of ‖x_G − x_exact‖₂,
+
+    log_ratio(R) = mean_p log(e_p(G)/e_p(R)),   log_ratio_se(R) = sd_p(·)/√P,
+
+``best_rule``: the same against min over rules and tables R of e_p(R) (per problem), ``above_uniform_lambda``:
+problems with e_p(G) > e_p(uniform λ), ``worst``: the baseline with the largest log ratio; ``mean_l2`` and
+``median_l2``: means over problems of e_p and of the per-problem median. ``loses_on_validation``: the
+validation log ratio against some rule or table is > 0. Stored figures are rounded to 4 significant digits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from builder.select.refine import Bound, errors, insert_node, refine, rule_grid
+from builder.solve.grids import applicable_baselines
+
+__all__ = ["figures", "refine_chain", "solver_spec"]
+
+MAXITER = 60
+
+
+def solver_spec(solver: str, order: int) -> dict[str, Any]:
+    """The sampler the entries are measured with: UniPC bh2 (with corrector) or DPM-Solver++ (multistep)."""
+    return {"solver": solver, "order": order} | ({"variant": "bh2"} if solver == "unipc" else {})
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+def figures(errs: Mapping[str, list[np.ndarray]], chosen: str, rules: Sequence[str]) -> dict[str, Any]:
+    """The split's figures of grid ``chosen`` against every other key of ``errs`` (module docstring);
+    ``rules``: the keys that are rules or tables (they make up ``best_rule`` and ``above_uniform_lambda``)."""
+    mean = {k: np.array([e.mean() for e in v]) for k, v in errs.items()}
+    median = {k: np.array([np.median(e) for e in v]) for k, v in errs.items()}
+    n = mean[chosen].size
+
+    def ratio(ref: np.ndarray) -> tuple[float, float]:
+        lr = np.log(mean[chosen] / ref)
+        return float(lr.mean()), float(lr.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
+    baselines = {}
+    for name in errs:
+        if name == chosen:
+            continue
+        lr, se = ratio(mean[name])
+        baselines[name] = {
+            "mean_l2": _round(mean[name].mean()),
+            "median_l2": _round(median[name].mean()),
+            "log_ratio": _round(lr),
+            "log_ratio_se": _round(se),
+        }
+    best, best_se = ratio(np.min(np.stack([mean[r] for r in rules]), axis=0))
+    return {
+        "problems": n,
+        "mean_l2": _round(mean[chosen].mean()),
+        "median_l2": _round(median[chosen].mean()),
+        "baselines": baselines,
+        "log_ratio_best_rule": _round(best),
+        "log_ratio_best_rule_se": _round(best_se),
+        "worst": max(baselines, key=lambda r: baselines[r]["log_ratio"]),
+        "above_uniform_lambda": int(np.sum(mean[chosen] > mean["uniform-lambda"] * (1 + 1e-12))),
+    }
+
+
+def refine_chain(
+    schedule: Any,
+    *,
+    solver: str,
+    order: int,
+    ending: str,
+    nfes: Sequence[int],
+    fit: Bound,
+    validation: Bound,
+    bound_grids: Mapping[int, Sequence[float]] | None = None,
+    maxiter: int = MAXITER,
+) -> list[dict[str, Any]]:
+    """One record per NFE (ascending): ``nfe``, ``lambda`` (the chosen grid: N + 1 nodes for ``"eps"``, N for
+    ``"zero"``), ``method``, ``init`` (the start it came from), ``optimizer`` (L-BFGS-B's status, iterations,
+    evaluations, fit loss before and after) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
+    ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional)."""
+    spec = solver_spec(solver, order)
+    names = applicable_baselines(schedule)
+    records, prev = [], None
+    for nfe in sorted(nfes):
+        rules = {n: g for n in names if (g := rule_grid(n, schedule, nfe, ending)) is not None}
+        starts = dict(rules)
+        bound = None if bound_grids is None else bound_grids.get(nfe)
+        if bound is not None:
+            starts["bound"] = np.asarray(bound, dtype=np.float64)
+        if prev is not None:
+            starts["warm"] = insert_node(prev, ending, schedule.lambda_end)
+        res = refine(
+            fit,
+            starts,
+            ending=ending,
+            reference="uniform-lambda",
+            top=2 if prev is None else 1,
+            maxiter=maxiter,
+            **spec,
+        )
+        start_loss = res.starts[res.start][0]
+        improved = res.mean_log_ratio < start_loss - 1e-9
+        if improved:
+            grid, method, init = np.asarray(res.x), "refined", res.start
+        else:
+            grid, init = np.asarray(starts[res.start]), res.start
+            method = "bound" if init == "bound" else "rule"
+        if init == "warm":
+            init = "previous-nfe"
+        prev = grid
+        baselines = dict(rules) | ({"bound": starts["bound"]} if bound is not None else {})
+        quality = {}
+        for split, problems in (("fit", fit), ("validation", validation)):
+            errs = {name: errors(g, problems, **spec) for name, g in baselines.items()}
+            errs["chosen"] = errors(grid, problems, **spec)
+            quality[split] = figures(errs, "chosen", list(rules))
+        val = quality["validation"]["baselines"]
+        quality["loses_on_validation"] = any(val[r]["log_ratio"] > 0 for r in rules)
+        records.append(
+            {
+                "nfe": nfe,
+                "lambda": [float(v) for v in grid],
+                "method": method,
+                "init": init,
+                "optimizer": {
+                    "method": "L-BFGS-B",
+                    "success": bool(res.success),
+                    "status": int(res.status),
+                    "nit": int(res.nit),
+                    "nfev": int(res.nfev_total),
+                    "fit_loss_start": _round(start_loss),
+                    "fit_loss": _round(min(res.mean_log_ratio, start_loss)),
+                },
+                "quality": quality,
+            }
+        )
+    return records

@@ -1,0 +1,241 @@
+"""Solver entries end to end on a tiny sweep (edm, NFE 3-4, UniPC-2 and DPM++ 2M, both endings): the refine
+stage, its cache, the data format, the loader's lookup, aliases, and the reference samplers on both endings."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import optsteps_loader
+from builder.registry import sweep
+from builder.registry.sweep import chains as chains_mod
+from builder.registry.sweep.spec import SweepError, load_spec
+from builder.registry.validate import validate_registry
+from builder.select import family
+from builder.select.differentiable import TorchMixture
+from builder.select.differentiable import sample as torch_sample
+from builder.select.refine import bind, errors
+from builder.select.robust import solver_spec
+from optsteps_loader import dpmpp, unipc
+from optsteps_loader.errors import EntryNotFoundError, RegistryIntegrityError
+from tests.registry_factory import rewrite, tiny_solver_spec
+
+SPEC = tiny_solver_spec()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("solver")
+    files = sweep.build(root / "registry", spec=SPEC, cache_dir=root / "cache", workers=1, progress=False)
+    return root, files
+
+
+@pytest.fixture(scope="module")
+def reg(built):
+    return built[0] / "registry"
+
+
+def test_the_folder_validates_and_verifies(reg):
+    report = validate_registry(reg)
+    assert report.ok, report.problems
+    assert report.entries_checked == 2 + 2 * 2 * 2  # 2 bound entries; 2 solvers x 2 endings x 2 NFEs
+    assert optsteps_loader.verify(reg)["entries"] == 10
+
+
+def test_get_returns_the_solver_entry_for_each_solver_and_ending(reg):
+    for solver in ("unipc", "dpmpp"):
+        eps = optsteps_loader.get("edm", 4, order=2, solver=solver, source=reg)
+        zero = optsteps_loader.get("edm", 4, order=2, solver=solver, ending="zero", source=reg)
+        assert eps.method in ("refined", "rule", "bound") and eps.p is None and eps.ending == "eps"
+        assert len(eps.lambdas) == len(eps.timesteps) == len(eps.sigmas) == 5 and eps.sigmas[-1] > 0
+        assert zero.ending == "zero" and len(zero.lambdas) == len(zero.timesteps) == 4
+        assert len(zero.sigmas) == 5 and zero.sigmas_with_zero() == zero.sigmas and zero.sigmas[-1] == 0.0
+        assert (zero.t[-1], zero.alpha_t[-1], zero.sigma_t[-1]) == (0.0, 1.0, 0.0)
+        assert zero.lambdas[-1] < eps.lambdas[-1]  # the last evaluated node stays below t_eps' λ
+        assert eps.variant == ("bh2" if solver == "unipc" else None)
+        q = eps.quality["validation"]
+        assert q["problems"] == len(family.split("validation")) and "uniform-lambda" in q["baselines"]
+        assert isinstance(eps.quality["loses_on_validation"], bool)
+
+
+def test_p_selects_the_bound_entry_and_ends_at_t_eps(reg):
+    bound = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
+    assert bound.method == "bound" and bound.p == 1.0 and bound.objective is not None
+    with pytest.raises(ValueError, match="p= selects the bound's entries"):
+        optsteps_loader.get("edm", 4, order=2, p=1, ending="zero", source=reg)
+
+
+def test_zero_beyond_the_solver_entries_is_the_bound_entry_then_a_denoise(reg):
+    zero = optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
+    base = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
+    assert zero.method == "bound+denoise" and zero.ending == "zero" and zero.nfe == 5 and zero.quality is None
+    assert zero.sigmas == (*base.sigmas, 0.0) and zero.lambdas == base.lambdas and zero.timesteps == base.timesteps
+    assert zero.step_orders == (1, 2, 2, 2, 1)
+    calls = []
+    unipc.sample(lambda x, s: calls.append(float(s[0])) or x * 0.5, torch.ones(2, 3, dtype=torch.float64), zero)
+    assert calls == list(base.sigmas)  # 5 calls at the NFE-4 entry's 5 nodes, then the result is x̂_0
+
+
+def test_missing_zero_entry_says_what_exists(reg):
+    with pytest.raises(EntryNotFoundError, match=r"ending='zero' entry for solver='unipc', order=3.*no nfe"):
+        optsteps_loader.get("edm", 4, order=3, ending="zero", source=reg)
+    with pytest.raises(EntryNotFoundError, match="order=2, nfe=9; for that solver and order: nfe 3, 4"):
+        optsteps_loader.get("edm", 9, order=2, ending="zero", source=reg)
+    with pytest.raises(ValueError, match="ending must be one of"):
+        optsteps_loader.get("edm", 4, ending="sigma_min", source=reg)
+
+
+def test_aliases(reg):
+    assert optsteps_loader.get("karras", 3, order=2, source=reg) == optsteps_loader.get("edm", 3, order=2, source=reg)
+    assert optsteps_loader.aliases(reg) == {"karras": {"schedule": "edm", "description": "EDM (Karras et al. 2022)"}}
+    with pytest.raises(optsteps_loader.ScheduleNotFoundError, match="Did you mean 'karras'.*model aliases: karras"):
+        optsteps_loader.get("karas", 3, source=reg)
+
+
+@pytest.mark.parametrize("ending", ["eps", "zero"])
+@pytest.mark.parametrize(("solver", "module"), [("unipc", unipc), ("dpmpp", dpmpp)])
+def test_reference_samplers_match_the_refined_sampler(reg, solver, module, ending):
+    """The loader's samplers on an entry = the autograd sampler the entry was refined with (float64, 1e-12),
+    in N model calls, for the t_eps and the σ = 0 ending."""
+    steps = optsteps_loader.get("edm", 4, order=2, solver=solver, ending=ending, source=reg)
+    problem = family.split("validation")[4]
+    mixture = TorchMixture(problem.mixture)
+    x_vp = torch.randn(
+        6, problem.mixture.means.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    want = torch_sample(
+        mixture, x_vp, torch.tensor(steps.lambdas, dtype=torch.float64), ending=ending, **solver_spec(solver, 2)
+    )
+    calls = []
+
+    def model(x, sigma):  # EDM: x = x_vp / α̂, predicts x̂_0
+        calls.append(float(sigma[0]))
+        lam = -math.log(float(sigma[0]))
+        return mixture(x * (1 + math.exp(-2 * lam)) ** -0.5, torch.tensor(lam, dtype=torch.float64))
+
+    a0 = (1 + math.exp(-2 * steps.lambdas[0])) ** -0.5
+    got = module.sample(model, x_vp / a0, steps, prediction="sample", order=2)
+    if ending == "eps":
+        got = got * (1 + math.exp(-2 * steps.lambdas[-1])) ** -0.5  # back to VP coordinates
+    assert len(calls) == 4 and calls == pytest.approx(list(steps.sigmas[:4]), rel=1e-15)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_recorded_figures_are_what_the_grid_measures(reg):
+    steps = optsteps_loader.get("edm", 4, order=2, solver="dpmpp", ending="zero", source=reg)
+    from builder.solve.schedules import get_schedule
+
+    edm = get_schedule("edm")
+    val = bind(family.split("validation"), edm.lambda_start, edm.lambda_end, "zero")
+    errs = errors(steps.lambdas, val, **solver_spec("dpmpp", 2))
+    mean = np.mean([e.mean() for e in errs])
+    assert float(f"{mean:.4g}") == steps.quality["validation"]["mean_l2"]
+
+
+def test_a_rebuild_reuses_every_chain_and_a_changed_bound_grid_reruns_its_chain(built, tmp_path):
+    root, files = built
+    cache = root / "cache"
+    again = sweep.build(tmp_path / "again", spec=SPEC, cache_dir=cache, workers=1, progress=False)
+    assert again == files  # byte-identical from the cache
+    spec_chains = chains_mod.chains_of(SPEC)
+    doc = json.loads(files["v1/edm.json"])
+    bound = {c: chains_mod.bound_grids(c, doc["entries"], 1) for c in spec_chains}
+    assert chains_mod.run_chains(list(bound.items()), cache, workers=1, progress=False) == 0
+    chain = spec_chains[0]
+    moved = {n: [v + (1e-9 if 0 < i < len(g) - 1 else 0) for i, v in enumerate(g)] for n, g in bound[chain].items()}
+    assert chains_mod.chain_key(chain, moved) != chains_mod.chain_key(chain, bound[chain])
+
+
+def test_the_refine_key_covers_the_code_the_refinement_runs():
+    files = set(chains_mod.refine_sources())
+    for rel in (
+        "builder/select/robust.py",
+        "builder/select/refine.py",
+        "builder/select/differentiable.py",
+        "builder/select/family.py",
+        "builder/select/mixtures.py",
+        "builder/select/truth.py",
+        "builder/solve/grids.py",
+        "builder/solve/data/baselines.json",
+        "optsteps_loader/_coefficients.py",
+    ):
+        assert rel in files
+    assert "builder/select/selection.py" not in files and "optsteps_loader/diffusers.py" not in files
+
+
+def _tamper(reg, tmp_path, edit):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reg, copy)
+    doc = json.loads((copy / "v1" / "edm.json").read_text())
+    edit(doc)
+    rewrite(copy, "v1/edm.json", doc)  # re-signed: only the data checks stand between it and a user
+    optsteps_loader.clear_cache()
+    return copy
+
+
+def test_a_zero_entry_without_its_sigma_zero_node_is_refused(reg, tmp_path):
+    def edit(doc):
+        e = next(e for e in doc["solver_entries"] if (e["solver"], e["ending"], e["nfe"]) == ("unipc", "zero", 3))
+        e["sigmas"][-1] = 1e-3
+
+    copy = _tamper(reg, tmp_path, edit)
+    with pytest.raises(RegistryIntegrityError, match=r"ending 'zero': the last \(t, alpha_t, sigma_t, sigmas\)"):
+        optsteps_loader.get("edm", 3, order=2, ending="zero", source=copy)
+
+
+def test_unsorted_or_duplicate_solver_entries_are_refused(reg, tmp_path):
+    def edit(doc):
+        doc["solver_entries"].append(doc["solver_entries"][0])
+
+    copy = _tamper(reg, tmp_path, edit)
+    with pytest.raises(RegistryIntegrityError, match="solver_entries"):
+        optsteps_loader.get("edm", 3, order=2, source=copy)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"nfe": [2], "solvers": [["unipc", 3]], "endings": ["eps"], "maxiter": 5}, "integers >= 3"),
+        ({"nfe": [3], "solvers": [["dpmpp", 4]], "endings": ["eps"], "maxiter": 5}, "'solvers' must be"),
+        ({"nfe": [3], "solvers": [["unipc", 3]], "endings": ["zero", "t0"], "maxiter": 5}, "'endings'"),
+        ({"nfe": [3], "solvers": [["unipc", 3]], "endings": ["eps"]}, "exactly 'nfe'"),
+    ],
+)
+def test_the_spec_checks_its_solver_entries_block(tmp_path, block, message):
+    raw = json.loads(sweep.spec.SPEC_PATH.read_text())
+    raw["solver_entries"] = block
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SweepError, match=message):
+        load_spec(path)
+
+
+# ---- the shipped registry ------------------------------------------------------------------------------------
+
+
+def test_the_shipped_registry_has_every_solver_entry_of_its_spec():
+    spec = load_spec()
+    block = spec.solver_entries
+    for sched in spec.schedules:
+        doc = json.loads((sweep.spec.SPEC_PATH.parents[2] / "registry" / sched["file"]).read_text())
+        keys = {(e["solver"], e["order"], e["ending"], e["nfe"]) for e in doc["solver_entries"]}
+        want = {(s, o, end, n) for s, o in block["solvers"] for end in block["endings"] for n in block["nfe"]}
+        assert keys == want, sched["file"]
+
+
+def test_model_aliases_of_the_shipped_registry():
+    assert optsteps_loader.get("sdxl", 8) == optsteps_loader.get("scaled-linear", 8)
+    assert optsteps_loader.get("sd3", 8, ending="zero") == optsteps_loader.get("flow", 8, shift=3.0, ending="zero")
+    assert optsteps_loader.get("sd3", 8, shift=3) == optsteps_loader.get("sd3", 8)
+    with pytest.raises(ValueError, match="'sd3' is 'flow' with shift 3; shift=1 contradicts it"):
+        optsteps_loader.get("sd3", 8, shift=1)
+    with pytest.raises(optsteps_loader.ScheduleNotFoundError, match="Did you mean 'sdxl'"):
+        optsteps_loader.get("sdxl1", 8)
+    assert {"sd15", "sd2", "sdxl", "sd3", "flux", "ddpm-cifar10"} <= set(optsteps_loader.aliases())
+    assert optsteps_loader.info("sdxl")["schedule"]["name"] == "scaled-linear"
