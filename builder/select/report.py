@@ -237,10 +237,12 @@ def _plot_solver_entries(path: Path, label: str, entries: list[dict[str, Any]]) 
         if not mine:
             continue
         nfes = [e["nfe"] for e in mine]
-        names = list(mine[0]["quality"]["validation"]["baselines"])
-        for color, name in zip(_COLORS, names, strict=False):
-            ys = [e["quality"]["validation"]["baselines"][name]["mean_l2"] for e in mine]
-            ax.plot(nfes, ys, "o--", color=color, lw=1, ms=3, label=name)
+        names = sorted({n for e in mine for n in e["quality"]["validation"]["baselines"]})
+        for color, name in zip(_COLORS, names, strict=False):  # one color per name in both panels
+            points = [
+                (e["nfe"], b[name]["mean_l2"]) for e in mine if name in (b := e["quality"]["validation"]["baselines"])
+            ]
+            ax.plot(*zip(*points, strict=True), "o--", color=color, lw=1, ms=3, label=name)
         ax.plot(
             nfes, [e["quality"]["validation"]["mean_l2"] for e in mine], "o-", color="C3", lw=2, label="solver entry"
         )
@@ -249,7 +251,8 @@ def _plot_solver_entries(path: Path, label: str, entries: list[dict[str, Any]]) 
         ax.set_xlabel("NFE")
         ax.set_title(f"{label}: {SOLVER_LABELS[(solver, order)]}, ending {ending}", fontsize=9)
     axes[0].set_ylabel("validation mean L2")
-    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
