@@ -239,3 +239,22 @@ def test_model_aliases_of_the_shipped_registry():
         optsteps_loader.get("sdxl1", 8)
     assert {"sd15", "sd2", "sdxl", "sd3", "flux", "ddpm-cifar10"} <= set(optsteps_loader.aliases())
     assert optsteps_loader.info("sdxl")["schedule"]["name"] == "scaled-linear"
+
+
+@pytest.mark.parametrize(("solver", "order", "ending", "nfe"), [("dpmpp", 2, "zero", 8), ("unipc", 3, "eps", 6)])
+def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe):
+    """Re-measure a shipped scaled-linear solver entry and uniform-λ on the validation split: the recorded
+    figures (4 significant digits) are what the grids give."""
+    from builder.select.refine import rule_grid
+    from builder.solve.schedules import get_schedule
+
+    steps = optsteps_loader.get("scaled-linear", nfe, solver=solver, order=order, ending=ending)
+    schedule = get_schedule("scaled-linear")
+    val = bind(family.split("validation"), schedule.lambda_start, schedule.lambda_end, ending)
+    spec = solver_spec(solver, order)
+    q = steps.quality["validation"]
+    mine = np.array([e.mean() for e in errors(steps.lambdas, val, **spec)])
+    ref = np.array([e.mean() for e in errors(rule_grid("uniform-lambda", schedule, nfe, ending), val, **spec)])
+    assert float(f"{mine.mean():.4g}") == q["mean_l2"]
+    assert float(f"{ref.mean():.4g}") == q["baselines"]["uniform-lambda"]["mean_l2"]
+    assert float(f"{np.log(mine / ref).mean():.4g}") == q["baselines"]["uniform-lambda"]["log_ratio"]
