@@ -258,3 +258,33 @@ def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe):
     assert float(f"{mine.mean():.4g}") == q["mean_l2"]
     assert float(f"{ref.mean():.4g}") == q["baselines"]["uniform-lambda"]["mean_l2"]
     assert float(f"{np.log(mine / ref).mean():.4g}") == q["baselines"]["uniform-lambda"]["log_ratio"]
+
+
+def test_refine_profile_writes_a_registry_with_those_entries_replaced(tmp_path):
+    from click.testing import CliRunner
+
+    from builder.cli import cli
+
+    out = tmp_path / "latent"
+    args = ["refine", "--schedule", "sd3", "--nfe", "3", "--profile", "latent", "--solver", "dpmpp", "--order", "2"]
+    result = CliRunner().invoke(cli, [*args, "--ending", "zero", "--maxiter", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nfe 3: latent validation mean L2" in result.output and "the registry entry's" in result.output
+    assert validate_registry(out).ok
+    key = {"solver": "dpmpp", "order": 2, "ending": "zero"}
+    mine, shipped = (optsteps_loader.get("sd3", 3, source=s, **key) for s in (out, None))
+    q = mine.quality["validation"]
+    assert q["problems"] == sum(p.profile == "latent" for p in family.split("validation"))
+    assert "registry" in q["baselines"] and "bound" not in q["baselines"] and mine.lambdas != shipped.lambdas
+    assert optsteps_loader.get("sd3", 5, source=out, **key) == dataclasses_replace_source(
+        optsteps_loader.get("sd3", 5, **key), optsteps_loader.get("sd3", 5, source=out, **key)
+    )
+    bad = CliRunner().invoke(cli, ["refine", "--schedule", "sdxxl", "--nfe", "3", "--profile", "latent", "--out", "x"])
+    assert bad.exit_code == 1 and "Did you mean 'sdxl'" in bad.output
+
+
+def dataclasses_replace_source(steps, like):
+    """``steps`` with ``like``'s provenance (the folder, its hash): the same entry read from another folder."""
+    import dataclasses
+
+    return dataclasses.replace(steps, provenance=like.provenance)

@@ -1,4 +1,5 @@
-"""``calibrate``: optimised steps for the user's own model, written as a registry folder."""
+"""``calibrate``: optimised steps for the user's own model; ``refine --profile``: steps for one data profile.
+Both write a registry folder."""
 
 from __future__ import annotations
 
@@ -79,3 +80,41 @@ def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...],
             f"({fit.method}, start {fit.start}, {fit.iterations} iterations)"
         )
     click.echo(f"{result.model_calls} model calls, {result.seconds:.1f} s; wrote {out}")
+
+
+# ---- refine --profile: solver entries refined for one data profile
+
+
+@cli.command("refine")
+@click.option("--schedule", required=True, help="Schedule key or model alias (sdxl, sd3, flux, ...).")
+@click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
+@click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(3, 10), help="NFE (repeatable).")
+@click.option("--profile", type=click.Choice(["latent", "pixel"]), required=True, help="Your model's data.")
+@click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+@click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
+@click.option("--ending", type=click.Choice(["eps", "zero"]), default="eps", show_default=True, help="Last step.")
+@click.option("--maxiter", type=click.IntRange(1), default=60, show_default=True, help="L-BFGS-B iterations.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Registry folder.")
+def refine_command(schedule, shift, nfes, profile, solver, order, ending, maxiter, out) -> None:
+    """Solver entries refined on one data profile's problems (latent: SD/SDXL/SD3/FLUX latents; pixel: image
+    space), written as a registry folder that get(..., source=FOLDER) reads (docs/data-family.md)."""
+    import math
+
+    import optsteps_loader
+    from builder.calibrate.write import write_folder
+    from builder.profiles import refine_profile
+
+    try:
+        files = refine_profile(
+            schedule, nfes, profile=profile, solver=solver, order=order, ending=ending, shift=shift, maxiter=maxiter
+        )
+    except (optsteps_loader.OptstepsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    write_folder(out, files)
+    key = {"solver": solver, "order": order, "ending": ending}
+    for n in sorted(set(nfes)):
+        q = optsteps_loader.get(schedule, n, shift=shift, source=out, **key).quality["validation"]
+        reg = q["baselines"].get("registry")
+        versus = f", {math.exp(reg['log_ratio']):.3f}x the registry entry's" if reg else ""
+        click.echo(f"nfe {n}: {profile} validation mean L2 {q['mean_l2']:.4g}{versus} ({q['problems']} problems)")
+    click.echo(f"wrote {out}: optsteps_loader.get({schedule!r}, nfe, source={str(out)!r}, ...)")
