@@ -174,31 +174,26 @@ def _get(
 ) -> Steps:
     data = _r.load_data(src, select(_r.load_index(src), schedule, shift, src.label))
     if p is None:
-        key: tuple = (solver, order, ending, nfe)
-        entry = data.solver_entries.get(key)
-        if entry is None and ending == "zero":
-            p = data.obj["defaults"]["p"]
+        entry = data.solver_entries.get((solver, order, ending, nfe))
+        if entry is not None:
+            return _steps(data, ("solver", solver, order, ending, nfe), entry, solver, src.label)
+        p = data.obj["defaults"]["p"]
+        if ending == "zero":  # the bound's NFE-1 entry, then the step to σ = 0
             base = data.entries.get((nfe - 1, order, p))
             if base is None:
-                raise _missing_solver_entry(data, key, src.label)
-            key = ("bound+denoise", nfe, order, p, solver)
-            steps = data.steps.get(key)
-            if steps is None:
-                steps = data.steps[key] = _r.make_steps(data, base, solver, src.label, denoise_after=True)
-            return steps
-        if entry is not None:
-            steps = data.steps.get(key)
-            if steps is None:
-                steps = data.steps[key] = _r.make_steps(data, entry, solver, src.label)
-            return steps
-        p = data.obj["defaults"]["p"]
-    key = (nfe, order, p, solver)
+                raise _missing_solver_entry(data, (solver, order, ending, nfe), src.label)
+            return _steps(data, ("bound+denoise", nfe, order, p, solver), base, solver, src.label, True)
+    entry = data.entries.get((nfe, order, p))
+    if entry is None:
+        raise _missing_entry(data, nfe, order, p, src.label)
+    return _steps(data, ("bound", nfe, order, p, solver), entry, solver, src.label)
+
+
+def _steps(data: _r.DataFile, key: tuple, entry: dict, solver: str, label: str, denoise_after: bool = False) -> Steps:
+    """The `Steps` of ``entry`` cached on its file under ``key`` (checked in full the first time)."""
     steps = data.steps.get(key)
     if steps is None:
-        entry = data.entries.get((nfe, order, p))
-        if entry is None:
-            raise _missing_entry(data, nfe, order, p, src.label)
-        steps = data.steps[key] = _r.make_steps(data, entry, solver, src.label)
+        steps = data.steps[key] = _r.make_steps(data, entry, solver, label, denoise_after=denoise_after)
     return steps
 
 

@@ -26,7 +26,7 @@ class EndingUnavailableError(ValueError):
 
 
 def ending_of(steps: Any) -> str:
-    """The ending of an entry: ``steps.ending`` when the record has it, else ``"eps"`` (this version's)."""
+    """The ending of an entry: ``steps.ending``, or ``"eps"`` for a record without one (a user's own)."""
     ending = getattr(steps, "ending", "eps")
     if ending not in ENDINGS:
         raise ValueError(f"entry has ending {ending!r}; known endings: {', '.join(ENDINGS)}")

@@ -239,21 +239,16 @@ def _get_call(
     steps, source: str | None, solver: str | None = None, order: int | None = None, ending: str | None = None
 ) -> str:
     """The ``optsteps_loader.get(...)`` call that returns ``steps`` again (or the entry for another solver,
-    order or ending: the bound's ``p`` is then dropped, so the solver entry is asked for)."""
-    other = (solver or steps.solver, order or steps.order, ending or steps.ending) != (
-        steps.solver,
-        steps.order,
-        steps.ending,
-    )
-    args = [repr(steps.schedule), str(steps.nfe), f"order={order or steps.order}"]
-    if steps.p is not None and not other:
+    order or ending: the bound's ``p`` is then dropped, so the solver entry is asked for; a ``bound+denoise``
+    record is asked for as ``ending="zero"`` without ``p``, which is how ``get`` returns it)."""
+    solver, order, ending = solver or steps.solver, order or steps.order, ending or steps.ending
+    args = [repr(steps.schedule), str(steps.nfe), f"order={order}"]
+    if steps.method == "bound" and (solver, order, ending) == (steps.solver, steps.order, steps.ending):
         args.append(f"p={_g(steps.p)}")
     if "shift" in steps.params:
         args.append(f"shift={_g(steps.params['shift'])}")
-    solver = solver or steps.solver
     if solver != "unipc":
         args.append(f"solver={solver!r}")
-    ending = ending or steps.ending
     if ending != "eps":
         args.append(f"ending={ending!r}")
     if source is not None:

@@ -126,8 +126,8 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
       (width // 16), ...)`` from ``diffusers.pipelines.flux.pipeline_flux``).
 
     Raises ``ValueError`` for a scheduler or entry it cannot run (time convention, order, schedule), and
-    :class:`EndingUnavailableError` where the scheduler ends at σ = 0 and the entry at t_ε (the case of every
-    entry of this registry version on FlowMatchEuler, and on DPM-Solver with ``final_sigmas_type="zero"``).
+    :class:`EndingUnavailableError` where the scheduler ends at σ = 0 (FlowMatchEuler, DPM-Solver with
+    ``final_sigmas_type="zero"``) and the entry at t_ε: ask the loader for ``ending="zero"``.
     """
     names = {cls.__name__ for cls in type(scheduler).__mro__}
     name = type(scheduler).__name__

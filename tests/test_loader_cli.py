@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import optsteps_loader
 
 click_testing = pytest.importorskip("click.testing")
 
@@ -101,6 +104,17 @@ def test_show_diffusers_discrete_and_flow(reg):
     assert "get('flow', 5, order=1, shift=3, solver='dpmpp', ending='zero'" in out  # FlowMatchEuler
     out = run("show", "vp-linear", "--nfe", "5", "--source", str(reg), "--format", "diffusers").output
     assert "timesteps" not in out and "do not run it" in out  # continuous time: no diffusers scheduler
+
+
+def test_show_diffusers_get_call_loads_the_entry_it_shows():
+    """The printed get() of a bound+denoise record (σ = 0 beyond the solver entries) runs as printed."""
+    out = run("show", "sd15", "--nfe", "12", "--order", "2", "--ending", "zero", "--format", "diffusers").output
+    calls = sorted(set(re.findall(r"optsteps_loader\.get\([^)]*\)", out)))
+    assert calls and all("p=" not in c for c in calls)
+    shown = get("sd15", 12, order=2, ending="zero")
+    assert shown.method == "bound+denoise"
+    unipc_call = next(c for c in calls if "order=2" in c and "solver" not in c)
+    assert eval(unipc_call, {"optsteps_loader": optsteps_loader}) == shown  # noqa: S307 - the printed call
 
 
 def test_show_k_diffusion(reg):
