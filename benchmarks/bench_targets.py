@@ -11,6 +11,10 @@
 - ``vs bound entry``: the same ratio against the bound's entry (what ``get()`` returned before);
 - ``loses``: entries flagged ``loses_on_validation``.
 
+With ``--profile latent`` (or ``pixel``): the profile entries (what ``get(alias, nfe)`` returns for a model
+alias of that profile), their figures on that profile's problems, and ``vs generic entry`` in place of the
+bound's column: what the profile entry gains over the generic one.
+
 **The learned tier** (``--learned``): the digits network (:mod:`builder.select.learned`) sampled with each
 solver entry and each rule / table grid from the same 128 starts, against the network's own exact flow
 (to t_ε, or to σ = 0 for the ``zero`` ending); per NFE the ratio of the entry's mean L2 to the lowest rule's,
@@ -18,6 +22,7 @@ geometric mean over the NFEs (target ≤ 0.85). About a minute per schedule and 
 
     python benchmarks/bench_targets.py                        # validation split, NFE 5, 6, 8, 10
     python benchmarks/bench_targets.py --split fit --nfes 3-12
+    python benchmarks/bench_targets.py --profile latent
     python benchmarks/bench_targets.py --learned --solvers unipc3,dpmpp2
 """
 
@@ -134,6 +139,7 @@ def main() -> None:
     ap.add_argument("--nfes", default="5,6,8,10", help="e.g. 5,6,8,10 or 3-12")
     ap.add_argument("--solvers", default=",".join(SOLVER_KEYS))
     ap.add_argument("--endings", default="eps,zero")
+    ap.add_argument("--profile", choices=("latent", "pixel"), help="the profile entries (recorded figures)")
     ap.add_argument("--learned", action="store_true", help="the learned digits network tier (computes)")
     ap.add_argument("--registry", type=Path, default=REPO / "registry", help="the registry folder (recorded figures)")
     args = ap.parse_args()
@@ -153,8 +159,13 @@ def main() -> None:
         return
     from builder.select.report import solver_entry_rows, solver_entry_table
 
-    rows = solver_entry_rows(args.registry, args.split, tuple(nfes))
-    print(f"Solver entries on the {args.split} split, geometric means over NFE {','.join(map(str, nfes))}:\n")
+    rows = solver_entry_rows(args.registry, args.split, tuple(nfes), profile=args.profile)
+    which = (
+        f"{args.profile} entries on the {args.split} split's {args.profile} problems"
+        if args.profile
+        else (f"Solver entries on the {args.split} split")
+    )
+    print(f"{which}, geometric means over NFE {','.join(map(str, nfes))}:\n")
     print("\n".join(solver_entry_table(rows)))
 
 

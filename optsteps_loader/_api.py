@@ -11,6 +11,14 @@ both read it): for ``ending="eps"`` the NFE-N entry, for ``"zero"`` the NFE-(N�
 step to σ = 0 (``method="bound+denoise"``: N calls, the last a denoise from t_ε; not measured). With ``p``,
 always the bound's entry (the paper's method, for research).
 A schedule may be given by a model alias the index lists (``"sdxl"``, ``"sd3"``, …).
+
+``profile``: solver entries come generic (refined on the whole data family) and, for the schedule variants a
+model alias names, per data profile (``"latent"``: Stable Diffusion, SDXL, SD3, FLUX; ``"pixel"``: DDPM,
+score-SDE). ``profile=None`` takes the alias's profile when the schedule is given by an alias that has one
+(falling back to the generic entry where that profile has none), else the generic entry; ``"generic"``
+forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an error if there is none).
+A registry written or extended by ``python -m builder calibrate`` also holds *calibrated* entries (steps for
+one model); with ``profile=None`` they come first.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import math
 import os
 
 from . import _format as fmt
+from . import _invariants as inv
 from . import _registry as _r
 from .errors import EntryNotFoundError, ScheduleNotFoundError
 
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
 SOLVERS = ("unipc", "dpmpp")
 ORDERS = (1, 2, 3)
 ENDINGS = ("eps", "zero")
+PROFILES = (*inv.PROFILES, "generic")
 MAX_INT_ARG = 10**6  # nfe and order beyond this are surely mistakes (and too long to echo)
 MAX_NAME = 100  # schedule names longer than this are cut in messages
 
@@ -44,6 +54,7 @@ def get(
     revision: str | None = None,
     shift: float | None = None,
     ending: str = "eps",
+    profile: str | None = None,
 ) -> Steps:
     """The optimized steps for ``schedule`` at ``nfe`` model evaluations.
 
@@ -57,6 +68,10 @@ def get(
         ending: ``"eps"`` (the last node is t_ε: the official UniPC / DPM-Solver code) or ``"zero"`` (the last
             step goes to σ = 0: diffusers' ``final_sigmas_type="zero"``, k-diffusion, ComfyUI). Either way N
             model calls.
+        profile: the data the model learned: ``None`` (a calibrated entry if the registry has one, else a
+            model alias's own profile, else generic), ``"latent"`` (latent-space models), ``"pixel"``
+            (pixel-space models) or ``"generic"`` (the entry refined on every profile); see the module
+            docstring. Solver entries only (not with ``p``).
         source: ``None`` (``$OPTSTEPS_REGISTRY_DIR``, else the registry bundled with the package), a folder
             with the registry layout (a folder named ``hub``: pass ``"./hub"``), or ``"hub"`` (see
             `optsteps_loader.hub`: fetched, verified and cached).
@@ -95,17 +110,24 @@ def get(
         )
     if p is not None and ending != "eps":
         raise ValueError("p= selects the bound's entries, which end at t_eps: use ending='eps' with p, or drop p")
-    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift, ending))
+    if profile is not None and (not isinstance(profile, str) or profile not in PROFILES):
+        raise (ValueError if isinstance(profile, str) else TypeError)(
+            f"profile must be None or one of {', '.join(map(repr, PROFILES))}, got {_kind(profile)}"
+        )
+    if p is not None and profile is not None:
+        raise ValueError("p= selects the bound's entries, which have no data profile: drop profile= or p=")
+    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift, ending, profile))
 
 
 def available(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
     """What the registry holds, from its index alone: ``{schedule: [variant, ...]}``, each variant a dict
     with ``params`` (flow: ``{"shift": 3.0}``), ``nfe``, ``orders``, ``p``, ``path``, ``entries`` (the bound's
-    entries) and ``solver_entries``, ``solver_nfe`` (the solver entries: their count and NFEs; None if none)."""
+    entries) and ``solver_entries``, ``solver_nfe``, ``solver_profiles`` (the solver entries: their count, NFEs
+    and data profiles; None if none)."""
 
     def listing(src: _r.Source) -> dict:
         index = _r.load_index(src)
-        keys = ("params", "nfe", "orders", "p", "path", "entries", "solver_entries", "solver_nfe")
+        keys = ("params", "nfe", "orders", "p", "path", "entries", "solver_entries", "solver_nfe", "solver_profiles")
         return {
             name: [{k: _copy(rec.get(k)) for k in keys} for rec in recs]
             for name, recs in sorted(index.by_schedule.items())
@@ -115,7 +137,8 @@ def available(source: str | os.PathLike[str] | None = None, *, revision: str | N
 
 
 def aliases(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
-    """The model aliases the registry lists: ``{alias: {"schedule", "shift" (flow), "description"}}``."""
+    """The model aliases the registry lists: ``{alias: {"schedule", "shift" (flow), "profile", "description"}}``
+    (``profile``, the model's data profile, where the alias has one)."""
     return _run(source, revision, lambda src: _copy(_r.load_index(src).obj.get("aliases", {})))
 
 
@@ -171,12 +194,25 @@ def _get(
     solver: str,
     shift: float | None,
     ending: str,
+    profile: str | None,
 ) -> Steps:
-    data = _r.load_data(src, select(_r.load_index(src), schedule, shift, src.label))
+    index = _r.load_index(src)
+    data = _r.load_data(src, select(index, schedule, shift, src.label))
     if p is None:
-        entry = data.solver_entries.get((solver, order, ending, nfe))
+        calibrated = ("calibrated", solver, order, ending, nfe)
+        if profile is None and calibrated in data.solver_entries:
+            return _steps(data, ("solver", *calibrated), data.solver_entries[calibrated], solver, src.label)
+        wanted = profile or alias_profile(index, schedule) or "generic"
+        if wanted != "generic":
+            key = (wanted, solver, order, ending, nfe)
+            if key in data.solver_entries:
+                return _steps(data, ("solver", *key), data.solver_entries[key], solver, src.label)
+            if profile is not None:  # asked for by name: say what exists
+                raise _missing_profile_entry(data, key, src.label)
+        key = ("", solver, order, ending, nfe)
+        entry = data.solver_entries.get(key)
         if entry is not None:
-            return _steps(data, ("solver", solver, order, ending, nfe), entry, solver, src.label)
+            return _steps(data, ("solver", *key), entry, solver, src.label)
         p = data.obj["defaults"]["p"]
         if ending == "zero":  # the bound's NFE-1 entry, then the step to σ = 0
             base = data.entries.get((nfe - 1, order, p))
@@ -197,18 +233,48 @@ def _steps(data: _r.DataFile, key: tuple, entry: dict, solver: str, label: str, 
     return steps
 
 
+def _missing_profile_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNotFoundError:
+    """The error for a ``profile=`` the file has no solver entry of: what it has, and how to compute one."""
+    profile, solver, order, ending, nfe = key
+    rec = data.rec
+    same = [k[4] for k in data.solver_entries if k[:4] == key[:4]]
+    have = (
+        f"for that solver, order and ending: nfe {ranges(same)}"
+        if same
+        else (f"its solver entries' profiles: {', '.join(rec.get('solver_profiles', [])) or 'none (generic only)'}")
+    )
+    shift = rec["params"].get("shift")
+    command = (
+        f"python -m builder refine --schedule {rec['schedule']}"
+        + (f" --shift {_num(shift)}" if shift else "")
+        + f" --nfe {nfe} --profile {profile} --solver {solver} --order {order} --ending {ending} --out FOLDER"
+    )
+    return EntryNotFoundError(
+        f"{rec['schedule']} ({rec['path']} in {label}) has no profile={profile!r} entry for solver={solver!r}, "
+        f"order={order}, ending={ending!r}, nfe={nfe}; {have}. Use profile='generic' (or None), or compute it: "
+        f"{command}"
+    )
+
+
 def _missing_solver_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNotFoundError:
     """The error for a σ = 0-ending request the file has no solver entry for: what it has."""
     solver, order, ending, nfe = key
     rec = data.rec
-    same = [k[3] for k in data.solver_entries if k[:3] == key[:3]]
-    others = sorted({f"{k[0]} order {k[1]}" for k in data.solver_entries if k[2] == ending})
+    same = sorted({k[4] for k in data.solver_entries if k[1:4] == key[:3]})
+    others = sorted({f"{k[1]} order {k[2]}" for k in data.solver_entries if k[3] == ending})
     have = f"nfe {ranges(same)}" if same else f"no nfe (it has {', '.join(others) or 'no ' + ending + ' entries'})"
     return EntryNotFoundError(
         f"{rec['schedule']} ({rec['path']} in {label}) has no ending={ending!r} entry for solver={solver!r}, "
         f"order={order}, nfe={nfe}; for that solver and order: {have}. The bound's entries (ending='eps') "
         f"cover nfe {ranges(rec['nfe'])}."
     )
+
+
+def alias_profile(index: _r.Index, schedule: str) -> str | None:
+    """The data profile of a model alias the index lists (None for a schedule key or an alias without one)."""
+    if schedule in index.by_schedule:
+        return None
+    return index.obj.get("aliases", {}).get(schedule, {}).get("profile")
 
 
 def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[str, float | None]:

@@ -25,6 +25,8 @@ ABS_TOL = 1e-12
 NODE_ARRAYS = ("t", "lambda", "alpha_t", "sigma_t", "sigmas", "timesteps")
 FAMILIES = ("vp-continuous", "vp-discrete", "edm", "flow")
 TIME_INPUTS = ("t", "timestep", "sigma", "1000*sigma")
+PROFILES = ("latent", "pixel")  # data profiles of solver entries and model aliases (builder/select/profile.py)
+CALIBRATED = "calibrated"  # the method (and solver-entry tier) of steps calibrated for one model
 
 
 def is_num(x: object) -> bool:
@@ -77,7 +79,8 @@ def index_problems(obj: dict) -> list[str]:
 
 
 def alias_problems(aliases: object, files: list) -> list[str]:
-    """Each alias (``{name: {schedule, shift?, description}}``) names a schedule variant the index lists."""
+    """Each alias (``{name: {schedule, shift?, profile?, description}}``) names a schedule variant the index
+    lists, and a data profile of :data:`PROFILES` where it has one."""
     if not isinstance(aliases, dict):
         return ["'aliases' must be an object"]
     have = {
@@ -91,6 +94,8 @@ def alias_problems(aliases: object, files: list) -> list[str]:
             out.append(f"aliases[{short(name)!r}]: needs a 'schedule' and a 'description'")
             continue
         shift = a.get("shift")
+        if a.get("profile", PROFILES[0]) not in PROFILES:
+            out.append(f"aliases[{short(name)!r}]: 'profile' must be one of {PROFILES}, got {short(a['profile'])!r}")
         if shift is not None and not is_num(shift):
             out.append(f"aliases[{short(name)!r}]: 'shift' must be a number")
         elif (a["schedule"], shift) not in have and not (shift is None and (a["schedule"], 1.0) in have):
@@ -121,6 +126,9 @@ def record_problems(rec: object) -> list[str]:
             out.append(f"{path}: {key!r} must be an int >= 0")
     if "solver_entries" in rec and not (type(rec["solver_entries"]) is int and is_pos_ints(rec.get("solver_nfe"))):
         out.append(f"{path}: 'solver_entries' must be an int and 'solver_nfe' a list of positive ints")
+    profiles = rec.get("solver_profiles", [])
+    if not (isinstance(profiles, list) and all(p in PROFILES for p in profiles)):
+        out.append(f"{path}: 'solver_profiles' must be a list of {PROFILES}")
     shift = rec["params"].get("shift", 1.0)
     if not (is_num(shift) and shift > 0):
         out.append(f"{path}: params.shift must be a positive number")
@@ -194,15 +202,19 @@ SOLVER_ENDINGS = ("eps", "zero")
 
 
 def solver_entry_key(e: object) -> tuple | None:
-    """``(solver, order, ending, nfe)`` of a well-typed solver entry (its sort order), else None."""
+    """``(tier, solver, order, ending, nfe)`` of a well-typed solver entry (its sort order), else None. The
+    tier: ``""`` for a generic entry, its ``profile`` for a profile entry, ``"calibrated"`` for a calibrated
+    one (``method``), so each of them can sit beside the others for the same sampler and NFE."""
     if (
         isinstance(e, dict)
+        and isinstance(e.get("profile", ""), str)
         and isinstance(e.get("solver"), str)
         and type(e.get("order")) is int
         and e.get("ending") in SOLVER_ENDINGS
         and type(e.get("nfe")) is int
     ):
-        return (e["solver"], e["order"], e["ending"], e["nfe"])
+        tier = "calibrated" if e.get("method") == CALIBRATED else e.get("profile", "")
+        return (tier, e["solver"], e["order"], e["ending"], e["nfe"])
     return None
 
 
@@ -212,22 +224,23 @@ def _solver_entry_keys(entries: object, rec: dict | None) -> list[str]:
     out, keys = [], []
     for i, e in enumerate(entries):
         key = solver_entry_key(e)
-        if key is None or key[1] < 1 or key[3] < 2:
+        if key is None or key[2] < 1 or key[4] < 2:
             out.append(
                 f"solver_entries[{i}]: needs a 'solver', an int 'order' >= 1, 'ending' eps or zero, an int 'nfe' >= 2"
+                " (and a string 'profile' where it has one)"
             )
         elif keys and key <= keys[-1]:
-            what = "duplicate" if key == keys[-1] else "not sorted by (solver, order, ending, nfe):"
+            what = "duplicate" if key == keys[-1] else "not sorted by (tier, solver, order, ending, nfe):"
             out.append(f"solver_entries[{i}]: {what} {key}")
         else:
             keys.append(key)
     if not out and rec is not None:
-        want = (rec.get("solver_entries"), rec.get("solver_nfe"))
-        got = (len(keys), sorted({k[3] for k in keys}))
+        want = (rec.get("solver_entries"), rec.get("solver_nfe"), rec.get("solver_profiles", []))
+        got = (len(keys), sorted({k[4] for k in keys}), sorted({k[0] for k in keys} - {"", CALIBRATED}))
         if want != got:
             out.append(
-                f"its {got[0]} solver entries (nfe {short(str(got[1]))}) do not match the index"
-                f" ({want[0]}, nfe {short(str(want[1]))})"
+                f"its {got[0]} solver entries (nfe {short(str(got[1]))}, profiles {got[2]}) do not match the index"
+                f" ({want[0]}, nfe {short(str(want[1]))}, profiles {short(str(want[2]))})"
             )
     return out
 

@@ -258,8 +258,10 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
     if "p" in entry:
         where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
     else:
+        profile = f" profile={entry['profile']}" if "profile" in entry else ""
         where = (
             f"{data.where}: solver entry {entry['solver']} order={entry['order']} ending={entry['ending']} nfe={nfe}"
+            + profile
         )
     problems = inv.entry_problems(entry, data.obj["schedule"])
     if problems:
@@ -297,6 +299,7 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
         method="bound+denoise" if denoise_after else entry.get("method", "bound"),
         variant=entry.get("variant"),
         calibration=freeze(entry.get("calibration")),
+        profile=entry.get("profile"),
         params=freeze(data.rec["params"]),
         time_input=file_["schedule"]["time_input"],
         quality=freeze(quality),

@@ -76,15 +76,17 @@ def build_cli():
             for v in variants:
                 params = ", ".join(f"{k}={_g(x)}" for k, x in sorted(v["params"].items())) or "-"
                 solver_nfe = ranges(v["solver_nfe"]) if v.get("solver_nfe") else "-"
+                if v.get("solver_profiles"):
+                    solver_nfe += f" (generic, {', '.join(v['solver_profiles'])})"
                 orders, ps = ",".join(map(str, v["orders"])), ",".join(map(_g, v["p"]))
                 rows.append((name, params, solver_nfe, ranges(v["nfe"]), orders, ps))
         click.echo(_table(rows))
         if names:
-            click.echo("\nmodel aliases (get(alias, nfe) reads the schedule):")
-            alias_rows = [("alias", "schedule", "")]
+            click.echo("\nmodel aliases (get(alias, nfe) reads the schedule, and the profile's solver entries):")
+            alias_rows = [("alias", "schedule", "profile", "")]
             for alias, a in names.items():
                 shift = f" shift={_g(a['shift'])}" if "shift" in a else ""
-                alias_rows.append((alias, a["schedule"] + shift, a["description"]))
+                alias_rows.append((alias, a["schedule"] + shift, a.get("profile", "-"), a["description"]))
             click.echo(_table(alias_rows))
 
     @cli.command("show")
@@ -104,6 +106,13 @@ def build_cli():
         help="eps: end at t_eps (official UniPC/DPM-Solver); zero: the last step goes to sigma = 0 (diffusers "
         "final_sigmas_type='zero', k-diffusion, ComfyUI).",
     )
+    @click.option(
+        "--profile",
+        type=click.Choice(["latent", "pixel", "generic"]),
+        default=None,
+        help="The model's data: latent (SD, SDXL, SD3, FLUX) or pixel; generic: refined on every profile "
+        "[default: a model alias's own profile, else generic].",
+    )
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
     @source_option
     @revision_option
@@ -115,6 +124,7 @@ def build_cli():
         shift: float | None,
         solver: str,
         ending: str,
+        profile: str | None,
         fmt: str,
         source: str | None,
         revision: str | None,
@@ -131,6 +141,7 @@ def build_cli():
                 revision=revision,
                 shift=shift,
                 ending=ending,
+                profile=profile,
             )
         if fmt == "diffusers":
             click.echo(format_diffusers(steps, source))
@@ -171,7 +182,8 @@ def _title(steps) -> str:
     p = f" p={_g(steps.p)}" if steps.p is not None else ""
     return (
         f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order}{p} solver={steps.solver}"
-        f" ending={steps.ending} method={steps.method} (data {steps.provenance.get('data_version')})"
+        f" ending={steps.ending}{f' profile={steps.profile}' if steps.profile else ''} method={steps.method}"
+        f" (data {steps.provenance.get('data_version')})"
     )
 
 
@@ -182,6 +194,14 @@ def _summary(steps) -> str:
         if steps.objective_uniform_lambda is not None:
             line += f" (uniform-λ grid: {steps.objective_uniform_lambda:.6g})"
         return line
+    if steps.method == "calibrated" and steps.quality:
+        q = steps.quality
+        versus = {k: math.exp(b["log_ratio"]) for k, b in q["baselines"].items()}
+        registry = f", {versus['registry']:.3f}x the registry entry's" if "registry" in versus else ""
+        return (
+            f"calibrated for {steps.calibration['model']}: held-out mean L2 {q['mean_l2']:.4g}{registry}, "
+            f"{versus[q['best_baseline']]:.3f}x the best rule's ({q['best_baseline']})"
+        )
     q = (steps.quality or {}).get("validation")
     if not q:
         return ""
@@ -251,6 +271,8 @@ def _get_call(
         args.append(f"solver={solver!r}")
     if ending != "eps":
         args.append(f"ending={ending!r}")
+    if steps.profile:
+        args.append(f"profile={steps.profile!r}")
     if source is not None:
         args.append(f"source={source!r}")
     return f"optsteps_loader.get({', '.join(args)})"

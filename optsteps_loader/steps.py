@@ -13,7 +13,12 @@ Either way the model is called N times, at the first N nodes.
 ``method``: ``"bound"`` (the paper's bound, indexed by ``p``; ``tau`` and ``objective`` are its), ``"refined"``
 (refined on the data family for this ``solver``, ``order``, ``variant`` and ``ending``; ``p``, ``tau`` and
 ``objective`` are None), ``"rule"`` (a rule grid that refinement did not beat), ``"calibrated"``
-(``python -m builder calibrate``; its record in ``calibration``).
+(``python -m builder calibrate``; its record in ``calibration``), ``"generic"`` (a profile's entry that kept the
+generic grid).
+
+``profile``: the data profile a solver entry was refined on (``"latent"``, ``"pixel"``), or None for a generic
+entry (refined on the whole data family) and for the bound's entries. A model alias that carries a profile
+(``get("sdxl", 8)``: latent) returns that profile's entry where the registry has one.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Steps:
     method: str = "bound"
     variant: str | None = None  # UniPC's B(h) for solver entries ("bh2")
     calibration: dict[str, Any] | None = None
+    profile: str | None = None
 
     def sigmas_with_zero(self) -> tuple[float, ...]:
         """σ/α ending in 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention (``"zero"``: ``sigmas`` as they

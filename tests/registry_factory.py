@@ -344,7 +344,7 @@ def tiny_spec():
 
 def tiny_solver_spec():
     """:func:`tiny_spec` with solver entries: edm, NFE 3-4, order 2, UniPC and DPM++ 2M, both endings, a few
-    refinement iterations (about a minute)."""
+    refinement iterations; generic, and for the pixel profile its alias names (about a minute)."""
     import dataclasses
 
     return dataclasses.replace(
@@ -352,7 +352,7 @@ def tiny_solver_spec():
         nfe=(3, 4),
         orders=(2,),
         schedules=({"name": "edm", "file": "v1/edm.json", "defaults": {"order": 2, "p": 1}},),
-        aliases={"karras": {"schedule": "edm", "description": "EDM (Karras et al. 2022)"}},
+        aliases={"karras": {"schedule": "edm", "profile": "pixel", "description": "EDM (Karras et al. 2022)"}},
         solver_entries={
             "nfe": [3, 4],
             "solvers": [("unipc", 2), ("dpmpp", 2)],

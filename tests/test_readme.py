@@ -62,6 +62,9 @@ def test_readme_has_a_user_install_line_and_no_pointers_outside_the_repository()
     ]:
         row = next(line for line in README.splitlines() if line.startswith("|") and model in line)
         assert key in row, row
+    for alias, a in optsteps_loader.aliases().items():  # the model table's profile column is the registry's
+        row = next(line for line in README.splitlines() if line.startswith("|") and f"`{alias}`" in line)
+        assert row.split("|")[4].strip().startswith(a.get("profile", "—")), row
 
 
 def test_diffusers_snippet_runs_on_a_stand_in_pipeline() -> None:
@@ -89,7 +92,7 @@ def test_diffusers_snippet_runs_on_a_stand_in_pipeline() -> None:
     for t in configured.timesteps:
         calls.append(int(t))
         x = configured.step(torch.tanh(x), t, x).prev_sample
-    assert calls == list(optsteps_loader.get("scaled-linear", 8, order=2, ending="zero").timesteps)  # final_sigmas_type
+    assert calls == list(optsteps_loader.get("sd15", 8, order=2, ending="zero").timesteps)  # final_sigmas_type
 
 
 def test_comfyui_shim_exports_the_mappings() -> None:

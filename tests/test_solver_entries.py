@@ -1,5 +1,6 @@
-"""Solver entries end to end on a tiny sweep (edm, NFE 3-4, UniPC-2 and DPM++ 2M, both endings): the refine
-stage, its cache, the data format, the loader's lookup, aliases, and the reference samplers on both endings."""
+"""Solver entries end to end on a tiny sweep (edm, NFE 3-4, UniPC-2 and DPM++ 2M, both endings; generic and
+for the pixel profile its alias names): the refine stage, its cache, the data format, the loader's lookup,
+aliases and profiles, and the reference samplers on both endings."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ def reg(built):
 def test_the_folder_validates_and_verifies(reg):
     report = validate_registry(reg)
     assert report.ok, report.problems
-    assert report.entries_checked == 2 + 2 * 2 * 2  # 2 bound entries; 2 solvers x 2 endings x 2 NFEs
-    assert optsteps_loader.verify(reg)["entries"] == 10
+    assert (
+        report.entries_checked == 2 + 2 * 2 * 2 * 2
+    )  # 2 bound entries; generic, pixel x 2 solvers x 2 endings x 2 NFEs
+    assert optsteps_loader.verify(reg)["entries"] == 18
 
 
 def test_get_returns_the_solver_entry_for_each_solver_and_ending(reg):
@@ -91,8 +94,11 @@ def test_missing_zero_entry_says_what_exists(reg):
 
 
 def test_aliases(reg):
-    assert optsteps_loader.get("karras", 3, order=2, source=reg) == optsteps_loader.get("edm", 3, order=2, source=reg)
-    assert optsteps_loader.aliases(reg) == {"karras": {"schedule": "edm", "description": "EDM (Karras et al. 2022)"}}
+    generic = optsteps_loader.get("edm", 3, order=2, source=reg)
+    assert optsteps_loader.get("karras", 3, order=2, source=reg, profile="generic") == generic
+    assert optsteps_loader.aliases(reg) == {
+        "karras": {"schedule": "edm", "profile": "pixel", "description": "EDM (Karras et al. 2022)"}
+    }
     with pytest.raises(optsteps_loader.ScheduleNotFoundError, match="Did you mean 'karras'.*model aliases: karras"):
         optsteps_loader.get("karas", 3, source=reg)
 
@@ -142,13 +148,95 @@ def test_a_rebuild_reuses_every_chain_and_a_changed_bound_grid_reruns_its_chain(
     cache = root / "cache"
     again = sweep.build(tmp_path / "again", spec=SPEC, cache_dir=cache, workers=1, progress=False)
     assert again == files  # byte-identical from the cache
-    spec_chains = chains_mod.chains_of(SPEC)
+    spec_chains = [c for c in chains_mod.chains_of(SPEC) if not c.profile]
     doc = json.loads(files["v1/edm.json"])
     bound = {c: chains_mod.bound_grids(c, doc["entries"], 1) for c in spec_chains}
     assert chains_mod.run_chains(list(bound.items()), cache, workers=1, progress=False) == 0
     chain = spec_chains[0]
     moved = {n: [v + (1e-9 if 0 < i < len(g) - 1 else 0) for i, v in enumerate(g)] for n, g in bound[chain].items()}
     assert chains_mod.chain_key(chain, moved) != chains_mod.chain_key(chain, bound[chain])
+
+
+def test_an_alias_with_a_profile_returns_that_profile_s_entries(reg):
+    for solver in ("unipc", "dpmpp"):
+        for ending in ("eps", "zero"):
+            key = {"order": 2, "solver": solver, "ending": ending, "source": reg}
+            pixel = optsteps_loader.get("karras", 4, **key)
+            assert pixel == optsteps_loader.get("edm", 4, profile="pixel", **key)
+            generic = optsteps_loader.get("edm", 4, **key)
+            assert pixel.profile == "pixel" and generic.profile is None and pixel.lambdas[0] == generic.lambdas[0]
+            q = pixel.quality["validation"]
+            assert q["problems"] == sum(p.profile == "pixel" for p in family.split("validation"))
+            assert "generic" in q["baselines"] and "bound" not in q["baselines"]
+            assert pixel.method in ("refined", "rule", "generic") and pixel.provenance["init"] != "bound"
+    assert optsteps_loader.available(reg)["edm"][0]["solver_profiles"] == ["pixel"]
+    # beyond the solver entries an alias falls back as a schedule key does (here: the bound's entry, then σ = 0)
+    zero = optsteps_loader.get("karras", 5, order=2, ending="zero", source=reg)
+    assert zero.method == "bound+denoise" and zero == optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
+
+
+def test_a_profile_asked_for_by_name_must_exist(reg):
+    with pytest.raises(EntryNotFoundError, match=r"no profile='latent' entry.*profiles: pixel.*builder refine"):
+        optsteps_loader.get("edm", 3, order=2, profile="latent", source=reg)
+    with pytest.raises(EntryNotFoundError, match="for that solver, order and ending: nfe 3, 4"):
+        optsteps_loader.get("edm", 9, order=2, profile="pixel", source=reg)
+    with pytest.raises(ValueError, match="profile must be None or one of 'latent', 'pixel', 'generic'"):
+        optsteps_loader.get("edm", 3, profile="Latent", source=reg)
+    with pytest.raises(TypeError, match="profile must be"):
+        optsteps_loader.get("edm", 3, profile=1, source=reg)
+    with pytest.raises(ValueError, match="drop profile= or p="):
+        optsteps_loader.get("edm", 3, p=1, profile="pixel", source=reg)
+
+
+def test_profile_entries_measure_what_they_record(reg):
+    from builder.solve.schedules import get_schedule
+
+    steps = optsteps_loader.get("karras", 4, order=2, solver="unipc", ending="zero", source=reg)
+    edm = get_schedule("edm")
+    val = bind(
+        [p for p in family.split("validation") if p.profile == "pixel"], edm.lambda_start, edm.lambda_end, "zero"
+    )
+    generic = optsteps_loader.get("edm", 4, order=2, solver="unipc", ending="zero", source=reg)
+    mine, theirs = (
+        np.array([e.mean() for e in errors(s.lambdas, val, **solver_spec("unipc", 2))]) for s in (steps, generic)
+    )
+    q = steps.quality["validation"]
+    assert float(f"{mine.mean():.4g}") == q["mean_l2"]
+    assert float(f"{np.log(mine / theirs).mean():.4g}") == q["baselines"]["generic"]["log_ratio"]
+
+
+def test_the_report_tables_keep_generic_and_profile_entries_apart(reg):
+    from builder.select.report import solver_entry_rows, solver_entry_table
+
+    generic, pixel = (solver_entry_rows(reg, nfes=(3, 4), profile=p) for p in (None, "pixel"))
+    assert len(generic) == len(pixel) == 4 and all(r["profile"] is None for r in generic)
+    assert all(r["worst_rule"] not in ("bound", "generic") and math.isfinite(r["ratio_reference"]) for r in pixel)
+    assert [r["cases"] for r in pixel] == [2 * sum(p.profile == "pixel" for p in family.split("validation"))] * 4
+    assert "vs generic entry" in solver_entry_table(pixel)[0] and "vs bound entry" in solver_entry_table(generic)[0]
+
+
+def test_profile_chains_follow_the_aliases_and_keep_the_generic_keys():
+    from builder.select import profile
+
+    spec_chains = chains_mod.chains_of(SPEC)
+    assert [c.profile for c in spec_chains] == [None] * 4 + ["pixel"] * 4
+    assert "profile" not in spec_chains[0].fields() and spec_chains[4].fields()["profile"] == "pixel"
+    assert spec_chains[4].generic() == spec_chains[0]
+    assert "builder/select/profile.py" in chains_mod.refine_sources(roots=chains_mod.PROFILE_ROOT_MODULES)
+    assert "builder/select/profile.py" not in chains_mod.refine_sources()
+    no_alias = dataclasses.replace(SPEC, aliases={})
+    assert all(c.profile is None for c in chains_mod.chains_of(no_alias))
+    # one list of profiles: the builder's, the loader's, both schemas'
+    from optsteps_loader._invariants import PROFILES
+
+    schemas = sweep.spec.SPEC_PATH.parents[2] / "schemas"
+    file_schema = json.loads((schemas / "registry-file.schema.json").read_text())
+    index_schema = json.loads((schemas / "registry-index.schema.json").read_text())
+    assert tuple(profile.PROFILES) == PROFILES
+    assert tuple(file_schema["$defs"]["solver_entry"]["properties"]["profile"]["enum"]) == PROFILES
+    alias = index_schema["properties"]["aliases"]["additionalProperties"]
+    assert tuple(alias["properties"]["profile"]["enum"]) == PROFILES
+    assert tuple(index_schema["$defs"]["file"]["properties"]["solver_profiles"]["items"]["enum"]) == PROFILES
 
 
 def test_the_refine_key_covers_the_code_the_refinement_runs():
@@ -190,6 +278,15 @@ def test_a_zero_entry_without_its_sigma_zero_node_is_refused(reg, tmp_path):
         optsteps_loader.get("edm", 3, order=2, ending="zero", source=copy)
 
 
+def test_a_profile_the_index_does_not_list_is_refused(reg, tmp_path):
+    def edit(doc):
+        next(e for e in doc["solver_entries"] if e.get("profile") == "pixel")["profile"] = "latent"
+
+    copy = _tamper(reg, tmp_path, edit)
+    with pytest.raises(RegistryIntegrityError, match=r"profiles \['latent', 'pixel'\]\) do not match the index"):
+        optsteps_loader.get("edm", 3, order=2, source=copy)
+
+
 def test_unsorted_or_duplicate_solver_entries_are_refused(reg, tmp_path):
     def edit(doc):
         doc["solver_entries"].append(doc["solver_entries"][0])
@@ -217,22 +314,50 @@ def test_the_spec_checks_its_solver_entries_block(tmp_path, block, message):
         load_spec(path)
 
 
+def test_the_spec_checks_alias_profiles(tmp_path):
+    raw = json.loads(sweep.spec.SPEC_PATH.read_text())
+    raw["aliases"]["sdxl"]["profile"] = "space"
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SweepError, match="alias 'sdxl': profile must be one of \\('latent', 'pixel'\\)"):
+        load_spec(path)
+
+
 # ---- the shipped registry ------------------------------------------------------------------------------------
 
 
 def test_the_shipped_registry_has_every_solver_entry_of_its_spec():
     spec = load_spec()
     block = spec.solver_entries
+    chains = chains_mod.chains_of(spec)
     for sched in spec.schedules:
         doc = json.loads((sweep.spec.SPEC_PATH.parents[2] / "registry" / sched["file"]).read_text())
-        keys = {(e["solver"], e["order"], e["ending"], e["nfe"]) for e in doc["solver_entries"]}
-        want = {(s, o, end, n) for s, o in block["solvers"] for end in block["endings"] for n in block["nfe"]}
+        keys = {(e.get("profile"), e["solver"], e["order"], e["ending"], e["nfe"]) for e in doc["solver_entries"]}
+        profiles = {c.profile for c in chains if c.file == sched["file"]}
+        want = {
+            (pr, s, o, end, n)
+            for pr in profiles
+            for s, o in block["solvers"]
+            for end in block["endings"]
+            for n in block["nfe"]
+        }
         assert keys == want, sched["file"]
+    assert {(c.schedule, c.profile) for c in chains if c.profile} == {
+        ("scaled-linear", "latent"),
+        ("flow", "latent"),
+        ("ddpm-linear", "pixel"),
+        ("vp-linear", "pixel"),
+    }
 
 
 def test_model_aliases_of_the_shipped_registry():
-    assert optsteps_loader.get("sdxl", 8) == optsteps_loader.get("scaled-linear", 8)
-    assert optsteps_loader.get("sd3", 8, ending="zero") == optsteps_loader.get("flow", 8, shift=3.0, ending="zero")
+    sdxl = optsteps_loader.get("sdxl", 8)
+    assert sdxl.profile == "latent" and sdxl == optsteps_loader.get("scaled-linear", 8, profile="latent")
+    assert optsteps_loader.get("sdxl", 8, profile="generic") == optsteps_loader.get("scaled-linear", 8)
+    assert optsteps_loader.get("sdxl", 8, order=1).method == "bound"  # no UniPC-1 solver entries: the bound's
+    sd3 = optsteps_loader.get("sd3", 8, ending="zero")
+    assert sd3 == optsteps_loader.get("flow", 8, shift=3.0, ending="zero", profile="latent")
+    assert optsteps_loader.get("score-sde-vp", 6).profile == "pixel"
     assert optsteps_loader.get("sd3", 8, shift=3) == optsteps_loader.get("sd3", 8)
     with pytest.raises(ValueError, match="'sd3' is 'flow' with shift 3; shift=1 contradicts it"):
         optsteps_loader.get("sd3", 8, shift=1)
@@ -242,16 +367,20 @@ def test_model_aliases_of_the_shipped_registry():
     assert optsteps_loader.info("sdxl")["schedule"]["name"] == "scaled-linear"
 
 
-@pytest.mark.parametrize(("solver", "order", "ending", "nfe"), [("dpmpp", 2, "zero", 8), ("unipc", 3, "eps", 6)])
-def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe):
-    """Re-measure a shipped scaled-linear solver entry and uniform-λ on the validation split: the recorded
-    figures (4 significant digits) are what the grids give."""
+@pytest.mark.parametrize(
+    ("solver", "order", "ending", "nfe", "profile"),
+    [("dpmpp", 2, "zero", 8, "generic"), ("unipc", 3, "eps", 6, "generic"), ("dpmpp", 2, "zero", 6, "latent")],
+)
+def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe, profile):
+    """Re-measure a shipped scaled-linear solver entry and uniform-λ on the validation split (a profile entry:
+    that profile's validation problems): the recorded figures (4 significant digits) are what the grids give."""
     from builder.select.refine import rule_grid
     from builder.solve.schedules import get_schedule
 
-    steps = optsteps_loader.get("scaled-linear", nfe, solver=solver, order=order, ending=ending)
+    steps = optsteps_loader.get("scaled-linear", nfe, solver=solver, order=order, ending=ending, profile=profile)
     schedule = get_schedule("scaled-linear")
-    val = bind(family.split("validation"), schedule.lambda_start, schedule.lambda_end, ending)
+    problems = [p for p in family.split("validation") if profile == "generic" or p.profile == profile]
+    val = bind(problems, schedule.lambda_start, schedule.lambda_end, ending)
     spec = solver_spec(solver, order)
     q = steps.quality["validation"]
     mine = np.array([e.mean() for e in errors(steps.lambdas, val, **spec)])
@@ -261,7 +390,7 @@ def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe):
     assert float(f"{np.log(mine / ref).mean():.4g}") == q["baselines"]["uniform-lambda"]["log_ratio"]
 
 
-def test_refine_profile_writes_a_registry_with_those_entries_replaced(tmp_path):
+def test_refine_profile_writes_a_registry_with_those_profile_entries_added(tmp_path):
     from click.testing import CliRunner
 
     from builder.cli import cli
@@ -270,14 +399,16 @@ def test_refine_profile_writes_a_registry_with_those_entries_replaced(tmp_path):
     args = ["refine", "--schedule", "sd3", "--nfe", "3", "--profile", "latent", "--solver", "dpmpp", "--order", "2"]
     result = CliRunner().invoke(cli, [*args, "--ending", "zero", "--maxiter", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "nfe 3: latent validation mean L2" in result.output and "the registry entry's" in result.output
+    assert "nfe 3: latent validation mean L2" in result.output and "the generic entry's" in result.output
     assert validate_registry(out).ok
     key = {"solver": "dpmpp", "order": 2, "ending": "zero"}
-    mine, shipped = (optsteps_loader.get("sd3", 3, source=s, **key) for s in (out, None))
+    mine = optsteps_loader.get("sd3", 3, source=out, profile="latent", **key)
+    generic = optsteps_loader.get("sd3", 3, profile="generic", **key)
     q = mine.quality["validation"]
+    assert mine.profile == "latent" and generic.profile is None
     assert q["problems"] == sum(p.profile == "latent" for p in family.split("validation"))
-    assert "registry" in q["baselines"] and "bound" not in q["baselines"] and mine.lambdas != shipped.lambdas
-    kept, shipped5 = (optsteps_loader.get("sd3", 5, source=s, **key) for s in (out, None))
-    assert kept == dataclasses.replace(shipped5, provenance=kept.provenance)  # other entries: the registry's
+    assert "generic" in q["baselines"] and "bound" not in q["baselines"] and mine.lambdas != generic.lambdas
+    kept, shipped = (optsteps_loader.get("sd3", 5, source=s, profile="generic", **key) for s in (out, None))
+    assert kept == dataclasses.replace(shipped, provenance=kept.provenance)  # other entries: the registry's
     bad = CliRunner().invoke(cli, ["refine", "--schedule", "sdxxl", "--nfe", "3", "--profile", "latent", "--out", "x"])
     assert bad.exit_code == 1 and "Did you mean 'sdxl'" in bad.output

@@ -4,7 +4,14 @@ Pipeline (docs/calibrate.md): the model ``model(x, timestep)`` becomes a denoise
 (:mod:`.model`); a teacher integrates it accurately from ``noises`` start noises (:mod:`.teacher`, cached);
 for each NFE the starting grids (the registry's entry and the rules) are scored on the fit noises and the
 best is optimised against the teacher, stopped by the held-out noises (:mod:`.optimize`); the grids and
-their held-out figures are written as one registry folder (:mod:`.write`).
+their held-out figures are written as calibrated solver entries of a registry folder, new or an existing
+(vendored) one they are merged into (:mod:`.write`).
+
+**Endings.** ``"eps"``: the sampler ends at t_ε and is compared with the teacher's x at t_ε. ``"zero"`` (a
+last step to σ = 0, what diffusers with ``final_sigmas_type="zero"``, k-diffusion and ComfyUI run): the
+sampler's answer is the model's x̂₀ at its last node, compared with the model's x̂₀ at the teacher's x at
+t_ε — the sample a σ = 0 ending converges to as the steps are refined, and the answer of the schedule's
+smallest trained noise level (the model is never asked below it). Errors are then in data coordinates.
 
 Cost in per-sample model evaluations: noises · 1.5 M for the teacher (M steps and the M/2 check), then
 per NFE N about N · (starts · fit + baselines · held-out) to score, and per iteration N · (3 fit + held-out)
@@ -37,11 +44,11 @@ from builder.calibrate.model import (
 )
 from builder.calibrate.optimize import Fit, grid_errors, optimise
 from builder.calibrate.teacher import Teacher, teacher
-from builder.calibrate.write import assemble, make_entry, write_folder
+from builder.calibrate.write import calibrated_entry, calibrated_files, optimizer_record
+from builder.registry.merge import MergeError, write_folder
 from builder.select.evaluate import paired
-from builder.select.refine import rule_starts
-from builder.solve.grids import baseline_grids
-from builder.solve.objective import resolve_tau
+from builder.select.refine import rule_grid, rule_starts
+from builder.solve.grids import applicable_baselines
 from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -117,16 +124,27 @@ def _quality(errs: dict[str, np.ndarray], solver: dict, model_id: str, held_out:
     }
 
 
-def _registry_start(schedule: Schedule, nfe: int, order: int, solver: str, source: Any) -> tuple[Any, str | None]:
-    """(loader Steps or None, why not) of the registry entry the calibration starts from."""
+def _registry_start(
+    schedule: Schedule, nfe: int, order: int, solver: str, ending: str, profile: str | None, source: Any
+) -> tuple[Any, str | None]:
+    """(loader Steps or None, why not) of the registry entry the calibration starts from: the one ``get()``
+    returns for the solver, order, ending and ``profile`` (never an earlier calibration's)."""
     import optsteps_loader
     from optsteps_loader.errors import OptstepsError
 
     shift = schedule.variant_params.get("shift")
+    kw = {"order": order, "solver": solver, "ending": ending, "source": source, "shift": shift}
     try:
-        return optsteps_loader.get(schedule.name, nfe, order=order, solver=solver, source=source, shift=shift), None
+        return optsteps_loader.get(schedule.name, nfe, profile=profile or "generic", **kw), None
     except OptstepsError as err:
         return None, f"no registry entry to start from at NFE {nfe}: {err}"
+
+
+def _zero_answers(denoise: ModelDenoiser, x_end: torch.Tensor, lambda_end: float, batch: int) -> torch.Tensor:
+    """The model's x̂₀ at the teacher's answers x at t_ε: the σ = 0 ending's teacher (module docstring)."""
+    lam = torch.tensor(lambda_end, dtype=DT)
+    with torch.no_grad():
+        return torch.cat([denoise(x, lam) for x in torch.split(x_end, batch)])
 
 
 def calibrate(
@@ -146,6 +164,7 @@ def calibrate(
     device: str = "cpu",
     dtype: torch.dtype | None = None,
     start: str | Sequence[str] | None = None,
+    profile: str | None = None,
     out: str | Path | None = None,
     teacher_steps: int = 200,
     teacher_rtol: float = 1e-3,
@@ -158,7 +177,6 @@ def calibrate(
     registry: Any = None,
     cache: bool | str | Path = True,
     progress: bool = True,
-    data_version: str | None = None,
 ) -> CalibrationResult:
     """Calibrate ``schedule``'s steps at each ``nfe`` for ``model`` and write them to ``out`` (docs/calibrate.md).
 
@@ -166,7 +184,9 @@ def calibrate(
     registry format), returns the ``prediction`` (``epsilon``, ``sample``, ``v``, ``flow``); conditioning and
     guidance live inside it. ``shape``/``prediction`` default to the model's attributes of those names.
     ``start``: None (the registry entry, from ``registry`` as the loader's ``source``, and every rule), or
-    names among ``"registry"`` and the rules. ``held_out`` noises (default half) are never fitted.
+    names among ``"registry"`` and the rules; ``profile``: which registry entry starts (``"latent"``,
+    ``"pixel"``; default the generic one). ``held_out`` noises (default half) are never fitted. ``out``: a new
+    folder, or an existing registry folder the entries are merged into (a vendored copy).
     ``method``: ``"auto"`` (measured), ``"gradient"`` or ``"derivative-free"``. Raises
     :class:`CalibrationError` subclasses naming the problem; on any error ``out`` is left as it was.
     """
@@ -177,11 +197,6 @@ def calibrate(
         raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
     if ending not in ENDINGS:
         raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
-    if ending == "zero":
-        raise CalibrationError(
-            "ending 'zero' (a last step to σ = 0) is not calibrated yet: its teacher needs the answer at σ = 0, below "
-            "the model's smallest trained noise level. Calibrate with ending 'eps' (the last node at t_ε)"
-        )
     if solver not in ("unipc", "dpmpp") or order not in (1, 2, 3):
         raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
     nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
@@ -210,30 +225,35 @@ def calibrate(
         cache=cache,
     )
     n_fit = noises - held_out
-    fit = (tch.x_start[:n_fit], tch.x_end[:n_fit])
-    ho = (tch.x_start[n_fit:], tch.x_end[n_fit:])
-    spec = {"solver": solver, "order": order} | ({"variant": "bh2"} if solver == "unipc" else {})
-    scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
-        family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
-    )  # VP-normalised errors → the schedule's own coordinates
+    answers = tch.x_end if ending == "eps" else _zero_answers(denoise, tch.x_end, lam1, batch)
+    fit = (tch.x_start[:n_fit], answers[:n_fit])
+    ho = (tch.x_start[n_fit:], answers[n_fit:])
+    spec = {"solver": solver, "order": order, "ending": ending} | ({"variant": "bh2"} if solver == "unipc" else {})
+    scale = 1.0  # "zero": x̂₀ is in data coordinates for every family
+    if ending == "eps":  # VP-normalised x at t_ε → the schedule's own coordinates
+        scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
+            family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
+        )
     identity = {"model": model_id, "weights_sha256": weights_hash, "noises": noises, "seed": seed}
     fits, figures, entries, notes = {}, {}, [], []
-    p = _default_p(sched, registry)
     for n in nfes:
-        steps, why = _registry_start(sched, n, order, solver, registry)
+        steps, why = _registry_start(sched, n, order, solver, ending, profile, registry)
         grids: dict[str, np.ndarray] = {}
         if steps is not None:
             lam = np.array(steps.lambdas, dtype=np.float64)
-            lam[0], lam[-1] = lam0, lam1
+            lam[0] = lam0
+            if ending == "eps":
+                lam[-1] = lam1
             grids["registry"] = lam
         else:
             notes.append(why)
-        rules = rule_starts(sched, n)
+        rules = rule_starts(sched, n, ending)
         wanted = ["registry", *rules] if start is None else ([start] if isinstance(start, str) else list(start))
         starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
         if not starts:
             raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
-        baselines = {**grids, **baseline_grids(sched, n)}
+        tables = {k: g for k in applicable_baselines(sched) if (g := rule_grid(k, sched, n, ending)) is not None}
+        baselines = {**grids, **tables}
         errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
         best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())
         bar = _progress_bar(progress, n, maxiter, errs, best_rule, scale)
@@ -243,6 +263,7 @@ def calibrate(
                 denoise,
                 fit,
                 ho,
+                ends=(lam0, lam1, ending),
                 solver=spec,
                 batch=batch,
                 method=method,
@@ -256,7 +277,6 @@ def calibrate(
         errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
         fits[n] = result
         figures[n] = {k: float(e.mean()) for k, e in errs.items()}
-        tau = int(steps.tau) if steps is not None and steps.tau is not None else resolve_tau("auto", n)
         calibration = {
             "identity": identity,
             "model": model_id,
@@ -271,6 +291,7 @@ def calibrate(
                 "order": 3,
                 "grid": "uniform-lambda",
                 "steps": tch.steps,
+                "answer": "x at t_eps" if ending == "eps" else "the model's x0-prediction at the answer at t_eps",
                 "error_estimate": _sig(scale * tch.error),
                 "relative_error_estimate": _sig(tch.relative_error),
             },
@@ -278,28 +299,21 @@ def calibrate(
             "method": result.method,
             "method_reason": result.method_reason,
             "iterations": result.iterations,
-            "held_out_start": _sig(scale * result.held_out_start),
-        }
-        optimizer = {
-            "success": result.success,
-            "status": result.status,
-            "message": result.message,
-            "nit": result.iterations,
-            "nfev": result.evaluations,
+            "stopped": result.message,
             "starts": len(starts),
+            "held_out_start": _sig(scale * result.held_out_start),
         }
         quality = _quality(errs, spec, model_id, held_out)
         entries.append(
-            make_entry(
+            calibrated_entry(
                 sched,
                 result.lambdas,
                 nfe=n,
                 order=order,
-                p=p,
-                tau=tau,
                 solver=solver,
+                ending=ending,
                 init=result.start,
-                optimizer=optimizer,
+                optimizer=optimizer_record(result),
                 quality=quality,
                 calibration=calibration,
             )
@@ -307,23 +321,13 @@ def calibrate(
     path = None
     if out is not None:
         path = Path(out)
-        write_folder(path, assemble(sched, entries, data_version=data_version))
+        try:
+            write_folder(path, calibrated_files(path, sched, entries, base=registry))
+        except MergeError as err:
+            raise CalibrationError(str(err)) from None
     return CalibrationResult(
         fits, figures, entries, tch, path, denoise.calls, time.perf_counter() - t0, str(dtype), notes
     )
-
-
-def _default_p(schedule: Schedule, source: Any) -> float:
-    """The registry's default p for the schedule (every calibrated entry gets it, so ``get(schedule, nfe,
-    source=FOLDER)`` finds them with the default p); 1 when there is no registry."""
-    import optsteps_loader
-    from optsteps_loader.errors import OptstepsError
-
-    shift = schedule.variant_params.get("shift")
-    try:
-        return float(optsteps_loader.info(schedule.name, shift=shift, source=source)["defaults"]["p"])
-    except OptstepsError:
-        return 1.0
 
 
 def _progress_bar(enabled: bool, nfe: int, maxiter: int, errs: dict, best_rule: str, scale: float):

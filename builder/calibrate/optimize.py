@@ -128,18 +128,21 @@ def optimise(
     *,
     solver: Mapping,
     batch: int,
+    ends: tuple[float, float, str] | None = None,
     method: str = "auto",
     maxiter: int = 100,
     patience: int = 10,
     progress: Callable[[dict], None] | None = None,
 ) -> Fit:
-    """Score every start on the fit noises, optimise the best one (module docstring). ``starts`` are full
-    λ-grids with the same endpoints; the first is the reference the progress reports against."""
+    """Score every start on the fit noises, optimise the best one (module docstring). ``starts`` are
+    λ-grids of one ending; ``ends``: (λ_T, λ_ε, ending) of the coordinates (None: ``"eps"`` grids, whose first
+    and last nodes are λ_T and λ_ε); ``solver`` holds the sampler's arguments, ``ending`` included."""
     x_fit, t_fit = fit
     x_ho, t_ho = held_out
     names = list(starts)
-    first = np.asarray(starts[names[0]], dtype=np.float64)
-    ends = (float(first[0]), float(first[-1]))
+    if ends is None:
+        first = np.asarray(starts[names[0]], dtype=np.float64)
+        ends = (float(first[0]), float(first[-1]), "eps")
     scores = {name: float(grid_errors(starts[name], denoise, x_fit, t_fit, solver, batch).mean()) for name in names}
     start = min(names, key=lambda n: (scores[n], names.index(n)))
     q0 = q_from_grid(starts[start], *ends)

@@ -10,6 +10,7 @@ import click
 from builder.cli._common import (
     cli,
 )
+from builder.select.profile import PROFILES
 from builder.solve.optimize import MAX_NFE
 from builder.solve.schedules import SCHEDULE_NAMES
 from optsteps_loader.errors import ScheduleNotFoundError
@@ -38,7 +39,19 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(2, MAX_NFE), help="NFE (repeatable).")
 @click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
 @click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
-@click.option("--ending", type=click.Choice(["eps", "zero"]), default="eps", show_default=True, help="Last step.")
+@click.option(
+    "--ending",
+    type=click.Choice(["eps", "zero"]),
+    default="eps",
+    show_default=True,
+    help="eps: end at t_eps; zero: a last step to sigma = 0 (diffusers final_sigmas_type='zero', ComfyUI).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["latent", "pixel"]),
+    default=None,
+    help="Start from the registry's entry for this data profile [default: the generic entry].",
+)
 @click.option("--noises", type=click.IntRange(2), default=64, show_default=True, help="Start noises (half held out).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, …")
@@ -48,7 +61,10 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--maxiter", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--weights-hash", default=None, help="sha256 of the weights, recorded and part of the teacher cache key.")
 @click.option(
-    "--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Registry folder to write."
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new registry folder, or an existing (vendored) registry to merge the entries into.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...], out: Path, **options) -> None:
@@ -89,32 +105,45 @@ def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...],
 @click.option("--schedule", required=True, help="Schedule key or model alias (sdxl, sd3, flux, ...).")
 @click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
 @click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(3, 10), help="NFE (repeatable).")
-@click.option("--profile", type=click.Choice(["latent", "pixel"]), required=True, help="Your model's data.")
+@click.option("--profile", type=click.Choice(list(PROFILES)), required=True, help="Your model's data.")
 @click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
 @click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
 @click.option("--ending", type=click.Choice(["eps", "zero"]), default="eps", show_default=True, help="Last step.")
 @click.option("--maxiter", type=click.IntRange(1), default=60, show_default=True, help="L-BFGS-B iterations.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Registry folder.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A new registry folder, or an existing (vendored) registry to merge the entries into.",
+)
 def refine_command(schedule, shift, nfes, profile, solver, order, ending, maxiter, out) -> None:
     """Solver entries refined on one data profile's problems (latent: SD/SDXL/SD3/FLUX latents; pixel: image
     space), written as a registry folder that get(..., source=FOLDER) reads (docs/data-family.md)."""
     import math
 
     import optsteps_loader
-    from builder.calibrate.write import write_folder
     from builder.profiles import refine_profile
+    from builder.registry.merge import MergeError, write_folder
 
     try:
         files = refine_profile(
-            schedule, nfes, profile=profile, solver=solver, order=order, ending=ending, shift=shift, maxiter=maxiter
+            schedule,
+            nfes,
+            profile=profile,
+            out=out,
+            solver=solver,
+            order=order,
+            ending=ending,
+            shift=shift,
+            maxiter=maxiter,
         )
-    except (optsteps_loader.OptstepsError, ValueError) as err:
+        write_folder(out, files)
+    except (optsteps_loader.OptstepsError, MergeError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    write_folder(out, files)
     key = {"solver": solver, "order": order, "ending": ending}
     for n in sorted(set(nfes)):
-        q = optsteps_loader.get(schedule, n, shift=shift, source=out, **key).quality["validation"]
-        reg = q["baselines"].get("registry")
-        versus = f", {math.exp(reg['log_ratio']):.3f}x the registry entry's" if reg else ""
+        q = optsteps_loader.get(schedule, n, shift=shift, source=out, profile=profile, **key).quality["validation"]
+        reg = q["baselines"].get("generic")
+        versus = f", {math.exp(reg['log_ratio']):.3f}x the generic entry's" if reg else ""
         click.echo(f"nfe {n}: {profile} validation mean L2 {q['mean_l2']:.4g}{versus} ({q['problems']} problems)")
-    click.echo(f"wrote {out}: optsteps_loader.get({schedule!r}, nfe, source={str(out)!r}, ...)")
+    click.echo(f"wrote {out}: optsteps_loader.get({schedule!r}, nfe, profile={profile!r}, source={str(out)!r}, ...)")

@@ -95,13 +95,17 @@ def _number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def solver_entry(schedule: Schedule, chain: Any, record: dict[str, Any]) -> dict[str, Any]:
+def solver_entry(
+    schedule: Schedule, chain: Any, record: dict[str, Any], calibration: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The registry's solver entry for one NFE of a refined chain (:mod:`builder.registry.sweep.chains`).
 
     ``"eps"``: N + 1 nodes from the chain's λ, endpoints the schedule's own. ``"zero"``: the N evaluated
     nodes, then the σ = 0 node in ``t``, ``alpha_t``, ``sigma_t``, ``sigmas`` (t = 0, α = 1, σ = 0, σ/α = 0);
     ``lambda`` and ``timesteps`` hold the N evaluated nodes only (λ = +∞ has no JSON number, and the model is
     never called at σ = 0). ``step_orders``: the N steps' orders (the σ = 0 step is first order).
+    ``profile``: only on a profile chain's entries (refined on that data profile's problems). ``calibration``:
+    only on a calibrated entry (``builder.calibrate``); its ``identity`` joins the input hash's key.
     """
     from optsteps_loader._coefficients import step_orders
 
@@ -119,6 +123,8 @@ def solver_entry(schedule: Schedule, chain: Any, record: dict[str, Any]) -> dict
         **{k: v for k, v in problem_key(schedule, nfe, chain.order, 0.0, 0).items() if k not in ("p", "tau")},
         "solver": chain.solver,
         "ending": chain.ending,
+        **({"profile": chain.profile} if getattr(chain, "profile", None) else {}),
+        **({"calibration": calibration["identity"]} if calibration else {}),
     }
     return {
         "nfe": nfe,
@@ -126,6 +132,7 @@ def solver_entry(schedule: Schedule, chain: Any, record: dict[str, Any]) -> dict
         "solver": chain.solver,
         **({"variant": "bh2"} if chain.solver == "unipc" else {}),
         "ending": chain.ending,
+        **({"profile": chain.profile} if getattr(chain, "profile", None) else {}),
         "method": record["method"],
         "init": record["init"],
         "step_orders": [int(k) for k in step_orders(nfe, chain.order)],
@@ -134,4 +141,5 @@ def solver_entry(schedule: Schedule, chain: Any, record: dict[str, Any]) -> dict
         "optimizer": record["optimizer"],
         "input_hash": input_hash(key),
         "quality": record["quality"],
+        **({"calibration": calibration} if calibration else {}),
     }

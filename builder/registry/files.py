@@ -9,6 +9,7 @@ from typing import Any
 from builder import __version__
 from builder.registry._canonical import canonical_bytes, sha256_of
 from builder.solve.schedules import Schedule
+from optsteps_loader._invariants import solver_entry_key  # a solver entry's key and sort order, one place
 
 SCHEMA_VERSION = 1
 
@@ -19,11 +20,6 @@ def provenance() -> dict[str, str]:
     import scipy
 
     return {"builder": f"optsteps {__version__}", "numpy": numpy.__version__, "scipy": scipy.__version__}
-
-
-def solver_entry_key(entry: dict[str, Any]) -> tuple[str, int, str, int]:
-    """A solver entry's key and sort order: (solver, order, ending, nfe)."""
-    return (entry["solver"], entry["order"], entry["ending"], entry["nfe"])
 
 
 def data_file(
@@ -68,10 +64,12 @@ def index_record(
     solver_entries: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The index's record of one data file: its path, schedule variant, sha256, size and grid (and, when the
-    file has solver entries, their count and NFEs)."""
+    file has solver entries, their count, NFEs and data profiles)."""
     extra = {}
     if solver_entries:
         extra = {"solver_entries": len(solver_entries), "solver_nfe": sorted({e["nfe"] for e in solver_entries})}
+        profiles = sorted({e["profile"] for e in solver_entries if "profile" in e})
+        extra |= {"solver_profiles": profiles} if profiles else {}
     return {
         **extra,
         "path": rel,

@@ -1,18 +1,26 @@
-"""The sweep's third stage: solver entries, one refine chain per (schedule variant, solver, order, ending).
+"""The sweep's third stage: solver entries, one refine chain per (schedule variant, solver, order, ending),
+generic or for one data profile.
 
-    chain-<key>.json   the records of :func:`builder.select.robust.refine_chain` for every NFE of the chain
-                       key: the chain + the bound's start grids + every source file the refine stage imports
+    chain-<key>.json   the records of :func:`builder.select.robust.refine_chain` (generic) or
+                       :func:`builder.select.profile.profile_chain` (profile) for every NFE of the chain
+                       key: the chain + its start grids + every source file the refinement imports
+
+**Generic chains** (``profile`` None) are refined on the whole fit split, starting from the bound's entries.
+**Profile chains** are refined on one profile's problems, starting from the generic chain's grids, so they run
+after the generic ones; the sweep makes one for every (schedule variant, profile) that a model alias of the
+spec names (``"sdxl": {"schedule": "scaled-linear", "profile": "latent"}``), for every solver, order and ending.
 
 A chain walks up its NFEs (each warm-starts the next), so it is the unit of work and of caching; chains run
 in worker processes, longest first. The key's code part is found by following ``import`` statements from
-:mod:`builder.select.robust` through ``builder`` and the loader (package ``__init__`` files aside), plus the
+the chain's root modules through ``builder`` and the loader (package ``__init__`` files aside), plus the
 data folders those modules read, so a change to the bound's finalize stage or to the loader's glue does not
-re-refine, and a change to anything the refinement runs does (this module's ``_compute`` included).
+re-refine, and a change to anything the refinement runs does (the compute function of this module included).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import json
@@ -26,9 +34,19 @@ from builder.registry.sweep.cache import SOURCE_ROOT, _source_of, code_fingerpri
 from builder.registry.sweep.spec import Spec, SweepError
 from builder.solve.schedules import Schedule, get_schedule
 
-__all__ = ["Chain", "bound_grids", "chain_key", "chains_of", "load_chain", "refine_sources", "run_chains"]
+__all__ = [
+    "Chain",
+    "bound_grids",
+    "chain_key",
+    "chains_of",
+    "generic_grids",
+    "load_chain",
+    "refine_sources",
+    "run_chains",
+]
 
 ROOT_MODULES = ("builder.select.robust", "builder.select.family")
+PROFILE_ROOT_MODULES = (*ROOT_MODULES, "builder.select.profile")
 DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
 
 
@@ -44,33 +62,50 @@ class Chain:
     ending: str
     nfes: tuple[int, ...]
     maxiter: int
+    profile: str | None = None  # None: the generic chain
 
     def make_schedule(self) -> Schedule:
         return get_schedule(self.schedule, **dict(self.params))
 
+    def generic(self) -> Chain:
+        """The generic chain whose grids this profile chain starts from."""
+        return dataclasses.replace(self, profile=None)
+
     def fields(self) -> dict[str, Any]:
-        return self.__dict__ | {"params": list(self.params), "nfes": list(self.nfes)}
+        fields = self.__dict__ | {"params": list(self.params), "nfes": list(self.nfes)}
+        return fields if self.profile else {k: v for k, v in fields.items() if k != "profile"}
 
     def label(self) -> str:
         params = "".join(f" {k}={v}" for k, v in self.params)
-        return f"{self.schedule}{params} {self.solver}-{self.order} ending={self.ending}"
+        profile = f" profile={self.profile}" if self.profile else ""
+        return f"{self.schedule}{params} {self.solver}-{self.order} ending={self.ending}{profile}"
 
 
 def chains_of(spec: Spec) -> list[Chain]:
-    """Every chain of the spec's ``solver_entries`` block (none if the spec has none)."""
+    """Every chain of the spec's ``solver_entries`` block (none if the spec has none): the generic chains of
+    every schedule variant, then the profile chains of every (variant, profile) an alias names."""
     block = spec.solver_entries
     if not block:
         return []
-    out = []
+    generic, profiled = [], []
     for sched in spec.schedules:
         params = tuple(sorted((sched.get("params") or {}).items()))
+        profiles = sorted({a["profile"] for a in spec.aliases.values() if "profile" in a and _names(a, sched)})
         for solver, order in block["solvers"]:
             for ending in block["endings"]:
-                out.append(
-                    Chain(sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]),
-                          block["maxiter"])
-                )
-    return out
+                chain = Chain(sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]),
+                              block["maxiter"])
+                generic.append(chain)
+                profiled += [dataclasses.replace(chain, profile=p) for p in profiles]
+    return generic + profiled
+
+
+def _names(alias: dict[str, Any], sched: dict[str, Any]) -> bool:
+    """Whether a spec alias names this schedule variant (a flow alias without a shift means shift 1)."""
+    if alias["schedule"] != sched["name"]:
+        return False
+    shift = (sched.get("params") or {}).get("shift")
+    return shift is None or float(alias.get("shift", 1.0)) == float(shift)
 
 
 def bound_grids(chain: Chain, entries: list[dict[str, Any]], p: float) -> dict[int, list[float]]:
@@ -81,12 +116,17 @@ def bound_grids(chain: Chain, entries: list[dict[str, Any]], p: float) -> dict[i
     return {n: by_nfe[n - shift] for n in chain.nfes if n - shift in by_nfe}
 
 
+def generic_grids(records: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """{N: λ} of a generic chain's records: the starts of its profile chains."""
+    return {int(r["nfe"]): r["lambda"] for r in records}
+
+
 @functools.cache
-def refine_sources(root: Path = SOURCE_ROOT) -> tuple[str, ...]:
-    """Every source file (relative to ``root``) reachable by imports from :data:`ROOT_MODULES` within ``builder``
-    and ``optsteps_loader`` (``__init__`` files aside), plus every file of :data:`DATA_FOLDERS`."""
+def refine_sources(root: Path = SOURCE_ROOT, roots: tuple[str, ...] = ROOT_MODULES) -> tuple[str, ...]:
+    """Every source file (relative to ``root``) reachable by imports from the modules ``roots`` within
+    ``builder`` and ``optsteps_loader`` (``__init__`` files aside), plus every file of :data:`DATA_FOLDERS`."""
     seen: set[str] = set()
-    todo = list(ROOT_MODULES)
+    todo = list(roots)
     while todo:
         module = todo.pop()
         rel = module.replace(".", "/") + ".py"
@@ -106,7 +146,12 @@ def refine_sources(root: Path = SOURCE_ROOT) -> tuple[str, ...]:
 
 
 def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_ROOT) -> str:
-    code = code_fingerprint(root, refine_sources(root), _source_of(_compute))
+    """The cache key of a chain and its start grids ``bound`` (the bound's, or for a profile chain the generic
+    chain's): the chain's fields, the grids, and the code its compute function runs."""
+    if chain.profile:
+        code = code_fingerprint(root, refine_sources(root, PROFILE_ROOT_MODULES), _source_of(_compute_profile))
+    else:
+        code = code_fingerprint(root, refine_sources(root), _source_of(_compute))
     payload = json.dumps([chain.fields(), {str(k): v for k, v in sorted(bound.items())}, code, "chain"])
     return f"chain-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
 
@@ -140,6 +185,35 @@ def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: s
     return chain.label()
 
 
+def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: str, key: str) -> str:
+    import torch
+
+    from builder.select import family
+    from builder.select.profile import problems, profile_chain
+
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)  # bit-identical results whatever the machine's core count
+    threadpool_limits(1)  # one BLAS thread: the workers already use every core
+    records = profile_chain(
+        chain.make_schedule(),
+        profile=chain.profile,
+        solver=chain.solver,
+        order=chain.order,
+        ending=chain.ending,
+        nfes=chain.nfes,
+        generic={int(k): v for k, v in generic.items()},
+        maxiter=chain.maxiter,
+    )
+    family_digest = {s: family.digest(problems(s, chain.profile)) for s in ("fit", "validation")}
+    write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
+    return chain.label()
+
+
+def _compute_any(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
+    return (_compute_profile if chain.profile else _compute)(chain, starts, cache_dir, key)
+
+
 def run_chains(
     chains: list[tuple[Chain, dict[int, list[float]]]],
     cache_dir: Path,
@@ -153,7 +227,8 @@ def run_chains(
     prepare_cache(cache_dir)
     todo = [(c, b, chain_key(c, b)) for c, b in chains]
     todo = [item for item in todo if read_cached(cache_dir, item[2]) is None]
-    todo.sort(key=lambda item: (item[0].solver != "unipc", -item[0].order, item[0].label()))  # slow ones first
+    # slow ones first: UniPC, high orders, generic (the whole fit split) before profile chains
+    todo.sort(key=lambda item: (item[0].solver != "unipc", -item[0].order, bool(item[0].profile), item[0].label()))
     if not todo:
         return 0
     bar = _progress_bar(len(todo), len(chains), progress)
@@ -161,7 +236,7 @@ def run_chains(
     try:
         if workers == 1:
             for c, b, k in todo:
-                bar(_compute(c, b, str(cache_dir), k))
+                bar(_compute_any(c, b, str(cache_dir), k))
         else:
             import multiprocessing
 
@@ -169,7 +244,7 @@ def run_chains(
             parent = os.getpid() if context.get_start_method() == "fork" else None
             with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
                 cols = list(zip(*todo, strict=True))
-                for label in pool.map(_compute, *cols[:2], [str(cache_dir)] * len(todo), cols[2], chunksize=1):
+                for label in pool.map(_compute_any, *cols[:2], [str(cache_dir)] * len(todo), cols[2], chunksize=1):
                     bar(label)
     finally:
         bar(None)

@@ -75,17 +75,23 @@ def solver_entries(
     progress: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Stage 3: every chain of the spec refined (from the cache where it is there), as solver entries by file.
-    Each chain starts from the bound entries of its file (the schedule's default p, the chain's order)."""
+    Each generic chain starts from the bound entries of its file (the schedule's default p, the chain's order);
+    each profile chain from its generic chain's grids, so the generic chains run first."""
     from builder.registry.entry import solver_entry
-    from builder.registry.sweep.chains import bound_grids, chains_of, load_chain, run_chains
+    from builder.registry.sweep.chains import bound_grids, chains_of, generic_grids, load_chain, run_chains
 
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
-    chains = [(c, bound_grids(c, entries_by_file.get(c.file, []), defaults_p[c.file])) for c in chains_of(spec)]
-    run_chains(chains, cache_dir, workers=workers, progress=progress)
+    every = chains_of(spec)
+    generic = [(c, bound_grids(c, entries_by_file.get(c.file, []), defaults_p[c.file])) for c in every if not c.profile]
+    run_chains(generic, cache_dir, workers=workers, progress=progress)
+    records = {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in generic}
+    profiled = [(c, generic_grids(records[c.generic()])) for c in every if c.profile]
+    run_chains(profiled, cache_dir, workers=workers, progress=progress)
+    records |= {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in profiled}
     out: dict[str, list[dict[str, Any]]] = {}
-    for chain, bound in chains:
+    for chain, chain_records in records.items():
         schedule = chain.make_schedule()
-        for record in load_chain(chain, bound, cache_dir)["records"]:
+        for record in chain_records:
             out.setdefault(chain.file, []).append(solver_entry(schedule, chain, record))
     return out
 

@@ -120,14 +120,21 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
 
 
 def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
-    """The optional ``aliases`` block, checked: each names a schedule variant of the spec."""
+    """The optional ``aliases`` block, checked: each names a schedule variant of the spec, and a data
+    ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
+    from builder.select.profile import PROFILES
+
     if not isinstance(aliases, dict):
         raise bad("'aliases' must be an object")
     have = {(s["name"], (s.get("params") or {}).get("shift")) for s in schedules}
     for name, a in aliases.items():
-        ok = isinstance(a, dict) and set(a) <= {"schedule", "shift", "description"} and "description" in a
+        ok = isinstance(a, dict) and set(a) <= {"schedule", "shift", "profile", "description"} and "description" in a
         if not ok or (a.get("schedule"), a.get("shift")) not in have | {(n, 1.0) for n, _ in have}:
-            raise bad(f"alias {name!r} must be {{schedule, shift?, description}} naming a schedule of the spec")
+            raise bad(
+                f"alias {name!r} must be {{schedule, shift?, profile?, description}} naming a schedule of the spec"
+            )
+        if a.get("profile", "latent") not in PROFILES:
+            raise bad(f"alias {name!r}: profile must be one of {tuple(PROFILES)}, got {a['profile']!r}")
     return aliases
 
 
