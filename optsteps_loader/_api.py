@@ -198,21 +198,26 @@ def _get(
 ) -> Steps:
     index = _r.load_index(src)
     data = _r.load_data(src, select(index, schedule, shift, src.label))
-    if p is None:
-        calibrated = ("calibrated", solver, order, ending, nfe)
-        if profile is None and calibrated in data.solver_entries:
-            return _steps(data, ("solver", *calibrated), data.solver_entries[calibrated], solver, src.label)
-        wanted = profile or alias_profile(index, schedule) or "generic"
-        if wanted != "generic":
+    if p is None:  # solver entries: calibrated, then the profile's, then generic (their keys cache the Steps)
+        if profile is None:
+            if "calibrated" in data.tiers:
+                key = ("calibrated", solver, order, ending, nfe)
+                if key in data.solver_entries:
+                    return _steps(data, key, data.solver_entries[key], solver, src.label)
+            wanted = None if schedule in index.by_schedule else alias_profile(index, schedule)
+        else:
+            wanted = None if profile == "generic" else profile
+        if wanted is not None and (wanted in data.tiers or profile is not None):
             key = (wanted, solver, order, ending, nfe)
-            if key in data.solver_entries:
-                return _steps(data, ("solver", *key), data.solver_entries[key], solver, src.label)
+            entry = data.solver_entries.get(key)
+            if entry is not None:
+                return _steps(data, key, entry, solver, src.label)
             if profile is not None:  # asked for by name: say what exists
                 raise _missing_profile_entry(data, key, src.label)
         key = ("", solver, order, ending, nfe)
         entry = data.solver_entries.get(key)
         if entry is not None:
-            return _steps(data, ("solver", *key), entry, solver, src.label)
+            return _steps(data, key, entry, solver, src.label)
         p = data.obj["defaults"]["p"]
         if ending == "zero":  # the bound's NFE-1 entry, then the step to σ = 0
             base = data.entries.get((nfe - 1, order, p))

@@ -173,6 +173,7 @@ class DataFile:
         self.obj, self.rec, self.where = obj, rec, where
         self.entries: dict[tuple, dict] = {(e["nfe"], e["order"], e["p"]): e for e in obj["entries"]}
         self.solver_entries: dict[tuple, dict] = {inv.solver_entry_key(e): e for e in obj.get("solver_entries", ())}
+        self.tiers = frozenset(key[0] for key in self.solver_entries)  # "", "calibrated", profiles
         self.steps: dict[tuple, object] = {}  # the lookup key -> Steps, filled by get()
 
 
