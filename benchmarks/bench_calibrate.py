@@ -1,8 +1,11 @@
 """``calibrate`` on the learned digits network (CPU) and, where CUDA is available, an SD-sized random UNet.
 
     python benchmarks/bench_calibrate.py [--nfe 5 8] [--noises 128] [--seeds 0 1] [--eval-noises 256] [--quick]
+    python benchmarks/bench_calibrate.py --solver dpmpp --order 2 --ending zero   # DPM++ 2M as diffusers runs it
 
-**Digits** (``builder.calibrate.examples:digits``, vp-linear, UniPC bh2 order 3): for each seed, calibrate
+**Digits** (``builder.calibrate.examples:digits``, vp-linear; UniPC bh2 order 3 t_ε unless ``--solver``,
+``--order``, ``--ending`` say otherwise; for ``zero`` every grid is compared with the model's x̂₀ at the
+teacher's answer, :func:`builder.calibrate.teacher_answers`): for each seed, calibrate
 NFE 5 and 8 (``noises`` noises, half held out), printing wall time and model calls (per-sample
 evaluations). Then every calibrated grid, the registry entry and every rule are measured on an independent
 evaluation set (``eval-noises`` noises from seed 1000, its own teacher, never used by any calibration):
@@ -30,26 +33,39 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from builder.calibrate import calibrate  # noqa: E402
+from builder.calibrate import calibrate, teacher_answers  # noqa: E402
 from builder.calibrate.examples import digits  # noqa: E402
 from builder.calibrate.model import ModelDenoiser  # noqa: E402
 from builder.calibrate.optimize import grid_errors  # noqa: E402
 from builder.calibrate.teacher import teacher  # noqa: E402
-from builder.solve.grids import baseline_grids  # noqa: E402
+from builder.select.refine import rule_grid  # noqa: E402
+from builder.solve.grids import applicable_baselines  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 
 
 def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
     model = digits()
     sched = get_schedule("vp-linear")
-    spec = {"solver": "unipc", "order": 3, "variant": "bh2"}
+    sampler = {"solver": args.solver, "order": args.order, "ending": args.ending}
+    spec = sampler | ({"variant": "bh2"} if args.solver == "unipc" else {})
     grids: dict[tuple[int, int], np.ndarray] = {}
     registry: dict[int, np.ndarray] = {}
-    print(f"digits, vp-linear, UniPC bh2 order 3, {args.noises} noises ({args.noises // 2} held out) per calibration")
+    print(
+        f"digits, vp-linear, {args.solver} order {args.order}, ending {args.ending}, {args.noises} noises "
+        f"({args.noises // 2} held out) per calibration"
+    )
     for seed in args.seeds:
         t0 = time.perf_counter()
         res = calibrate(
-            model, schedule="vp-linear", nfe=args.nfe, noises=args.noises, seed=seed, cache=cache, progress=False
+            model,
+            schedule="vp-linear",
+            nfe=args.nfe,
+            noises=args.noises,
+            seed=seed,
+            cache=cache,
+            progress=False,
+            restarts=args.restarts,
+            **sampler,
         )
         print(
             f"  seed {seed}: {time.perf_counter() - t0:.1f} s, {res.model_calls} model calls "
@@ -58,7 +74,8 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
         for n, fit in res.fits.items():
             grids[(seed, n)] = fit.lambdas
             print(
-                f"    NFE {n}: {fit.method} ({fit.method_reason}); start {fit.start}, {fit.iterations} iterations; "
+                f"    NFE {n}: {fit.method} ({fit.method_reason}); start {fit.start}, restart {fit.restart}, "
+                f"{fit.iterations} iterations; "
                 f"held-out {fit.held_out_start:.4f} -> {fit.held_out:.4f}"
             )
             if fit.timings:
@@ -67,7 +84,7 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
     import optsteps_loader
 
     for n in args.nfe:
-        registry[n] = np.array(optsteps_loader.get("vp-linear", n).lambdas)
+        registry[n] = np.array(optsteps_loader.get("vp-linear", n, profile="generic", **sampler).lambdas)
     denoise = ModelDenoiser(model, sched, "sample", (64,))
     ev = teacher(
         denoise,
@@ -77,14 +94,15 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
         seed=1000,
         cache=cache,
     )
+    answers = teacher_answers(denoise, ev, sched.lambda_end, args.ending)
     ok = True
     print(f"evaluation set: {args.eval_noises} noises (seed 1000), mean L2 to the teacher")
     for n in args.nfe:
-        rules = baseline_grids(sched, n)
-        errs = {name: grid_errors(g, denoise, ev.x_start, ev.x_end, spec, 64).mean() for name, g in rules.items()}
+        rules = {k: g for k in applicable_baselines(sched) if (g := rule_grid(k, sched, n, args.ending)) is not None}
+        errs = {name: grid_errors(g, denoise, ev.x_start, answers, spec, 64).mean() for name, g in rules.items()}
         best = min(errs, key=errs.get)
-        reg = grid_errors(registry[n], denoise, ev.x_start, ev.x_end, spec, 64).mean()
-        cal = {s: grid_errors(grids[(s, n)], denoise, ev.x_start, ev.x_end, spec, 64).mean() for s in args.seeds}
+        reg = grid_errors(registry[n], denoise, ev.x_start, answers, spec, 64).mean()
+        cal = {s: grid_errors(grids[(s, n)], denoise, ev.x_start, answers, spec, 64).mean() for s in args.seeds}
         cells = "  ".join(f"seed {s} {e:.4f}" for s, e in cal.items())
         print(f"  NFE {n}: calibrated {cells} | registry {reg:.4f} | best rule {best} {errs[best]:.4f}")
         for s, e in cal.items():
@@ -168,6 +186,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--eval-noises", type=int, default=256)
     parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--solver", choices=("unipc", "dpmpp"), default="unipc")
+    parser.add_argument("--order", type=int, choices=(1, 2, 3), default=3)
+    parser.add_argument("--ending", choices=("eps", "zero"), default="eps")
+    parser.add_argument("--restarts", type=int, default=0, help="perturbed restarts per calibration")
     parser.add_argument("--quick", action="store_true", help="fewer noises (a smoke run)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the UNet part even where CUDA is available")
     args = parser.parse_args()

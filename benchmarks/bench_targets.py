@@ -133,6 +133,33 @@ def learned_rows(nfes: list[int], solvers: list[str], endings: list[str]) -> lis
     return rows
 
 
+def compare(new: Path, old: Path, nfes: list[int]) -> None:
+    """Print the --against table (module docstring)."""
+    import json
+
+    from optsteps_loader._invariants import solver_entry_key
+
+    def entries(root: Path) -> dict:
+        out = {}
+        for rec in json.loads((root / "index.json").read_text())["files"]:
+            for e in json.loads((root / rec["path"]).read_text()).get("solver_entries", []):
+                if e["nfe"] in nfes and e["method"] != "calibrated":
+                    out[(rec["path"], *solver_entry_key(e))] = e["quality"]["validation"]["mean_l2"]
+        return out
+
+    a, b = entries(new), entries(old)
+    groups: dict[str, list[float]] = {}
+    for k in a.keys() & b.keys():
+        ratio = math.log(a[k] / b[k])
+        groups.setdefault(f"{k[1] or 'generic'} {k[4]}", []).append(ratio)
+        if not k[1]:
+            groups.setdefault(f"generic {k[2]}-{k[3]} {k[4]}", []).append(ratio)
+    print(f"validation mean L2, {new} / {old}, NFE {','.join(map(str, nfes))}:\n")
+    print("| entries | n | geometric mean | min | max |\n|---|---|---|---|---|")
+    for name, r in sorted(groups.items()):
+        print(f"| {name} | {len(r)} | {math.exp(np.mean(r)):.3f} | {math.exp(min(r)):.3f} | {math.exp(max(r)):.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", default="validation", choices=("validation", "fit"))
@@ -140,10 +167,14 @@ def main() -> None:
     ap.add_argument("--solvers", default=",".join(SOLVER_KEYS))
     ap.add_argument("--endings", default="eps,zero")
     ap.add_argument("--profile", choices=("latent", "pixel"), help="the profile entries (recorded figures)")
+    ap.add_argument("--against", type=Path, help="another registry folder: entry-by-entry ratios (recorded)")
     ap.add_argument("--learned", action="store_true", help="the learned digits network tier (computes)")
     ap.add_argument("--registry", type=Path, default=REPO / "registry", help="the registry folder (recorded figures)")
     args = ap.parse_args()
     nfes, solvers, endings = _nfes(args.nfes), args.solvers.split(","), args.endings.split(",")
+    if args.against:
+        compare(args.registry, args.against, nfes)
+        return
     if args.learned:
         print(
             "Learned digits network: entry's mean L2 / the best rule's, geometric mean over the NFEs (target ≤ 0.85)\n"

@@ -86,7 +86,10 @@ def alias_problems(aliases: object, files: list) -> list[str]:
     have = {
         (r["schedule"], r["params"].get("shift"))
         for r in files
-        if isinstance(r, dict) and isinstance(r.get("schedule"), str) and isinstance(r.get("params"), dict)
+        if isinstance(r, dict)
+        and isinstance(r.get("schedule"), str)
+        and isinstance(r.get("params"), dict)
+        and (r["params"].get("shift") is None or is_num(r["params"]["shift"]))  # a bad shift is reported elsewhere
     }
     out = []
     for name, a in aliases.items():

@@ -162,6 +162,7 @@ def test_ending_zero_calibrates_the_sigma_zero_entry(digits_model, calibrated, t
         **FAST,
     )
     assert result.teacher.cached  # the σ = 0 teacher is the model's x̂₀ at the cached teacher's answers
+    assert result.entries[0]["calibration"]["restarts"] == 0
     fig, fit = result.figures[5], result.fits[5]
     assert fig["calibrated"] <= fig[fit.start] * (1 + 1e-9)  # never worse on held-out noises than its start
     steps = optsteps_loader.get("vp-linear", 5, solver="dpmpp", order=2, ending="zero", source=out)
@@ -224,3 +225,13 @@ def test_folders_of_the_earlier_format_still_load(calibrated, tmp_path):
     rewrite(old, "v1/vp-linear.json", doc)
     assert validate_registry(old).ok
     assert optsteps_loader.get("vp-linear", 5, p=1, source=old).method == "calibrated"
+
+
+def test_restarts_keep_the_best_held_out_grid(digits_model, calibrated):
+    _, _, root = calibrated
+    kw = {**FAST, "maxiter": 8}
+    one = calibrate(digits_model, schedule="vp-linear", nfe=5, cache=root / "cache", **kw)
+    more = calibrate(digits_model, schedule="vp-linear", nfe=5, cache=root / "cache", restarts=2, **kw)
+    assert more.fits[5].held_out <= one.fits[5].held_out * (1 + 1e-12) and more.fits[5].restart in (0, 1, 2)
+    assert more.fits[5].iterations > one.fits[5].iterations
+    assert more.entries[0]["calibration"]["restart"] == more.fits[5].restart

@@ -12,6 +12,7 @@ from builder.select import family
 from builder.select.differentiable import DT
 from builder.select.refine import (
     MIN_STEP_FRACTION,
+    SATURATION_FLOOR,
     bind,
     grid_from_q,
     insert_node,
@@ -19,6 +20,7 @@ from builder.select.refine import (
     refine,
     round_to_timesteps,
     rule_starts,
+    unsaturated,
 )
 from builder.solve.schedules import get_schedule
 
@@ -109,3 +111,22 @@ def test_rounding_hits_integer_timesteps():
     steps = sched.model_time(sched.inverse_lambda(out[1:-1]))
     np.testing.assert_allclose(sched.marginal_lambda((steps + 1) / 1000.0), out[1:-1], atol=1e-9)
     assert np.max(np.abs(out - lam)) < 0.1
+
+
+def test_unsaturated_raises_only_the_gaps_at_the_floor():
+    q = np.array([0.3, -0.2, 0.1, 0.0])
+    np.testing.assert_array_equal(unsaturated(q), q)  # every weight above the floor: unchanged
+    sched = get_schedule("vp-linear")
+    zero = rule_starts(sched, 5, "zero")["uniform-lambda"]  # its last node is λ_ε: the leftover gap is at h_min
+    q = q_from_grid(zero, sched.lambda_start, sched.lambda_end, "zero")
+    w, w2 = (np.exp(v - v.max()) / np.exp(v - v.max()).sum() for v in (q, unsaturated(q)))
+    assert w[-1] < 1e-3 and w2[-1] == pytest.approx(SATURATION_FLOOR / q.size, rel=0.02)  # raised, renormalised
+    assert np.all(np.argsort(w2[:-1]) == np.argsort(w[:-1]))  # the others keep their order
+
+
+def test_a_zero_refinement_moves_the_last_node_off_the_floor(bound):
+    """From the σ = 0 rule grids (last node at λ_ε) the refinement is free to pull the last node down."""
+    sched, b = bound
+    res = refine(b["zero"], rule_starts(sched, 4, "zero"), ending="zero", solver="dpmpp", order=2, maxiter=30)
+    floor = (sched.lambda_end - sched.lambda_start) * MIN_STEP_FRACTION / 4
+    assert res.mean_log_ratio < res.fun_start and res.x[-1] < sched.lambda_end - 2 * floor

@@ -407,7 +407,8 @@ def test_refine_profile_writes_a_registry_with_those_profile_entries_added(tmp_p
     q = mine.quality["validation"]
     assert mine.profile == "latent" and generic.profile is None
     assert q["problems"] == sum(p.profile == "latent" for p in family.split("validation"))
-    assert "generic" in q["baselines"] and "bound" not in q["baselines"] and mine.lambdas != generic.lambdas
+    assert "generic" in q["baselines"] and "bound" not in q["baselines"]
+    assert (mine.lambdas != generic.lambdas) == (mine.method == "refined")  # else it kept the generic grid
     kept, shipped = (optsteps_loader.get("sd3", 5, source=s, profile="generic", **key) for s in (out, None))
     assert kept == dataclasses.replace(shipped, provenance=kept.provenance)  # other entries: the registry's
     bad = CliRunner().invoke(cli, ["refine", "--schedule", "sdxxl", "--nfe", "3", "--profile", "latent", "--out", "x"])

@@ -59,6 +59,7 @@ __all__ = [
     "TeacherNotConvergedError",
     "calibrate",
     "load_factory",
+    "teacher_answers",
 ]
 
 ENDINGS = ("eps", "zero")
@@ -140,11 +141,16 @@ def _registry_start(
         return None, f"no registry entry to start from at NFE {nfe}: {err}"
 
 
-def _zero_answers(denoise: ModelDenoiser, x_end: torch.Tensor, lambda_end: float, batch: int) -> torch.Tensor:
-    """The model's x̂₀ at the teacher's answers x at t_ε: the σ = 0 ending's teacher (module docstring)."""
+def teacher_answers(
+    denoise: ModelDenoiser, tch: Teacher, lambda_end: float, ending: str, batch: int = 64
+) -> torch.Tensor:
+    """What a grid of ``ending`` is compared with (module docstring): the teacher's x at t_ε (``"eps"``), or
+    the model's x̂₀ there (``"zero"``; one model call per noise)."""
+    if ending == "eps":
+        return tch.x_end
     lam = torch.tensor(lambda_end, dtype=DT)
     with torch.no_grad():
-        return torch.cat([denoise(x, lam) for x in torch.split(x_end, batch)])
+        return torch.cat([denoise(x, lam) for x in torch.split(tch.x_end, batch)])
 
 
 def calibrate(
@@ -172,6 +178,7 @@ def calibrate(
     method: str = "auto",
     maxiter: int = 100,
     patience: int = 10,
+    restarts: int = 0,
     model_id: str | None = None,
     weights_hash: str | None = None,
     registry: Any = None,
@@ -187,7 +194,8 @@ def calibrate(
     names among ``"registry"`` and the rules; ``profile``: which registry entry starts (``"latent"``,
     ``"pixel"``; default the generic one). ``held_out`` noises (default half) are never fitted. ``out``: a new
     folder, or an existing registry folder the entries are merged into (a vendored copy).
-    ``method``: ``"auto"`` (measured), ``"gradient"`` or ``"derivative-free"``. Raises
+    ``method``: ``"auto"`` (measured), ``"gradient"`` or ``"derivative-free"``; ``restarts``: more runs from
+    perturbed starts, the best held-out one kept (:func:`~builder.calibrate.optimize.optimise`). Raises
     :class:`CalibrationError` subclasses naming the problem; on any error ``out`` is left as it was.
     """
     t0 = time.perf_counter()
@@ -225,7 +233,7 @@ def calibrate(
         cache=cache,
     )
     n_fit = noises - held_out
-    answers = tch.x_end if ending == "eps" else _zero_answers(denoise, tch.x_end, lam1, batch)
+    answers = teacher_answers(denoise, tch, lam1, ending, batch)
     fit = (tch.x_start[:n_fit], answers[:n_fit])
     ho = (tch.x_start[n_fit:], answers[n_fit:])
     spec = {"solver": solver, "order": order, "ending": ending} | ({"variant": "bh2"} if solver == "unipc" else {})
@@ -269,6 +277,8 @@ def calibrate(
                 method=method,
                 maxiter=maxiter,
                 patience=patience,
+                restarts=restarts,
+                restart_seed=seed,
                 progress=None if bar is None else bar[1],
             )
         finally:
@@ -300,6 +310,8 @@ def calibrate(
             "method_reason": result.method_reason,
             "iterations": result.iterations,
             "stopped": result.message,
+            "restarts": restarts,
+            "restart": result.restart,
             "starts": len(starts),
             "held_out_start": _sig(scale * result.held_out_start),
         }

@@ -59,6 +59,13 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--batch", type=click.IntRange(1), default=64, show_default=True, help="Noises per model call.")
 @click.option("--method", type=click.Choice(["auto", "gradient", "derivative-free"]), default="auto", show_default=True)
 @click.option("--maxiter", type=click.IntRange(1), default=100, show_default=True)
+@click.option(
+    "--restarts",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="More optimisations from perturbed starts; the best held-out grid is kept (costs that many times more).",
+)
 @click.option("--weights-hash", default=None, help="sha256 of the weights, recorded and part of the teacher cache key.")
 @click.option(
     "--out",

@@ -20,7 +20,10 @@ below λ_ε (the schedule's smallest trained noise level); the final step to σ 
 
 **Optimiser.** scipy L-BFGS-B (``jac=True``, no bounds) on L(q), the gradient by torch float64 autograd
 through the samplers' coefficients and the closed-form denoiser (:mod:`.differentiable`). Every start is
-scored, the ``top`` best are refined, the lowest final loss wins (ties: the earlier start). Deterministic:
+scored on its own grid; the ``top`` best are refined from :func:`unsaturated` logits (a gap at the h_min
+floor, such as a σ = 0 rule grid's leftover gap, has softmax weight ≈ 0 and a vanishing gradient, so the
+optimiser could never move it; its weight is raised to :data:`SATURATION_FLOOR`/N first); the lowest final
+loss wins (ties: the earlier start), and callers compare it with the start's own loss. Deterministic:
 fixed problems and noises, no random restarts; run with ``torch.set_num_threads(1)`` for bit-identical
 results across machines' thread counts.
 
@@ -45,12 +48,14 @@ from builder.solve.grids import FORMULA_BASELINES, baseline_lambdas
 
 __all__ = [
     "MIN_STEP_FRACTION",
+    "SATURATION_FLOOR",
     "Bound",
     "bind",
     "errors",
     "grid_from_q",
     "insert_node",
     "q_from_grid",
+    "unsaturated",
     "refine",
     "round_to_timesteps",
     "rule_grid",
@@ -58,6 +63,7 @@ __all__ = [
 ]
 
 MIN_STEP_FRACTION = 1.0 / 50.0  # h_min = span · MIN_STEP_FRACTION / N
+SATURATION_FLOOR = 0.05  # a refinement starts with every gap's softmax weight ≥ this / N (unsaturated)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +129,20 @@ def grid_from_q(q: torch.Tensor, lambda_start: float, lambda_end: float, ending:
     nodes = lambda_start + torch.cat([torch.zeros(1, dtype=DT), torch.cumsum(h, 0)])
     nodes = torch.cat([nodes[:-1], torch.tensor([lambda_end], dtype=DT)])  # the endpoint exactly
     return nodes if ending == "eps" else nodes[:-1]
+
+
+def unsaturated(q: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """Logits whose softmax weights are those of ``q`` raised to at least ``floor``/N and renormalised
+    (unchanged where every weight is already above it): the optimiser's start, so no gap starts where its
+    gradient vanishes. ``floor`` defaults to :data:`SATURATION_FLOOR`."""
+    floor = SATURATION_FLOOR if floor is None else floor
+    w = np.exp(q - np.max(q))
+    w /= w.sum()
+    if np.all(w >= floor / w.size):
+        return np.asarray(q, dtype=np.float64)
+    w = np.maximum(w, floor / w.size)
+    out = np.log(w / w.sum())
+    return out - out.mean()
 
 
 def q_from_grid(lambdas: Sequence[float], lambda_start: float, lambda_end: float, ending: str = "eps") -> np.ndarray:
@@ -230,7 +250,7 @@ def refine(
     chosen = scored if top is None else scored[:top]
     best, log, nfev_total = None, {}, 0
     for loss0, _, name in chosen:
-        q0 = q_from_grid(starts[name], bound.lambda_start, bound.lambda_end, bound.ending)
+        q0 = unsaturated(q_from_grid(starts[name], bound.lambda_start, bound.lambda_end, bound.ending))
         res = minimize(
             _loss_and_grad,
             q0,
