@@ -200,11 +200,11 @@ def _get(
     data = _r.load_data(src, select(index, schedule, shift, src.label))
     if p is None:  # solver entries: calibrated, then the profile's, then generic (their keys cache the Steps)
         if profile is None:
-            if "calibrated" in data.tiers:
-                key = ("calibrated", solver, order, ending, nfe)
+            if inv.CALIBRATED in data.tiers:
+                key = (inv.CALIBRATED, solver, order, ending, nfe)
                 if key in data.solver_entries:
                     return _steps(data, key, data.solver_entries[key], solver, src.label)
-            wanted = None if schedule in index.by_schedule else alias_profile(index, schedule)
+            wanted = alias_profile(index, schedule)
         else:
             wanted = None if profile == "generic" else profile
         if wanted is not None and (wanted in data.tiers or profile is not None):

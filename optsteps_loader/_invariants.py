@@ -216,7 +216,7 @@ def solver_entry_key(e: object) -> tuple | None:
         and e.get("ending") in SOLVER_ENDINGS
         and type(e.get("nfe")) is int
     ):
-        tier = "calibrated" if e.get("method") == CALIBRATED else e.get("profile", "")
+        tier = CALIBRATED if e.get("method") == CALIBRATED else e.get("profile", "")
         return (tier, e["solver"], e["order"], e["ending"], e["nfe"])
     return None
 

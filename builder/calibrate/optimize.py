@@ -224,10 +224,10 @@ def optimise(
             )
         raise ValueError(f"method must be 'auto', 'gradient' or 'derivative-free', got {method!r}")
 
-    rng = np.random.default_rng(restart_seed)
+    rng, q_free = np.random.default_rng(restart_seed), unsaturated(q0)
     outcomes = []
     for index in range(restarts + 1):
-        q_init = unsaturated(q0) + (rng.normal(0.0, RESTART_SCALE, q0.size) if index else 0.0)
+        q_init = q_free + (rng.normal(0.0, RESTART_SCALE, q0.size) if index else 0.0)
         lam = grid_from_q(torch.tensor(q_init, dtype=DT), *ends).detach().numpy()
         run.update(best=float(grid_errors(lam, denoise, x_ho, t_ho, solver, batch).mean()), index=index, stall=0)
         res = minimise(q_init)

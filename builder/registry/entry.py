@@ -119,11 +119,12 @@ def solver_entry(
     if chain.ending == "zero":
         for key, last in (("t", 0.0), ("alpha_t", 1.0), ("sigma_t", 0.0), ("sigmas", 0.0)):
             nodes[key].append(last)
+    profile = {"profile": chain.profile} if getattr(chain, "profile", None) else {}
     key = {
         **{k: v for k, v in problem_key(schedule, nfe, chain.order, 0.0, 0).items() if k not in ("p", "tau")},
         "solver": chain.solver,
         "ending": chain.ending,
-        **({"profile": chain.profile} if getattr(chain, "profile", None) else {}),
+        **profile,
         **({"calibration": calibration["identity"]} if calibration else {}),
     }
     return {
@@ -132,7 +133,7 @@ def solver_entry(
         "solver": chain.solver,
         **({"variant": "bh2"} if chain.solver == "unipc" else {}),
         "ending": chain.ending,
-        **({"profile": chain.profile} if getattr(chain, "profile", None) else {}),
+        **profile,
         "method": record["method"],
         "init": record["init"],
         "step_orders": [int(k) for k in step_orders(nfe, chain.order)],

@@ -54,13 +54,13 @@ def merged_files(
     """{relative path: canonical bytes} of the whole registry ``out`` with the solver entries ``new`` of
     ``schedule`` (a :class:`~builder.solve.schedules.Schedule`) merged in (module docstring); ``base``: the
     loader's ``source`` of the registry a new folder starts from (None: the bundled one)."""
-    from builder.registry.sweep.spec import SweepError
-    from builder.registry.sweep.write import read_index, read_snapshot
+    from builder.registry.sweep.spec import SweepError, alias_names
+    from builder.registry.sweep.write import read_snapshot
 
     out = Path(out)
     variant = (schedule.name, tuple(sorted(schedule.variant_params.items())))
     try:
-        snapshot = read_snapshot(out) if out.is_dir() and read_index(out) is not None else None
+        snapshot = read_snapshot(out) if out.is_dir() else None  # None: no index there
     except SweepError as err:
         raise MergeError(str(err)) from None
     base_index, base_files = _base(base)
@@ -99,12 +99,9 @@ def merged_files(
     records = [r for r in index["files"] if r["path"] != rel] if snapshot is not None else []
     records.append(index_record(rel, schedule, data, doc["entries"], solver_entries))
     aliases = dict(index.get("aliases", {})) if snapshot is not None else {}
+    shift = schedule.variant_params.get("shift")
     for name, alias in base_index.get("aliases", {}).items():
-        same = (alias["schedule"], float(alias.get("shift", 1.0))) == (
-            schedule.name,
-            float(schedule.variant_params.get("shift", 1.0)),
-        )
-        if same and name not in aliases:
+        if name not in aliases and alias_names(alias, schedule.name, shift):
             aliases[name] = alias
     kept = {r["path"]: files[r["path"]] for r in records if r["path"] != rel}
     return kept | {

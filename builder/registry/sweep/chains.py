@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.registry.sweep.cache import SOURCE_ROOT, _source_of, code_fingerprint, prepare_cache, read_cached, write_cached
-from builder.registry.sweep.spec import Spec, SweepError
+from builder.registry.sweep.spec import Spec, SweepError, alias_names
 from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -90,7 +90,10 @@ def chains_of(spec: Spec) -> list[Chain]:
     generic, profiled = [], []
     for sched in spec.schedules:
         params = tuple(sorted((sched.get("params") or {}).items()))
-        profiles = sorted({a["profile"] for a in spec.aliases.values() if "profile" in a and _names(a, sched)})
+        shift = (sched.get("params") or {}).get("shift")
+        profiles = sorted(
+            {a["profile"] for a in spec.aliases.values() if "profile" in a and alias_names(a, sched["name"], shift)}
+        )
         for solver, order in block["solvers"]:
             for ending in block["endings"]:
                 chain = Chain(sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]),
@@ -98,14 +101,6 @@ def chains_of(spec: Spec) -> list[Chain]:
                 generic.append(chain)
                 profiled += [dataclasses.replace(chain, profile=p) for p in profiles]
     return generic + profiled
-
-
-def _names(alias: dict[str, Any], sched: dict[str, Any]) -> bool:
-    """Whether a spec alias names this schedule variant (a flow alias without a shift means shift 1)."""
-    if alias["schedule"] != sched["name"]:
-        return False
-    shift = (sched.get("params") or {}).get("shift")
-    return shift is None or float(alias.get("shift", 1.0)) == float(shift)
 
 
 def bound_grids(chain: Chain, entries: list[dict[str, Any]], p: float) -> dict[int, list[float]]:

@@ -119,6 +119,14 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
     )
 
 
+def alias_names(alias: dict[str, Any], name: str, shift: float | None) -> bool:
+    """Whether a model alias names the schedule variant ``name`` with ``shift`` (None: a schedule without
+    one); a flow alias without a shift means shift 1."""
+    if alias["schedule"] != name:
+        return False
+    return shift is None or float(alias.get("shift", 1.0)) == float(shift)
+
+
 def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
     """The optional ``aliases`` block, checked: each names a schedule variant of the spec, and a data
     ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
