@@ -70,7 +70,15 @@ class TorchMixture:
     """E[x₀ | x_λ] of a :class:`GaussianMixture` in torch, differentiable in λ (same formulas as
     :meth:`GaussianMixture.denoise`): with v_k = α̂² s_k + σ̂² and z_k = U_kᵀ(x − α̂ μ_k),
     r = softmax_k(log π_k − ½ Σ log v_k − ½ Σ z_k²/v_k) and x̂₀ = Σ_k r_k (μ_k + U_k(α̂ s_k/v_k ⊙ z_k)).
-    Diagonal mixtures skip the rotations (cost O(B·K·D)); full ones use one (D, K·D) projection."""
+
+    Written for few, small tensor operations (this runs inside every refine iteration, forward and backward):
+
+    - diagonal mixtures (U_k = I) never form a (B, K, D) tensor: with y_k = x − α̂ μ_k,
+      Σ_d y_kd²/v_kd = x² · (1/v_k) − 2α̂ x · (μ_k/v_k) + α̂² Σ_d μ_kd²/v_kd and
+      Σ_k r_k g_k ⊙ y_k = x ⊙ (r g) − α̂ r (g ⊙ μ) with g_k = α̂ s_k / v_k: five (B, D) × (D, K) products;
+    - full ones use one (D, K·D) projection, z_k/v_k once, and map back with diag(s) U_k folded into one
+      constant (K·D, D) matrix: x̂₀ = r μ + α̂ (r_k z_k/v_k) (diag(s) Uᵀ) stacked.
+    """
 
     def __init__(self, mixture: GaussianMixture) -> None:
         self.K, self.D = mixture.means.shape
@@ -78,25 +86,28 @@ class TorchMixture:
         self.mu = torch.tensor(mixture.means, dtype=DT)  # (K, D)
         self.s = torch.tensor(mixture.eigvals, dtype=DT)  # (K, D)
         self.diagonal = mixture.eigvecs is None
-        if not self.diagonal:
+        if self.diagonal:
+            self.mu2 = self.mu * self.mu
+        else:
             u = np.asarray(mixture.eigvecs, dtype=np.float64)  # (K, D, D)
             self.proj = torch.tensor(u.transpose(1, 0, 2).reshape(self.D, self.K * self.D))
             self.pmu = torch.tensor(np.einsum("kdr,kd->kr", u, mixture.means))  # U_kᵀ μ_k (K, D)
+            self.back = (self.s.reshape(-1, 1) * self.proj.T).contiguous()  # diag(s) Pᵀ (K·D, D)
 
     def __call__(self, x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         a, sg = vp(lam)
-        v = a * a * self.s + sg * sg  # (K, D)
-        gain = a * self.s / v
+        inv_v = 1.0 / (a * a * self.s + sg * sg)  # (K, D)
+        log_det = torch.log(inv_v).sum(-1)  # −Σ_d log v_kd
         if self.diagonal:
-            y = x[:, None, :] - a * self.mu[None]  # (B, K, D)
-            logp = self.logw - 0.5 * torch.log(v).sum(-1) - 0.5 * (y * y / v).sum(-1)
-            r = torch.softmax(logp, dim=-1)  # (B, K)
-            return r @ self.mu + torch.einsum("bk,bkd->bd", r, gain * y)
+            quad = (x * x) @ inv_v.T - (2.0 * a) * (x @ (self.mu * inv_v).T) + (a * a) * (self.mu2 * inv_v).sum(-1)
+            r = torch.softmax(self.logw + 0.5 * log_det - 0.5 * quad, dim=-1)  # (B, K)
+            gain = a * self.s * inv_v
+            return r @ self.mu + x * (r @ gain) - a * (r @ (gain * self.mu))
         b = x.shape[0]
         z = (x @ self.proj).view(b, self.K, self.D) - a * self.pmu  # (B, K, D)
-        logp = self.logw - 0.5 * torch.log(v).sum(-1) - 0.5 * (z * z / v).sum(-1)
-        r = torch.softmax(logp, dim=-1)
-        return r @ self.mu + (r[:, :, None] * gain * z).reshape(b, -1) @ self.proj.T
+        zv = z * inv_v
+        r = torch.softmax(self.logw + 0.5 * log_det - 0.5 * (zv * z).sum(-1), dim=-1)
+        return r @ self.mu + a * ((r[:, :, None] * zv).reshape(b, -1) @ self.back)
 
 
 def _bh_weights(alpha_t, h_phi_1, b_of_h, r, rho) -> list[torch.Tensor]:
@@ -116,14 +127,17 @@ def _unipc_plan(lam: torch.Tensor, orders: tuple[int, ...], variant: str, correc
     alpha, sigma = vp(lam)
     n_run = lam.shape[0] - 1
     half = torch.tensor(0.5, dtype=DT)
+    steps = lam[1:] - lam[:-1]
+    phis = {j: phi(j, -steps) for j in range(2, max(orders) + 2)}  # every step's φ_j(−h) at once
+    expm1s = torch.expm1(-steps)
     plan = []
     for s in range(n_run):
         k = orders[s]
-        h = lam[s + 1] - lam[s]
+        h = steps[s]
         hh = -h
-        h_phi_1 = torch.expm1(hh)
+        h_phi_1 = expm1s[s]
         b_of_h = hh if variant == "bh1" else h_phi_1
-        b = [math.factorial(i) * hh * phi(i + 1, hh) / b_of_h for i in range(1, k + 1)]
+        b = [math.factorial(i) * hh * phis[i + 1][s] / b_of_h for i in range(1, k + 1)]
         r = [(lam[s - i] - lam[s]) / h for i in range(1, k)]
         if k == 1:
             rho_p = []
@@ -148,11 +162,13 @@ def _unipc_plan(lam: torch.Tensor, orders: tuple[int, ...], variant: str, correc
 def _dpmpp_plan(lam: torch.Tensor, orders: tuple[int, ...]) -> list[tuple]:
     """[(scale, weights on (m_s, m_{s−1}, …))] for DPM-Solver++ 1 / 2M / 3M steps (loader's formulas)."""
     alpha, sigma = vp(lam)
+    steps = lam[1:] - lam[:-1]
+    phis = {j: phi(j, -steps) for j in range(1, max(orders) + 1)}  # every step's φ_j(−h) at once
     plan = []
     for s in range(lam.shape[0] - 1):
         k = orders[s]
-        h = lam[s + 1] - lam[s]
-        c1 = alpha[s + 1] * h * phi(1, -h)
+        h = steps[s]
+        c1 = alpha[s + 1] * h * phis[1][s]
         if k == 1:
             w = [c1]
         elif k == 2:
@@ -161,8 +177,8 @@ def _dpmpp_plan(lam: torch.Tensor, orders: tuple[int, ...]) -> list[tuple]:
         else:
             r0 = (lam[s] - lam[s - 1]) / h
             r1 = (lam[s - 1] - lam[s - 2]) / h
-            c2 = alpha[s + 1] * h * phi(2, -h)
-            c3 = alpha[s + 1] * h * phi(3, -h)
+            c2 = alpha[s + 1] * h * phis[2][s]
+            c3 = alpha[s + 1] * h * phis[3][s]
             d10 = (1.0 / r0, -1.0 / r0, 0.0)
             d11 = (0.0, 1.0 / r1, -1.0 / r1)
             diff = [p - q for p, q in zip(d10, d11, strict=True)]

@@ -41,7 +41,8 @@ noise or not, and kept only when every alternative wastes one too.
 choose) of the chosen grid against the lowest-bound grid and the best baseline, so the win is shown on
 problems not used to choose it.
 
-Baseline measurements are cached per process, keyed by (schedule variant, nfe, order, problem set).
+Measurements are memoised per process by (grid, order, problem set) (:func:`measure`); the sweep hands a
+worker every p of an (nfe, order) together, so their baselines are measured once.
 Stored figures are rounded to 4 significant digits (decisions use the unrounded values), which keeps the
 registry's bytes stable against last-bit differences of BLAS builds.
 """
@@ -80,7 +81,7 @@ SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) a
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
 REPLACED_WASTEFUL = "the lowest-bound local optimum "
-_BASELINE_CACHE: dict[tuple[Any, ...], Measurement] = {}
+MEASURE_CACHE_SIZE = 4096  # measurements kept per process (a few hundred KiB each at most)
 
 
 class Measurement:
@@ -120,9 +121,20 @@ def _problem_set(which: str) -> Any:
 
 
 def measure(lambdas: Sequence[float], order: int, which: str = "standard") -> Measurement:
-    """Per-sample errors of the λ-grid with the standard sampler (UniPC bh2, corrector) at ``order``."""
+    """Per-sample errors of the λ-grid with the standard sampler (UniPC bh2, corrector) at ``order``.
+
+    Memoised per process by the grid's exact float64 bytes, ``order`` and ``which``: the sweep measures the
+    same grids again and again (a baseline for every p of an (nfe, order), a start grid that is also the
+    best baseline on the held-out set), and a measurement is a pure function of them.
+    """
+    lam = np.ascontiguousarray(lambdas, dtype=np.float64)
+    return _measure(lam.tobytes(), int(order), which)
+
+
+@functools.lru_cache(maxsize=MEASURE_CACHE_SIZE)
+def _measure(lam_bytes: bytes, order: int, which: str) -> Measurement:
     _one_torch_thread()
-    lam = np.asarray(lambdas, dtype=np.float64)
+    lam = np.frombuffer(lam_bytes, dtype=np.float64)
     with single_threaded_blas():  # building a benchmark may solve (and cache) its ground truths
         bench = _problem_set(which).for_grid(lam)
     run = bench.run(lam, order=order, **SAMPLER)
@@ -132,19 +144,10 @@ def measure(lambdas: Sequence[float], order: int, which: str = "standard") -> Me
 def measure_baselines(
     schedule: Schedule, nfe: int, order: int, which: str = "standard", names: Sequence[str] | None = None
 ) -> dict[str, Measurement]:
-    """{baseline: Measurement} for the applicable baselines (or those of ``names`` that apply), cached per
-    process by (schedule variant, nfe, order, problem set, baseline)."""
-    variant = (schedule.name, tuple(sorted(schedule.params.items())), int(nfe), int(order), which)
+    """{baseline: Measurement} for the applicable baselines (or those of ``names`` that apply); :func:`measure`
+    memoises them."""
     grids = baseline_grids(schedule, nfe)
-    out = {}
-    for name, lam in grids.items():
-        if names is not None and name not in names:
-            continue
-        key = (*variant, name)
-        if key not in _BASELINE_CACHE:
-            _BASELINE_CACHE[key] = measure(lam, order, which)
-        out[name] = _BASELINE_CACHE[key]
-    return out
+    return {name: measure(lam, order, which) for name, lam in grids.items() if names is None or name in names}
 
 
 def entry_for_candidate(schedule: Schedule, entry: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:

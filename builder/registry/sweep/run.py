@@ -4,8 +4,9 @@
     finalize  = the registry entry from the solved task: selection and
                 quality figures                                          (cheap; ``entry-<key>.json``)
 
-Largest NFE first (better load balance). Workers use one BLAS thread each and die with the sweep: a killed
-sweep leaves no worker running.
+A worker takes every p of one (file, NFE, order) at once: the finalize stage measures the same baseline grids
+for all of them (builder.select.selection memoises measurements per process). Largest NFE first (better load
+balance). Workers use one BLAS thread each and die with the sweep: a killed sweep leaves no worker running.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def task_keys(task: Task) -> tuple[str, str]:
     return stage_keys(task, solve_task)
 
 
+def _compute_group(tasks: list[Task], cache_dir: str, keys: list[tuple[str, str]]) -> list[str]:
+    return [_compute_into_cache(task, cache_dir, k) for task, k in zip(tasks, keys, strict=True)]
+
+
 def _compute_into_cache(task: Task, cache_dir: str, keys: tuple[str, str]) -> str:
     folder = Path(cache_dir)
     solve_key, entry_key = keys
@@ -119,22 +124,27 @@ def run_tasks(
     prepare_cache(cache_dir)
     keys = {task: task_keys(task) for task in tasks}
     todo = [t for t in tasks if recompute or read_cached(cache_dir, keys[t][1]) is None]
-    todo.sort(key=lambda t: (-t.nfe, t.label()))  # big problems first: better load balance
-    if not todo:
+    groups: dict[tuple[str, int, int], list[Task]] = {}
+    for task in todo:
+        groups.setdefault((task.file, task.nfe, task.order), []).append(task)
+    units = sorted(groups.values(), key=lambda g: (-g[0].nfe, g[0].label()))  # big problems first: load balance
+    if not units:
         return 0
     workers = workers or os.cpu_count() or 1
     bar = _progress_bar(len(todo), len(tasks), progress)
     try:
         if workers == 1:
-            for task in todo:
-                bar(_compute_into_cache(task, str(cache_dir), keys[task]))
+            for unit in units:
+                for label in _compute_group(unit, str(cache_dir), [keys[t] for t in unit]):
+                    bar(label)
         else:
             context = multiprocessing.get_context()
             parent = os.getpid() if context.get_start_method() == "fork" else None
             with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
-                args = ([str(cache_dir)] * len(todo), [keys[t] for t in todo])
-                for label in pool.map(_compute_into_cache, todo, *args, chunksize=1):
-                    bar(label)
+                args = ([str(cache_dir)] * len(units), [[keys[t] for t in unit] for unit in units])
+                for labels in pool.map(_compute_group, units, *args, chunksize=1):
+                    for label in labels:
+                        bar(label)
     finally:
         bar(None)
     return len(todo)
