@@ -65,7 +65,7 @@ def _loss_and_grad(lam0: torch.Tensor, bound: Bound, spec: dict) -> tuple[float,
     start = time.perf_counter()
     loss = torch.stack(_mean_errors(lam, bound, spec)).log().mean()
     loss.backward()
-    return float(loss), lam.grad.numpy().copy(), time.perf_counter() - start
+    return loss.item(), lam.grad.numpy().copy(), time.perf_counter() - start
 
 
 def main() -> None:
