@@ -413,3 +413,20 @@ def test_refine_profile_writes_a_registry_with_those_profile_entries_added(tmp_p
     assert kept == dataclasses.replace(shipped, provenance=kept.provenance)  # other entries: the registry's
     bad = CliRunner().invoke(cli, ["refine", "--schedule", "sdxxl", "--nfe", "3", "--profile", "latent", "--out", "x"])
     assert bad.exit_code == 1 and "Did you mean 'sdxl'" in bad.output
+
+
+def test_the_target_summary_counts_rows_by_their_share_of_cases_above_uniform_lambda():
+    from builder.select.report import UL_SHARE, solver_entry_table
+
+    def row(above: int, worst: float = 0.8) -> dict:
+        return {
+            "schedule": "s", "solver": "UniPC-3", "ending": "eps", "profile": None, "nfes": [5, 6, 8, 10],
+            "worst_rule": "uniform-t", "ratio_worst_rule": worst, "ratio_best_rule": 0.9, "ratio_reference": 0.9,
+            "above_uniform_lambda": above, "cases": 48, "loses": 0,
+        }  # fmt: skip
+
+    at_share = int(UL_SHARE * 48)  # 2 of 48 is within 5%, 3 of 48 is not
+    rows = [row(0), row(at_share), row(at_share + 1), row(0, worst=0.9)]
+    summary = solver_entry_table(rows)[-1]
+    assert "3 of 4 (1 also with no problem above uniform-λ, 2 with at most 5% of their" in summary
+    assert f"Cases above uniform-λ over all rows: {2 * at_share + 1} of 192" in summary
