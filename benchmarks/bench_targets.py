@@ -140,15 +140,31 @@ def compare(new: Path, old: Path, nfes: list[int]) -> None:
 
     from optsteps_loader._invariants import solver_entry_key
 
-    def entries(root: Path) -> dict:
+    def entries(root: Path, every_nfe: bool = False) -> dict:
         out = {}
         for rec in json.loads((root / "index.json").read_text())["files"]:
             for e in json.loads((root / rec["path"]).read_text()).get("solver_entries", []):
-                if e["nfe"] in nfes and e["method"] != "calibrated":
-                    out[(rec["path"], *solver_entry_key(e))] = e["quality"]["validation"]["mean_l2"]
+                if (every_nfe or e["nfe"] in nfes) and e["method"] != "calibrated":
+                    out[(rec["path"], *solver_entry_key(e))] = e
         return out
 
-    a, b = entries(new), entries(old)
+    every_a, every_b = entries(new, True), entries(old, True)
+    a = {k: e["quality"]["validation"]["mean_l2"] for k, e in every_a.items() if e["nfe"] in nfes}
+    b = {k: e["quality"]["validation"]["mean_l2"] for k, e in every_b.items() if e["nfe"] in nfes}
+    common = every_a.keys() & every_b.keys()
+    ratios = np.array(
+        [
+            every_a[k]["quality"]["validation"]["mean_l2"] / every_b[k]["quality"]["validation"]["mean_l2"]
+            for k in common
+        ]
+    )
+    moved = sum(np.max(np.abs(np.subtract(every_a[k]["lambda"], every_b[k]["lambda"]))) > 0.01 for k in common)
+    print(
+        f"every NFE, {len(common)} entries in both: validation mean L2 geometric mean "
+        f"{math.exp(np.log(ratios).mean()):.3f}, {ratios.min():.3f}-{ratios.max():.3f}; "
+        f"{int(np.sum(ratios > 1.01))} worse and {int(np.sum(ratios < 0.99))} better by more than 1%; "
+        f"{moved} grids moved by more than 0.01 in λ\n"
+    )
     groups: dict[str, list[float]] = {}
     for k in a.keys() & b.keys():
         ratio = math.log(a[k] / b[k])

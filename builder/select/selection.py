@@ -81,7 +81,7 @@ SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) a
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
 REPLACED_WASTEFUL = "the lowest-bound local optimum "
-MEASURE_CACHE_SIZE = 4096  # measurements kept per process (a few hundred KiB each at most)
+MEASURE_CACHE_SIZE = 4096  # measurements kept per process (≈ 10–12 KiB of errors each: ≤ 50 MiB)
 
 
 class Measurement:
