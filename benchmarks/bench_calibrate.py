@@ -38,8 +38,7 @@ from builder.calibrate.examples import digits  # noqa: E402
 from builder.calibrate.model import ModelDenoiser  # noqa: E402
 from builder.calibrate.optimize import grid_errors  # noqa: E402
 from builder.calibrate.teacher import teacher  # noqa: E402
-from builder.select.refine import rule_grid  # noqa: E402
-from builder.solve.grids import applicable_baselines  # noqa: E402
+from builder.select.refine import rule_grids  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 
 
@@ -98,7 +97,7 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
     ok = True
     print(f"evaluation set: {args.eval_noises} noises (seed 1000), mean L2 to the teacher")
     for n in args.nfe:
-        rules = {k: g for k in applicable_baselines(sched) if (g := rule_grid(k, sched, n, args.ending)) is not None}
+        rules = rule_grids(sched, n, args.ending)
         errs = {name: grid_errors(g, denoise, ev.x_start, answers, spec, 64).mean() for name, g in rules.items()}
         best = min(errs, key=errs.get)
         reg = grid_errors(registry[n], denoise, ev.x_start, answers, spec, 64).mean()

@@ -40,8 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from builder.select import family  # noqa: E402
 from builder.select.evaluate import paired  # noqa: E402
-from builder.select.refine import bind, errors, insert_node, refine, round_to_timesteps, rule_grid, rule_starts  # noqa: E402
-from builder.solve.grids import applicable_baselines  # noqa: E402
+from builder.select.refine import bind, errors, insert_node, refine, round_to_timesteps, rule_grids, rule_starts  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
 
 SCHEDULES = {
@@ -118,8 +117,7 @@ def run_entry(key, nfe, solver_key, fit, val, args, warm: np.ndarray | None = No
         maxiter=args.maxiter,
         reference="uniform-lambda",
     )
-    tables = {n: rule_grid(n, sched, nfe, ending) for n in applicable_baselines(sched)}
-    grids = {n: g for n, g in tables.items() if g is not None}
+    grids = rule_grids(sched, nfe, ending)
     rules = list(grids)
     grids["refined"] = res.x
     candidates = ["refined"]

@@ -69,10 +69,9 @@ def learned_rows(nfes: list[int], solvers: list[str], endings: list[str]) -> lis
 
     from builder.select.differentiable import sample
     from builder.select.learned import load_denoiser, model_truth
-    from builder.select.refine import rule_grid
+    from builder.select.refine import rule_grids
     from builder.select.robust import solver_spec
     from builder.select.truth import LAMBDA_INFINITY
-    from builder.solve.grids import applicable_baselines
     from builder.solve.schedules import get_schedule
 
     torch.set_num_threads(1)
@@ -103,11 +102,7 @@ def learned_rows(nfes: list[int], solvers: list[str], endings: list[str]) -> lis
                     st = optsteps_loader.get(name, n, solver=solver, order=order, ending=ending, **kw)
                     if st.method == "bound":
                         continue
-                    rules = [
-                        g
-                        for r in applicable_baselines(schedule)
-                        if (g := rule_grid(r, schedule, n, ending)) is not None
-                    ]
+                    rules = list(rule_grids(schedule, n, ending).values())
                     e = err(st.lambdas, spec)
                     logs.append(math.log(e / min(err(g, spec) for g in rules)))
                     if ending == "eps":

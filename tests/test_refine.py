@@ -19,9 +19,12 @@ from builder.select.refine import (
     q_from_grid,
     refine,
     round_to_timesteps,
+    rule_grid,
+    rule_grids,
     rule_starts,
     unsaturated,
 )
+from builder.solve.grids import FORMULA_BASELINES, applicable_baselines
 from builder.solve.schedules import get_schedule
 
 
@@ -130,3 +133,16 @@ def test_a_zero_refinement_moves_the_last_node_off_the_floor(bound):
     res = refine(b["zero"], rule_starts(sched, 4, "zero"), ending="zero", solver="dpmpp", order=2, maxiter=30)
     floor = (sched.lambda_end - sched.lambda_start) * MIN_STEP_FRACTION / 4
     assert res.mean_log_ratio < res.fun_start and res.x[-1] < sched.lambda_end - 2 * floor
+
+
+@pytest.mark.parametrize("ending", ["eps", "zero"])
+def test_rule_grids_are_the_applicable_rules_and_tables_that_fit(ending):
+    sched = get_schedule("scaled-linear")
+    grids = rule_grids(sched, 6, ending)
+    assert list(grids) == list(applicable_baselines(sched))  # the rules and the AYS / GITS tables, in order
+    for name, grid in grids.items():
+        assert np.array_equal(grid, rule_grid(name, sched, 6, ending))
+        assert grid.size == (7 if ending == "eps" else 6)  # N model calls either way
+    assert rule_grids(sched, 6, ending, FORMULA_BASELINES).keys() == rule_starts(sched, 6, ending).keys()
+    # GITS has rows for 2..20 steps: with the σ = 0 ending, 2 calls leave a 1-step table, which does not fit
+    assert "gits" in rule_grids(sched, 3, "zero") and "gits" not in rule_grids(sched, 2, "zero")

@@ -47,8 +47,7 @@ from builder.calibrate.teacher import Teacher, teacher
 from builder.calibrate.write import calibrated_entry, calibrated_files, optimizer_record
 from builder.registry.merge import MergeError, write_folder
 from builder.select.evaluate import paired
-from builder.select.refine import rule_grid, rule_starts
-from builder.solve.grids import applicable_baselines
+from builder.select.refine import rule_grids, rule_starts
 from builder.solve.schedules import Schedule, get_schedule
 
 __all__ = [
@@ -260,7 +259,7 @@ def calibrate(
         starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
         if not starts:
             raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
-        tables = {k: g for k in applicable_baselines(sched) if (g := rule_grid(k, sched, n, ending)) is not None}
+        tables = rule_grids(sched, n, ending)
         baselines = {**grids, **tables}
         errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
         best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())

@@ -44,7 +44,7 @@ from scipy.optimize import OptimizeResult, minimize
 
 from builder.select.differentiable import DT, TorchMixture, make_plan, sample
 from builder.select.truth import ground_truth
-from builder.solve.grids import FORMULA_BASELINES, baseline_lambdas
+from builder.solve.grids import FORMULA_BASELINES, applicable_baselines, baseline_lambdas
 
 __all__ = [
     "MIN_STEP_FRACTION",
@@ -59,6 +59,7 @@ __all__ = [
     "refine",
     "round_to_timesteps",
     "rule_grid",
+    "rule_grids",
     "rule_starts",
 ]
 
@@ -166,14 +167,16 @@ def rule_grid(name: str, schedule, nfe: int, ending: str = "eps") -> np.ndarray 
     return baseline_lambdas(name, schedule, nfe if ending == "eps" else nfe - 1)
 
 
+def rule_grids(schedule, nfe: int, ending: str = "eps", names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """{name: :func:`rule_grid`} for ``names``, by default every rule and published table that applies to
+    ``schedule`` (builder.solve.grids.applicable_baselines); a table that does not fit at ``nfe`` is left out."""
+    names = applicable_baselines(schedule) if names is None else names
+    return {name: g for name in names if (g := rule_grid(name, schedule, nfe, ending)) is not None}
+
+
 def rule_starts(schedule, nfe: int, ending: str = "eps") -> dict[str, np.ndarray]:
     """{rule: grid} for the four formula rules (uniform λ, uniform t, uniform √t, Karras ρ = 7)."""
-    out = {}
-    for name in FORMULA_BASELINES:
-        g = rule_grid(name, schedule, nfe, ending)
-        if g is not None:
-            out[name] = g
-    return out
+    return rule_grids(schedule, nfe, ending, FORMULA_BASELINES)
 
 
 def insert_node(lambdas: Sequence[float], ending: str = "eps", lambda_end: float | None = None) -> np.ndarray:

@@ -2,7 +2,7 @@
 and their figures on the fit and validation splits.
 
 **A chain** (:func:`refine_chain`) is one (schedule, solver, order, ending) over increasing NFEs. At each
-NFE N the starts are the four formula rules, every published table that applies (:func:`rule_grid`: for
+NFE N the starts are the four formula rules, every published table that applies (:func:`rule_grids`: for
 ``"zero"`` the (N − 1)-step table followed by σ = 0), the bound's entry when one is given, and — after the
 first NFE — the refined NFE N − 1 grid with one node inserted (:func:`~builder.select.refine.insert_node`).
 Every start is scored on the fit split; the best two (first NFE) or the best one (later NFEs: the warm
@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.select.refine import Bound, errors, insert_node, refine, rule_grid
-from builder.solve.grids import applicable_baselines
+from builder.select.refine import Bound, errors, insert_node, refine, rule_grids
 
 __all__ = ["figures", "refine_chain", "solver_spec"]
 
@@ -100,10 +99,9 @@ def refine_chain(
     evaluations, fit loss before and after) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
     ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional)."""
     spec = solver_spec(solver, order)
-    names = applicable_baselines(schedule)
     records, prev = [], None
     for nfe in sorted(nfes):
-        rules = {n: g for n in names if (g := rule_grid(n, schedule, nfe, ending)) is not None}
+        rules = rule_grids(schedule, nfe, ending)
         starts = dict(rules)
         bound = None if bound_grids is None else bound_grids.get(nfe)
         if bound is not None:
