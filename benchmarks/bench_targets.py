@@ -210,6 +210,23 @@ def main() -> None:
     )
     print(f"{which}, geometric means over NFE {','.join(map(str, nfes))}:\n")
     print("\n".join(solver_entry_table(rows)))
+    if args.profile:
+        print(above_generic(args.registry, args.split, args.profile, nfes))
+
+
+def above_generic(registry: Path, split: str, profile: str, nfes: list[int]) -> str:
+    """The (entry, NFE) cases where a profile entry's recorded error is above the generic entry's, per NFE."""
+    import json
+
+    cases = []
+    for path in sorted((registry / "v1").glob("*.json")):
+        for e in json.loads(path.read_bytes()).get("solver_entries", []):
+            if e.get("profile") == profile and e["nfe"] in nfes:
+                cases.append((e["quality"][split]["baselines"]["generic"]["log_ratio"], path.stem, e))
+    above = sorted((c for c in cases if c[0] > 0), key=lambda c: -c[0])
+    where = ", ".join(f"{f} {e['solver']}-{e['order']} {e['ending']} NFE {e['nfe']}" for _, f, e in above)
+    worst = f", by at most {math.expm1(above[0][0]):.1%}: {where}" if above else ""
+    return f"(Entry, NFE) cases above the generic entry: {len(above)} of {len(cases)}{worst}."
 
 
 if __name__ == "__main__":
