@@ -345,8 +345,11 @@ def test_the_shipped_registry_has_every_solver_entry_of_its_spec():
     assert {(c.schedule, c.profile) for c in chains if c.profile} == {
         ("scaled-linear", "latent"),
         ("flow", "latent"),
+        ("edm", "latent"),
         ("ddpm-linear", "pixel"),
         ("vp-linear", "pixel"),
+        ("vp-cosine", "pixel"),
+        ("edm", "pixel"),
     }
 
 
@@ -358,6 +361,13 @@ def test_model_aliases_of_the_shipped_registry():
     sd3 = optsteps_loader.get("sd3", 8, ending="zero")
     assert sd3 == optsteps_loader.get("flow", 8, shift=3.0, ending="zero", profile="latent")
     assert optsteps_loader.get("score-sde-vp", 6).profile == "pixel"
+    # one schedule, two profiles: EDM's pixel models and EDM2's latent ones get different steps
+    edm_pixel, edm_latent = optsteps_loader.get("edm-cifar10", 6), optsteps_loader.get("edm2-img512", 6)
+    assert (edm_pixel.profile, edm_latent.profile) == ("pixel", "latent") and edm_pixel != edm_latent
+    assert edm_latent == optsteps_loader.get("edm", 6, profile="latent")
+    assert optsteps_loader.get("iddpm", 6, solver="dpmpp", order=2) == optsteps_loader.get(
+        "vp-cosine", 6, solver="dpmpp", order=2, profile="pixel"
+    )
     assert optsteps_loader.get("sd3", 8, shift=3) == optsteps_loader.get("sd3", 8)
     with pytest.raises(ValueError, match="'sd3' is 'flow' with shift 3; shift=1 contradicts it"):
         optsteps_loader.get("sd3", 8, shift=1)
