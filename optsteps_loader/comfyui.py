@@ -45,6 +45,8 @@ MODEL_TYPES: dict[str, str] = {
     "flow (shift 1)": "flux-schnell",
     "DDPM (linear betas)": "ddpm-cifar10",
     "EDM": "edm",
+    "EDM (latent, e.g. EDM2)": "edm2-img512",
+    "EDM (pixel)": "edm-cifar10",
 }
 ENDINGS = ("zero", "eps+denoise")
 

@@ -355,6 +355,7 @@ def test_k_diffusion_dpmpp_2m_is_the_sampler_the_entry_was_refined_for():
 
 def test_comfyui_node():
     from optsteps_loader import comfyui
+    from optsteps_loader.kdiffusion import get_sigmas
 
     node_cls = comfyui.NODE_CLASS_MAPPINGS["OptstepsScheduler"]
     assert set(comfyui.NODE_DISPLAY_NAME_MAPPINGS) == set(comfyui.NODE_CLASS_MAPPINGS)
@@ -379,6 +380,9 @@ def test_comfyui_node():
     assert flow[:10].tolist() == torch.tensor(bound.sigma_t).tolist() and flow[-1] == 0.0
     with pytest.raises(ValueError, match="sampler must be one of"):
         node.get_sigmas("SD1", 8, 1.0, "heun", "zero")
+    (edm_latent,) = node.get_sigmas("EDM (latent, e.g. EDM2)", 8, 1.0, "dpmpp_2m", "zero")
+    assert edm_latent.tolist() == get_sigmas("edm2-img512", 8, sampler="dpmpp_2m", dtype=torch.float32).tolist()
+    assert edm_latent.tolist() != node.get_sigmas("EDM", 8, 1.0, "dpmpp_2m", "zero")[0].tolist()  # generic
 
 
 # ---- `optsteps show --format diffusers`: every printed block works as printed ------------------------------
