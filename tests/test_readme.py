@@ -101,6 +101,10 @@ def test_comfyui_shim_exports_the_mappings() -> None:
     exec(compile(shim, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
     assert "OptstepsScheduler" in namespace["NODE_CLASS_MAPPINGS"]
     assert set(namespace["__all__"]) == {"NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"}
+    from optsteps_loader.comfyui import MODEL_TYPES
+
+    listed = re.findall(r'"([^"]+)"', README.split("Model types:", 1)[1].split("Install", 1)[0].replace("\n", " "))
+    assert listed == list(MODEL_TYPES)  # the README names every model type the node offers, in its order
 
 
 @pytest.mark.parametrize("schedule", ["vp-linear"])
