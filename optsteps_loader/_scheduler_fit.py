@@ -78,7 +78,8 @@ def check_convention(scheduler: Any, steps: Any) -> str:
     if convention == "edm":
         raise ValueError(
             f"entry {steps.schedule!r} is not variance-preserving (alpha = 1, the model takes sigma): {name} "
-            "cannot run it; for EDM use diffusers' EDM schedulers or optsteps_loader.unipc.sample"
+            "cannot run it; for EDM use EDMEulerScheduler with pipeline_kwargs (Euler, ending='zero') or "
+            "optsteps_loader.unipc.sample / dpmpp.sample"
         )
     if convention == "continuous":
         raise ValueError(

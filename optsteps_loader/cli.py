@@ -294,8 +294,21 @@ def format_diffusers(steps, source: str | None = None) -> str:
     ]
     imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
     blocks: list[list[str]] = []
-    if steps.time_input in ("t", "sigma"):
-        what = "continuous-time (t in (0, 1])" if steps.time_input == "t" else "EDM (alpha = 1)"
+    if steps.time_input == "sigma":
+        block = [
+            "# --- EDMEulerScheduler (EDM2-style pipelines): Euler, ending with a step to sigma = 0, pipe(sigmas=...);",
+            "# diffusers' 1000-step schedulers and EDMDPMSolverMultistepScheduler do not run EDM entries",
+            *imports,
+            "from diffusers import EDMEulerScheduler",
+            f"steps = {_get_call(steps, source, 'dpmpp', 1, 'zero')}",
+            "pipe.scheduler = EDMEulerScheduler.from_config(",
+            '    pipe.scheduler.config, sigma_schedule="karras", final_sigmas_type="zero"',
+            ")",
+            "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': positions on its Karras map}",
+        ]
+        return "\n\n".join(["\n".join(head), "\n".join(block)])
+    if steps.time_input == "t":
+        what = "continuous-time (t in (0, 1])"
         return "\n".join(
             [
                 *head,

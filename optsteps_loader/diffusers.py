@@ -5,8 +5,9 @@ Two ways in (checked against diffusers 0.42), both with exactly N model calls fo
 1. :func:`pipeline_kwargs` — the standard path, like diffusers' ``AysSchedules``: the keyword arguments a
    pipeline passes on to ``scheduler.set_timesteps`` (``pipe(prompt, **pipeline_kwargs(pipe.scheduler,
    steps))``), for ``DPMSolverMultistepScheduler``, ``DPMSolverSinglestepScheduler``,
-   ``EulerDiscreteScheduler`` and ``FlowMatchEulerDiscreteScheduler``. It refuses what the scheduler would
-   run wrongly (see its docstring); ``HeunDiscreteScheduler`` is always refused (two calls per step).
+   ``EulerDiscreteScheduler``, ``FlowMatchEulerDiscreteScheduler`` and ``EDMEulerScheduler``. It refuses
+   what the scheduler would run wrongly (see its docstring); ``HeunDiscreteScheduler`` is always refused
+   (two calls per step).
 2. :func:`configure_scheduler` — for ``UniPCMultistepScheduler`` (whose ``set_timesteps`` takes no custom
    timesteps for non-flow models) and ``DPMSolverMultistepScheduler``: the entry's grid is written into the
    scheduler's state, which is all ``step()`` reads::
@@ -53,7 +54,8 @@ from that config (``from_config(configured.config)``, or ``save_pretrained`` the
 raises diffusers' "… is not supported" ``ValueError`` quoting that text on its first ``set_timesteps``.
 Configure the new scheduler again (or :func:`release` before saving).
 
-Limits: EDM entries (α = 1) are rejected (use diffusers' EDM schedulers or :mod:`optsteps_loader.unipc`);
+Limits: EDM entries (α = 1) run only through ``EDMEulerScheduler`` (Euler, σ = 0 ending; diffusers'
+``EDMDPMSolverMultistepScheduler`` takes no custom steps: use :mod:`optsteps_loader.dpmpp` or ``unipc``);
 continuous-time VP entries (``vp-linear``, ``vp-cosine``, model time t ∈ (0, 1]) do not go into the
 1000-step discrete schedulers; ``solver_p`` (UniPC with another predictor) is not supported.
 """
@@ -73,7 +75,7 @@ from ._endings import (
     load,
     no_zero_entries,
 )
-from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule
+from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule, time_convention
 
 __all__ = [
     "CONFIGURED_SPACING",
@@ -94,6 +96,7 @@ PIPELINE_SCHEDULERS = (
     "DPMSolverSinglestepScheduler",
     "EulerDiscreteScheduler",
     "FlowMatchEulerDiscreteScheduler",
+    "EDMEulerScheduler",
 )
 CONFIGURED_SPACING = (
     "optsteps-configured (this config comes from a scheduler set up by "
@@ -118,6 +121,9 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
       runs to the last value given, so either ending works); the model gets the fractional timesteps
       diffusers derives from them (``_sigma_to_t``), the same nodes as the entry's integer timesteps up to
       their rounding.
+    - ``EDMEulerScheduler`` (EDM entries, order 1, σ = 0 ending; ``sigma_schedule="karras"``,
+      ``final_sigmas_type="zero"``): ``{"sigmas": r}``, a tensor of N positions on its Karras map that it
+      turns back into the entry's σ's exactly (it takes positions, not σ's: :func:`_edm_euler_kwargs`).
     - ``FlowMatchEulerDiscreteScheduler`` (flow entries, order 1): ``{"sigmas": [N values]}``; the scheduler
       always appends σ = 0, so only σ = 0-ending entries fit. It shifts whatever it is given (``shift``, or
       ``time_shift(mu, ...)`` with ``use_dynamic_shifting``, FLUX); the values returned are the entry's flow
@@ -143,6 +149,8 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
             f"pipeline_kwargs supports {', '.join(PIPELINE_SCHEDULERS)} (and subclasses), got {name}; for "
             "UniPCMultistepScheduler use configure_scheduler"
         )
+    if "EDMEulerScheduler" in names:
+        return _edm_euler_kwargs(scheduler, steps, ending)
     config = scheduler.config
     for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas"):
         if config.get(flag):
@@ -189,6 +197,41 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
             f"{steps.sigmas[steps.nfe]:.6g}; use configure_scheduler, which writes the last node itself"
         )
     return {"timesteps": timesteps}
+
+
+def _edm_euler_kwargs(scheduler: Any, steps: Any, ending: str) -> dict:
+    """``{"sigmas": r}`` for ``EDMEulerScheduler``: r, a float64 tensor, is what makes it run the entry's σ's.
+
+    Its ``set_timesteps(sigmas=r)`` takes positions on its Karras map, not σ's:
+    σ(r) = (σ_max^{1/ρ} + r (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ with its config's σ_min, σ_max, ρ. So the entry's N
+    evaluated σ's go through the inverse, r_i = (σ_i^{1/ρ} − σ_max^{1/ρ}) / (σ_min^{1/ρ} − σ_max^{1/ρ}); the
+    scheduler then appends σ = 0 (``final_sigmas_type="zero"``) and its Euler step from σ_i to σ_{i+1} is
+    DPM-Solver++ order 1 (DDIM) in σ. So only EDM entries, order 1, σ = 0 ending fit.
+    """
+    import torch
+
+    name = type(scheduler).__name__
+    config = scheduler.config
+    if time_convention(steps) != "edm":
+        raise ValueError(
+            f"{name} runs EDM models (alpha = 1, the model takes sigma), but entry {steps.schedule!r} is not an "
+            "EDM schedule: use an 'edm' entry (optsteps_loader.get('edm', nfe, solver='dpmpp', order=1, "
+            "ending='zero'), or the alias of your model)"
+        )
+    check_order(scheduler, steps, 1, set_order=False)
+    schedule = config.get("sigma_schedule", "karras")
+    if schedule != "karras":
+        raise ValueError(
+            f"{name} with sigma_schedule={schedule!r} ignores the values it is given; build it with 'karras'"
+        )
+    if config.get("final_sigmas_type", "zero") != "zero":
+        raise ValueError(f"{name} ends at sigma_min after a zero-length step: build it with final_sigmas_type='zero'")
+    if ending != "zero":
+        raise no_zero_entries(name, steps)
+    inv_rho = 1.0 / float(config.rho)
+    lo, hi = float(config.sigma_min) ** inv_rho, float(config.sigma_max) ** inv_rho
+    ramp = [(s**inv_rho - hi) / (lo - hi) for s in evaluated(steps.sigmas, steps)]
+    return {"sigmas": torch.tensor(ramp, dtype=torch.float64)}
 
 
 def _unshift(scheduler: Any, sigmas: list[float], mu: float | None) -> list[float]:

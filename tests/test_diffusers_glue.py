@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+import optsteps_loader
 from optsteps_loader import dpmpp, unipc
 from optsteps_loader.diffusers import configure_scheduler, release
 from tests._sampler_fixtures import (
@@ -162,3 +163,50 @@ def test_rejections():
     configure_scheduler(linear_betas, steps, check_schedule=False)
     with pytest.raises(ValueError, match="solver_p"):
         configure_scheduler(diffusers.UniPCMultistepScheduler(solver_p=diffusers.DPMSolverMultistepScheduler()), steps)
+
+
+# ---- EDMEulerScheduler: the entry's σ's through its Karras map ------------------------------------------------
+
+
+def test_edm_euler_runs_the_entry_exactly():
+    """EDMEulerScheduler given pipeline_kwargs runs the entry's N σ's, then σ = 0, in N calls, and its samples
+    match a float64 Euler (DDIM) loop on the same σ's with an exact denoiser (data N(0, 0.25 I))."""
+    from optsteps_loader.diffusers import pipeline_kwargs
+
+    steps = optsteps_loader.get("edm2-img512", 6, solver="dpmpp", order=1, ending="zero")
+    scheduler = diffusers.EDMEulerScheduler(sigma_min=0.002, sigma_max=80.0)
+    kwargs = pipeline_kwargs(scheduler, steps)
+    scheduler.set_timesteps(device="cpu", **kwargs)  # as diffusers' retrieve_timesteps calls it
+    want = torch.tensor(steps.sigmas[:6], dtype=torch.float64)
+    assert scheduler.sigmas.shape == (7,) and scheduler.sigmas[-1] == 0.0 and len(scheduler.timesteps) == 6
+    assert torch.allclose(scheduler.sigmas[:-1].double(), want, rtol=2e-7, atol=0)  # float32 inside diffusers
+
+    def denoise(x, sigma):
+        return x * 0.25 / (0.25 + sigma * sigma)
+
+    x0 = _x(2, 3, 4, 4).double() * float(want[0])
+    x = x0.float()
+    for t in scheduler.timesteps:
+        sigma = float(scheduler.sigmas[scheduler.step_index or 0])
+        x = scheduler.step(torch.zeros_like(x), t, x, pred_original_sample=denoise(x, sigma)).prev_sample
+    ref, grid = x0, [*want.tolist(), 0.0]
+    for s, s_next in zip(grid[:-1], grid[1:], strict=True):
+        ref = (s_next / s) * ref + (1.0 - s_next / s) * denoise(ref, s)
+    assert torch.allclose(x.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_edm_euler_refuses_what_it_would_run_wrongly():
+    from optsteps_loader.diffusers import EndingUnavailableError, pipeline_kwargs
+
+    euler = diffusers.EDMEulerScheduler()
+    zero = optsteps_loader.get("edm", 6, solver="dpmpp", order=1, ending="zero")
+    with pytest.raises(ValueError, match="not an EDM schedule"):
+        pipeline_kwargs(euler, optsteps_loader.get("vp-linear", 6, solver="dpmpp", order=1, ending="zero"))
+    with pytest.raises(ValueError, match="optimized for order 2"):
+        pipeline_kwargs(euler, optsteps_loader.get("edm", 6, solver="dpmpp", order=2, ending="zero"))
+    with pytest.raises(EndingUnavailableError, match="ending='zero'"):
+        pipeline_kwargs(euler, optsteps_loader.get("edm", 6, solver="dpmpp", order=1))
+    with pytest.raises(ValueError, match="build it with 'karras'"):
+        pipeline_kwargs(diffusers.EDMEulerScheduler(sigma_schedule="exponential"), zero)
+    with pytest.raises(ValueError, match="final_sigmas_type='zero'"):
+        pipeline_kwargs(diffusers.EDMEulerScheduler(final_sigmas_type="sigma_min"), zero)
