@@ -129,30 +129,30 @@ def learned_rows(nfes: list[int], solvers: list[str], endings: list[str]) -> lis
     return rows
 
 
-def compare(new: Path, old: Path, nfes: list[int]) -> None:
-    """Print the --against table (module docstring)."""
+def solver_entries(root: Path) -> dict[tuple, dict]:
+    """Every shipped (not calibrated) solver entry of the registry folder ``root``, keyed by (file path,
+    *:func:`optsteps_loader._invariants.solver_entry_key`), i.e. (path, tier, solver, order, ending, nfe)."""
     import json
 
     from optsteps_loader._invariants import solver_entry_key
 
-    def entries(root: Path, every_nfe: bool = False) -> dict:
-        out = {}
-        for rec in json.loads((root / "index.json").read_text())["files"]:
-            for e in json.loads((root / rec["path"]).read_text()).get("solver_entries", []):
-                if (every_nfe or e["nfe"] in nfes) and e["method"] != "calibrated":
-                    out[(rec["path"], *solver_entry_key(e))] = e
-        return out
+    out = {}
+    for rec in json.loads((root / "index.json").read_text())["files"]:
+        for e in json.loads((root / rec["path"]).read_text()).get("solver_entries", []):
+            if e["method"] != "calibrated":
+                out[(rec["path"], *solver_entry_key(e))] = e
+    return out
 
-    every_a, every_b = entries(new, True), entries(old, True)
-    a = {k: e["quality"]["validation"]["mean_l2"] for k, e in every_a.items() if e["nfe"] in nfes}
-    b = {k: e["quality"]["validation"]["mean_l2"] for k, e in every_b.items() if e["nfe"] in nfes}
+
+def compare(new: Path, old: Path, nfes: list[int]) -> None:
+    """Print the --against table (module docstring)."""
+    every_a, every_b = solver_entries(new), solver_entries(old)
+
+    def l2(e: dict) -> float:
+        return e["quality"]["validation"]["mean_l2"]
+
     common = every_a.keys() & every_b.keys()
-    ratios = np.array(
-        [
-            every_a[k]["quality"]["validation"]["mean_l2"] / every_b[k]["quality"]["validation"]["mean_l2"]
-            for k in common
-        ]
-    )
+    ratios = np.array([l2(every_a[k]) / l2(every_b[k]) for k in common])
     moved = sum(np.max(np.abs(np.subtract(every_a[k]["lambda"], every_b[k]["lambda"]))) > 0.01 for k in common)
     print(
         f"every NFE, {len(common)} entries in both: validation mean L2 geometric mean "
@@ -160,6 +160,8 @@ def compare(new: Path, old: Path, nfes: list[int]) -> None:
         f"{int(np.sum(ratios > 1.01))} worse and {int(np.sum(ratios < 0.99))} better by more than 1%; "
         f"{moved} grids moved by more than 0.01 in λ\n"
     )
+    a = {k: l2(e) for k, e in every_a.items() if e["nfe"] in nfes}
+    b = {k: l2(e) for k, e in every_b.items() if e["nfe"] in nfes}
     groups: dict[str, list[float]] = {}
     for k in a.keys() & b.keys():
         ratio = math.log(a[k] / b[k])
@@ -216,13 +218,11 @@ def main() -> None:
 
 def above_generic(registry: Path, split: str, profile: str, nfes: list[int]) -> str:
     """The (entry, NFE) cases where a profile entry's recorded error is above the generic entry's, per NFE."""
-    import json
-
-    cases = []
-    for path in sorted((registry / "v1").glob("*.json")):
-        for e in json.loads(path.read_bytes()).get("solver_entries", []):
-            if e.get("profile") == profile and e["nfe"] in nfes:
-                cases.append((e["quality"][split]["baselines"]["generic"]["log_ratio"], path.stem, e))
+    cases = [
+        (e["quality"][split]["baselines"]["generic"]["log_ratio"], Path(k[0]).stem, e)
+        for k, e in sorted(solver_entries(registry).items())
+        if k[1] == profile and e["nfe"] in nfes
+    ]
     above = sorted((c for c in cases if c[0] > 0), key=lambda c: -c[0])
     where = ", ".join(f"{f} {e['solver']}-{e['order']} {e['ending']} NFE {e['nfe']}" for _, f, e in above)
     worst = f", by at most {math.expm1(above[0][0]):.1%}: {where}" if above else ""
