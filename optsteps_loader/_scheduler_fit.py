@@ -10,9 +10,18 @@ from typing import Any
 from ._coefficients import schedule_family
 from ._endings import evaluated
 
-__all__ = ["check_convention", "check_order", "check_same_schedule", "is_flow", "matching_schedule", "time_convention"]
+__all__ = [
+    "check_convention",
+    "check_order",
+    "check_same_schedule",
+    "is_edm",
+    "is_flow",
+    "matching_schedule",
+    "time_convention",
+]
 
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
+_SIGMA_MAX_RTOL = 1e-3  # an EDM scheduler's sigma_max vs the entry's first σ (it scales the initial noise)
 # The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
 _DISCRETE = {
     ("scaled_linear", 0.00085, 0.012): "scaled-linear",
@@ -23,12 +32,15 @@ _DISCRETE = {
 def matching_schedule(scheduler: Any) -> str | None:
     """The registry schedule key of a diffusers scheduler's noise schedule, or ``None`` if none matches.
 
-    ``"flow"`` for flow-matching schedulers (``FlowMatch*`` or ``use_flow_sigmas=True``), ``"scaled-linear"``
+    ``"flow"`` for flow-matching schedulers (``FlowMatch*`` or ``use_flow_sigmas=True``), ``"edm"`` for
+    diffusers' EDM schedulers (``EDMEulerScheduler``, ``EDMDPMSolverMultistepScheduler``), ``"scaled-linear"``
     (Stable Diffusion 1.x/2.x/SDXL betas) and ``"ddpm-linear"`` for 1000-step discrete betas.
     """
     config = scheduler.config
     if is_flow(scheduler):
         return "flow"
+    if is_edm(scheduler):
+        return "edm"
     if config.get("num_train_timesteps", 1000) != 1000 or config.get("trained_betas") is not None:
         return None
     for (kind, start, end), key in _DISCRETE.items():
@@ -57,10 +69,36 @@ def is_flow(scheduler: Any) -> bool:
     return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
 
 
+def is_edm(scheduler: Any) -> bool:
+    """diffusers' EDM schedulers (α = 1, the model takes c_noise = σ-preconditioned input), subclasses too."""
+    return any(cls.__name__.startswith("EDM") for cls in type(scheduler).__mro__)
+
+
 def check_convention(scheduler: Any, steps: Any) -> str:
-    """Refuse an entry whose time convention the scheduler does not run; returns the convention."""
+    """Refuse an entry whose time convention the scheduler does not run; returns the convention.
+
+    An EDM scheduler takes EDM entries only, and only when its ``sigma_max`` is the entry's first σ (to
+    1e-3, relative): its ``init_noise_sigma`` = √(σ_max² + 1) scales the pipeline's starting noise, so
+    another σ_max would start the entry from the wrong noise level.
+    """
     convention = time_convention(steps)
     name = type(scheduler).__name__
+    if is_edm(scheduler):
+        if convention != "edm":
+            raise ValueError(
+                f"{name} runs EDM models (alpha = 1, the model takes sigma), but entry {steps.schedule!r} is not "
+                "an EDM schedule: use an 'edm' entry (optsteps_loader.get('edm', nfe, solver='dpmpp', ...)), or "
+                "the alias of your model"
+            )
+        sigma_max = float(scheduler.config.get("sigma_max", 80.0))
+        if not math.isclose(sigma_max, float(steps.sigmas[0]), rel_tol=_SIGMA_MAX_RTOL):
+            raise ValueError(
+                f"{name} has sigma_max={sigma_max:g}, which scales the starting noise, but entry "
+                f"{steps.schedule!r} starts at sigma = {steps.sigmas[0]:g}: build the scheduler with "
+                f"sigma_max={steps.sigmas[0]:g} if the model was trained to it, or use an entry that starts at "
+                f"{sigma_max:g}"
+            )
+        return convention
     want = matching_schedule(scheduler)
     use = f"use the {want!r} entry (optsteps_loader.get({want!r}, nfe, ...))" if want else "use the model's schedule"
     if is_flow(scheduler):
@@ -78,8 +116,9 @@ def check_convention(scheduler: Any, steps: Any) -> str:
     if convention == "edm":
         raise ValueError(
             f"entry {steps.schedule!r} is not variance-preserving (alpha = 1, the model takes sigma): {name} "
-            "cannot run it; for EDM use EDMEulerScheduler with pipeline_kwargs (Euler, ending='zero') or "
-            "optsteps_loader.unipc.sample / dpmpp.sample"
+            "cannot run it; for EDM use EDMDPMSolverMultistepScheduler with configure_scheduler, "
+            "EDMEulerScheduler with pipeline_kwargs (Euler, ending='zero'), or optsteps_loader.unipc.sample / "
+            "dpmpp.sample"
         )
     if convention == "continuous":
         raise ValueError(

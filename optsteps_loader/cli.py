@@ -295,9 +295,18 @@ def format_diffusers(steps, source: str | None = None) -> str:
     imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
     blocks: list[list[str]] = []
     if steps.time_input == "sigma":
-        block = [
-            "# --- EDMEulerScheduler (EDM2-style pipelines): Euler, ending with a step to sigma = 0, pipe(sigmas=...);",
-            "# diffusers' 1000-step schedulers and EDMDPMSolverMultistepScheduler do not run EDM entries",
+        configured = [
+            "# --- EDMDPMSolverMultistepScheduler (EDM-parameterised pipelines): the scheduler follows the entry;",
+            "# diffusers' 1000-step schedulers do not run EDM entries",
+            *imports,
+            "from diffusers import EDMDPMSolverMultistepScheduler",
+            f"steps = {_get_call(steps, source, 'dpmpp')}",
+            f"pipe.scheduler = EDMDPMSolverMultistepScheduler.from_config(pipe.scheduler.config, solver_order={order})",
+            "configure_scheduler(pipe.scheduler, steps)",
+            f'kwargs = {{"num_inference_steps": {n}}}',
+        ]
+        euler = [
+            "# --- EDMEulerScheduler: Euler, ending with a step to sigma = 0, pipe(sigmas=...)",
             *imports,
             "from diffusers import EDMEulerScheduler",
             f"steps = {_get_call(steps, source, 'dpmpp', 1, 'zero')}",
@@ -306,7 +315,7 @@ def format_diffusers(steps, source: str | None = None) -> str:
             ")",
             "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': positions on its Karras map}",
         ]
-        return "\n\n".join(["\n".join(head), "\n".join(block)])
+        return "\n\n".join(["\n".join(head), "\n".join(configured), "\n".join(euler)])
     if steps.time_input == "t":
         what = "continuous-time (t in (0, 1])"
         return "\n".join(

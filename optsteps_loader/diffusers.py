@@ -9,8 +9,9 @@ Two ways in (checked against diffusers 0.42), both with exactly N model calls fo
    what the scheduler would run wrongly (see its docstring); ``HeunDiscreteScheduler`` is always refused
    (two calls per step).
 2. :func:`configure_scheduler` — for ``UniPCMultistepScheduler`` (whose ``set_timesteps`` takes no custom
-   timesteps for non-flow models) and ``DPMSolverMultistepScheduler``: the entry's grid is written into the
-   scheduler's state, which is all ``step()`` reads::
+   timesteps for non-flow models), ``DPMSolverMultistepScheduler`` and ``EDMDPMSolverMultistepScheduler``
+   (EDM-parameterised pipelines; its ``set_timesteps`` takes no custom steps at all): the entry's grid is
+   written into the scheduler's state, which is all ``step()`` reads::
 
     import optsteps_loader
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
@@ -33,10 +34,12 @@ DPM-Solver → ``"dpmpp"``), ``solver_order`` and ``final_sigmas_type``.
 What :func:`configure_scheduler` writes (N = ``steps.nfe``):
 
 - ``scheduler.sigmas``: N + 1 values, float64 on the CPU (where diffusers keeps them): σ/α
-  (``steps.sigmas``) for VP schedulers, the flow σ (``steps.sigma_t``) with ``use_flow_sigmas=True``
+  (``steps.sigmas``) for VP and EDM schedules, the flow σ (``steps.sigma_t``) with ``use_flow_sigmas=True``
   (diffusers then sets α = 1 − σ). The last value is the entry's last node (t_ε) or 0 (σ = 0 ending), so
   ``final_sigmas_type`` has no effect on the grid;
 - ``scheduler.timesteps``: the N model inputs ``steps.timesteps[:N]`` (int64 when integer, else float32);
+  for ``EDMDPMSolverMultistepScheduler`` its own ``precondition_noise`` of the N σ's in float32
+  (c_noise = ¼ log σ, what its ``set_timesteps`` feeds the model);
 - ``num_inference_steps = N``, the multistep state reset, ``begin_index = 0`` (so timesteps that collide
   after rounding cannot confuse diffusers' timestep→index lookup).
 
@@ -54,8 +57,9 @@ from that config (``from_config(configured.config)``, or ``save_pretrained`` the
 raises diffusers' "… is not supported" ``ValueError`` quoting that text on its first ``set_timesteps``.
 Configure the new scheduler again (or :func:`release` before saving).
 
-Limits: EDM entries (α = 1) run only through ``EDMEulerScheduler`` (Euler, σ = 0 ending; diffusers'
-``EDMDPMSolverMultistepScheduler`` takes no custom steps: use :mod:`optsteps_loader.dpmpp` or ``unipc``);
+Limits: EDM entries (α = 1) run through ``EDMDPMSolverMultistepScheduler`` (:func:`configure_scheduler`,
+DPM-Solver++ 1/2M/3M, either ending) and ``EDMEulerScheduler`` (:func:`pipeline_kwargs`, Euler, σ = 0
+ending), and only where the scheduler's ``sigma_max`` is the entry's first σ (it scales the starting noise);
 continuous-time VP entries (``vp-linear``, ``vp-cosine``, model time t ∈ (0, 1]) do not go into the
 1000-step discrete schedulers; ``solver_p`` (UniPC with another predictor) is not supported.
 """
@@ -75,7 +79,7 @@ from ._endings import (
     load,
     no_zero_entries,
 )
-from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule, time_convention
+from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule
 
 __all__ = [
     "CONFIGURED_SPACING",
@@ -90,7 +94,7 @@ __all__ = [
 
 _FINAL_SIGMA_RTOL = 1e-3  # DPM-Solver's sigma_min vs the entry's last node (float32 inside diffusers)
 
-SUPPORTED_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler")
+SUPPORTED_SCHEDULERS = ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler")
 PIPELINE_SCHEDULERS = (
     "DPMSolverMultistepScheduler",
     "DPMSolverSinglestepScheduler",
@@ -147,7 +151,7 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
     if not names & set(PIPELINE_SCHEDULERS):
         raise ValueError(
             f"pipeline_kwargs supports {', '.join(PIPELINE_SCHEDULERS)} (and subclasses), got {name}; for "
-            "UniPCMultistepScheduler use configure_scheduler"
+            "UniPCMultistepScheduler and EDMDPMSolverMultistepScheduler use configure_scheduler"
         )
     if "EDMEulerScheduler" in names:
         return _edm_euler_kwargs(scheduler, steps, ending)
@@ -212,12 +216,7 @@ def _edm_euler_kwargs(scheduler: Any, steps: Any, ending: str) -> dict:
 
     name = type(scheduler).__name__
     config = scheduler.config
-    if time_convention(steps) != "edm":
-        raise ValueError(
-            f"{name} runs EDM models (alpha = 1, the model takes sigma), but entry {steps.schedule!r} is not an "
-            "EDM schedule: use an 'edm' entry (optsteps_loader.get('edm', nfe, solver='dpmpp', order=1, "
-            "ending='zero'), or the alias of your model)"
-        )
+    check_convention(scheduler, steps)
     check_order(scheduler, steps, 1, set_order=False)
     schedule = config.get("sigma_schedule", "karras")
     if schedule != "karras":
@@ -272,7 +271,8 @@ def configure_scheduler(
     """Make ``scheduler.step()`` follow a registry entry; returns the same scheduler.
 
     Args:
-        scheduler: a diffusers ``UniPCMultistepScheduler`` or ``DPMSolverMultistepScheduler`` (or subclass).
+        scheduler: a diffusers ``UniPCMultistepScheduler``, ``DPMSolverMultistepScheduler`` or
+            ``EDMDPMSolverMultistepScheduler`` (or subclass; the EDM one takes EDM entries only).
         steps: one of
             - an :class:`optsteps_loader.steps.Steps` (the pipeline must then ask for ``steps.nfe`` steps);
             - a schedule key or model alias (``"scaled-linear"``, ``"sdxl"``): each ``set_timesteps(n)`` loads
@@ -289,7 +289,8 @@ def configure_scheduler(
         get_kwargs: with a key: more arguments of ``optsteps_loader.get`` (``p``, ``shift``, ``source``).
 
     Raises ``ValueError`` for an unsupported scheduler, an entry of another time convention (continuous-time
-    or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back: the message names the
+    or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back, a non-EDM entry into an EDM
+    scheduler: the message names the
     matching schedule), or another order.
     """
     _check_scheduler(scheduler)
@@ -397,11 +398,11 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
         check_same_schedule(scheduler, steps, values)
     column = steps.sigma_t if flow else steps.sigmas
     sigmas = [*evaluated(column, steps), final_value(column, steps)]
-    scheduler._optsteps_grid = (
-        steps.nfe,
-        torch.tensor(sigmas, dtype=torch.float64),
-        torch.tensor(values, dtype=torch.int64 if convention == "discrete" else torch.float32),
-    )
+    if convention == "edm":  # the model takes c_noise(σ) (0.25 log σ), from σ in float32 as diffusers does
+        timesteps = scheduler.precondition_noise(torch.tensor(sigmas[: steps.nfe], dtype=torch.float32))
+    else:
+        timesteps = torch.tensor(values, dtype=torch.int64 if convention == "discrete" else torch.float32)
+    scheduler._optsteps_grid = (steps.nfe, torch.tensor(sigmas, dtype=torch.float64), timesteps)
 
 
 def _apply(scheduler: Any, device: Any) -> None:
@@ -424,7 +425,7 @@ def _check_scheduler(scheduler: Any) -> None:
     if not names & set(SUPPORTED_SCHEDULERS):
         raise ValueError(
             f"scheduler must be one of {SUPPORTED_SCHEDULERS} (or a subclass), got {type(scheduler).__name__}; "
-            "for Euler, DPM-Solver single-step and FlowMatchEuler use pipeline_kwargs"
+            "for Euler, EDM Euler, DPM-Solver single-step and FlowMatchEuler use pipeline_kwargs"
         )
     if getattr(scheduler, "solver_p", None) is not None:
         raise ValueError("UniPCMultistepScheduler with solver_p is not supported; build it with solver_p=None")

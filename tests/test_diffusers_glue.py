@@ -210,3 +210,60 @@ def test_edm_euler_refuses_what_it_would_run_wrongly():
         pipeline_kwargs(diffusers.EDMEulerScheduler(sigma_schedule="exponential"), zero)
     with pytest.raises(ValueError, match="final_sigmas_type='zero'"):
         pipeline_kwargs(diffusers.EDMEulerScheduler(final_sigmas_type="sigma_min"), zero)
+
+
+# ---- EDMDPMSolverMultistepScheduler: configured like DPM-Solver, the model takes c_noise ---------------------
+
+
+def _edm_network_and_model(sigma_data: float = 0.5):
+    """(raw network F(c_in x, c_noise) as an EDM pipeline's UNet sees it, the same network as an x̂_0 model
+    of (x, σ) for dpmpp.sample): x̂_0 = c_skip x + c_out F, with c_noise rounded to float32 as diffusers does."""
+
+    def network(x_in, c_noise):
+        return toy_model(x_in, c_noise)
+
+    def x0_model(x, sigma):
+        s = sigma.reshape(sigma.shape + (1,) * (x.dim() - 1))
+        c_noise = (0.25 * torch.log(sigma.float())).to(x.dtype)
+        var = s * s + sigma_data**2
+        return sigma_data**2 / var * x + s * sigma_data / var.sqrt() * network(x / var.sqrt(), c_noise)
+
+    return network, x0_model
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("ending", ["zero", "eps"])
+def test_edm_dpmpp_scheduler_follows_entry(order, ending):
+    """A configured EDMDPMSolverMultistepScheduler, run as a pipeline runs it (scale_model_input, the network on
+    c_noise, step), gives dpmpp.sample's result on the same entry to 1e-10; the key form loads the entry of the
+    scheduler's order and final_sigmas_type for each num_inference_steps."""
+    steps = optsteps_loader.get("edm2-img512", 6, solver="dpmpp", order=order, ending=ending)
+    final = "zero" if ending == "zero" else "sigma_min"
+    scheduler = diffusers.EDMDPMSolverMultistepScheduler(solver_order=order, final_sigmas_type=final)
+    configure_scheduler(scheduler, "edm2-img512")
+    scheduler.set_timesteps(6, device="cpu")
+    assert scheduler.sigmas.tolist() == [*steps.sigmas[:6], 0.0 if ending == "zero" else steps.sigmas[6]]
+    network, x0_model = _edm_network_and_model()
+    x0 = _x(2, 3, 4, 4) * steps.sigmas[0]
+    x = x0.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(network(scheduler.scale_model_input(x, t), t.expand(2)), t, x).prev_sample
+    ours = dpmpp.sample(x0_model, x0, steps, prediction="sample", order=order)
+    assert relative_error(x, ours) < 1e-10
+
+
+def test_edm_dpmpp_scheduler_refusals():
+    edm = optsteps_loader.get("edm", 6, solver="dpmpp", order=2, ending="zero")
+    with pytest.raises(ValueError, match="not an EDM schedule"):
+        configure_scheduler(diffusers.EDMDPMSolverMultistepScheduler(), _sd_steps(order=2))
+    with pytest.raises(ValueError, match="sigma_max=120.*starts at sigma = 80"):
+        configure_scheduler(diffusers.EDMDPMSolverMultistepScheduler(sigma_max=120.0), edm)
+    with pytest.raises(ValueError, match="EDMDPMSolverMultistepScheduler with configure_scheduler"):
+        configure_scheduler(diffusers.DPMSolverMultistepScheduler(), edm)
+    with pytest.raises(ValueError, match="sigma_max=120"):
+        from optsteps_loader.diffusers import pipeline_kwargs
+
+        pipeline_kwargs(
+            diffusers.EDMEulerScheduler(sigma_max=120.0),
+            optsteps_loader.get("edm", 6, solver="dpmpp", order=1, ending="zero"),
+        )

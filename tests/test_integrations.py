@@ -439,17 +439,20 @@ def test_show_diffusers_flow_and_continuous():
         assert model.timesteps == pytest.approx(list(namespace["steps"].timesteps[:8]), rel=1e-6)
     out = CliRunner().invoke(build_cli(), ["show", "vp-linear", "--nfe", "8", "--format", "diffusers"]).output
     assert not _blocks(out) and "do not run it" in out
-    # EDM: one block, EDMEulerScheduler built from an EDM pipeline's EDMDPMSolverMultistepScheduler config
+    # EDM: EDMDPMSolverMultistepScheduler configured (the entry's order), then EDMEulerScheduler, each built
+    # from an EDM pipeline's EDMDPMSolverMultistepScheduler config
     out = CliRunner().invoke(build_cli(), ["show", "edm2-img512", "--nfe", "8", "--format", "diffusers"]).output
-    (block,) = _blocks(out)
-    pipe = types.SimpleNamespace(scheduler=diffusers.EDMDPMSolverMultistepScheduler())
-    namespace = {"pipe": pipe}
-    exec(compile(block, "optsteps show", "exec"), namespace)  # noqa: S102 - the printed snippet
-    model = Counting()
-    run_pipeline_loop(pipe.scheduler, model, _x(), **namespace["kwargs"])
-    steps = namespace["steps"]
-    assert (steps.profile, steps.solver, steps.order, steps.ending) == ("latent", "dpmpp", 1, "zero")
-    assert model.timesteps == pytest.approx([0.25 * math.log(s) for s in steps.sigmas[:8]], abs=1e-6)
+    blocks = _blocks(out)
+    assert len(blocks) == 2
+    for block, want in zip(blocks, [("latent", "dpmpp", 3, "eps"), ("latent", "dpmpp", 1, "zero")], strict=True):
+        pipe = types.SimpleNamespace(scheduler=diffusers.EDMDPMSolverMultistepScheduler())
+        namespace = {"pipe": pipe}
+        exec(compile(block, "optsteps show", "exec"), namespace)  # noqa: S102 - the printed snippet
+        model = Counting()
+        run_pipeline_loop(pipe.scheduler, model, _x(), **namespace["kwargs"])
+        steps = namespace["steps"]
+        assert (steps.profile, steps.solver, steps.order, steps.ending) == want
+        assert model.timesteps == pytest.approx([0.25 * math.log(s) for s in steps.sigmas[:8]], abs=1e-6)
 
 
 def test_pyproject_declares_the_comfyui_node():
