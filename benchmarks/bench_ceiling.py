@@ -48,10 +48,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import optsteps_loader  # noqa: E402
+from builder.registry.sweep.chains import chains_of  # noqa: E402
+from builder.registry.sweep.spec import load_spec  # noqa: E402
 from builder.select import family  # noqa: E402
 from builder.select.refine import bind, errors, refine, rule_grids  # noqa: E402
 from builder.select.robust import figures, solver_spec  # noqa: E402
-from builder.solve.schedules import get_schedule  # noqa: E402
 
 # The 13 generic rows of 2026.11.27.3 that miss the ≤ 0.85 or ≤ 0.95 target (python benchmarks/bench_targets.py):
 # UniPC-3 and DPM++ 2M (the entries the targets name) first, then UniPC-2 and first order (Euler).
@@ -69,18 +70,28 @@ DEFAULT_ROWS = (
 )
 
 
-def _schedule(name: str):
-    """(registry key, get() kwargs, schedule) of a row's schedule name (``flow-shift3``: flow, shift 3)."""
-    if name.startswith("flow-shift"):
-        kw = {"shift": float(name.removeprefix("flow-shift"))}
-        return "flow", kw, get_schedule("flow", **kw)
-    return name, {}, get_schedule(name)
+def generic_chain(row: str):
+    """The spec's generic chain of ``SCHEDULE:SOLVER:ORDER:ENDING`` (SCHEDULE: a registry file's name, such as
+    ``flow-shift3``), so the schedule variant is the one its file holds."""
+    name, solver, order, ending = row.split(":")
+    for chain in chains_of(load_spec()):
+        if (
+            not chain.profile
+            and Path(chain.file).stem == name
+            and (chain.solver, chain.order, chain.ending)
+            == (
+                solver,
+                int(order),
+                ending,
+            )
+        ):
+            return chain
+    raise SystemExit(f"no generic chain {row!r} in the spec (SCHEDULE is a registry file name, e.g. flow-shift3)")
 
 
 def row_figures(per_nfe: list[dict]) -> tuple[float, str, float, int]:
     """(vs worst rule, its name, vs best rule, cases above uniform λ) over the NFEs, as bench_targets counts."""
-    names = per_nfe[0]["baselines"].keys() - {"bound", "shipped"}
-    mean_lr = {r: np.mean([f["baselines"][r]["log_ratio"] for f in per_nfe]) for r in names}
+    mean_lr = {r: np.mean([f["baselines"][r]["log_ratio"] for f in per_nfe]) for r in per_nfe[0]["baselines"]}
     worst = max(mean_lr, key=mean_lr.get)
     best = np.mean([f["log_ratio_best_rule"] for f in per_nfe])
     return math.exp(mean_lr[worst]), worst, math.exp(best), sum(f["above_uniform_lambda"] for f in per_nfe)
@@ -105,9 +116,9 @@ def proposed_target(shipped: list[dict], ceiling: list[dict]) -> tuple[bool, str
 def ceiling(row: str, nfes: list[int], top: int, penalty: float, maxiter: int) -> tuple[dict[str, list[dict]], float]:
     """({"shipped" | "oracle" | "guarded" | "refit": per-NFE validation figures}, the refit's fit error ratio to
     the shipped entry's, geometric mean over the NFEs) of one row."""
-    name, solver, order, ending = row.split(":")
-    key, kw, schedule = _schedule(name)
-    spec = solver_spec(solver, int(order))
+    chain = generic_chain(row)
+    schedule, ending, kw = chain.make_schedule(), chain.ending, dict(chain.params)
+    spec = solver_spec(chain.solver, chain.order)
     ends = (schedule.lambda_start, schedule.lambda_end, ending)
     fit, val = bind(family.split("fit"), *ends), bind(family.split("validation"), *ends)
     out: dict[str, list[dict]] = {"shipped": [], "oracle": [], "guarded": [], "refit": []}
@@ -115,7 +126,8 @@ def ceiling(row: str, nfes: list[int], top: int, penalty: float, maxiter: int) -
     for n in nfes:
         rules = rule_grids(schedule, n, ending)
         shipped = np.asarray(
-            optsteps_loader.get(key, n, solver=solver, order=int(order), ending=ending, **kw).lambdas, dtype=np.float64
+            optsteps_loader.get(chain.schedule, n, solver=chain.solver, order=chain.order, ending=ending, **kw).lambdas,
+            dtype=np.float64,
         )
         starts = dict(rules) | {"shipped": shipped}
         grids = {"shipped": shipped}

@@ -317,11 +317,10 @@ def format_diffusers(steps, source: str | None = None) -> str:
         ]
         return "\n\n".join(["\n".join(head), "\n".join(configured), "\n".join(euler)])
     if steps.time_input == "t":
-        what = "continuous-time (t in (0, 1])"
         return "\n".join(
             [
                 *head,
-                f"# This entry is {what}: diffusers' 1000-step schedulers do not run it. Use",
+                "# This entry is continuous-time (t in (0, 1]): diffusers' 1000-step schedulers do not run it. Use",
                 "# optsteps_loader.unipc.sample / dpmpp.sample, or the entry of your model's schedule",
                 "# (scaled-linear: SD 1.x/2.x/SDXL; ddpm-linear; flow: SD3/FLUX).",
             ]

@@ -289,9 +289,9 @@ def configure_scheduler(
         get_kwargs: with a key: more arguments of ``optsteps_loader.get`` (``p``, ``shift``, ``source``).
 
     Raises ``ValueError`` for an unsupported scheduler, an entry of another time convention (continuous-time
-    or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back, a non-EDM entry into an EDM
-    scheduler: the message names the
-    matching schedule), or another order.
+    or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back, a non-EDM entry into an
+    EDM scheduler: the message names the matching schedule), an EDM scheduler whose ``sigma_max`` is not the
+    entry's first σ, or another order.
     """
     _check_scheduler(scheduler)
     if ending is None:
