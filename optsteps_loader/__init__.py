@@ -16,6 +16,7 @@ from .errors import (
     RegistryIntegrityError,
     RegistryUnavailableError,
     ScheduleNotFoundError,
+    SolverMismatchWarning,
 )
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "RegistryIntegrityError",
     "RegistryUnavailableError",
     "ScheduleNotFoundError",
+    "SolverMismatchWarning",
     "Steps",
     "__version__",
     "aliases",

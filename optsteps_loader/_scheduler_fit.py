@@ -1,6 +1,7 @@
 """Which registry entry fits which diffusers scheduler: the schedule a scheduler config names, the time
-convention of an entry, and the checks every diffusers path runs before it hands an entry over (the same
-schedule, the same order, the same time convention). Standard library only; no diffusers import."""
+convention of an entry, the checks every diffusers path runs before it hands an entry over (the same
+schedule, the same order, the same time convention), and how the solver a scheduler runs differs from the
+one an entry was measured with. Standard library only; no diffusers import."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ __all__ = [
     "is_edm",
     "is_flow",
     "matching_schedule",
+    "run_step_orders",
+    "solver_mismatches",
     "time_convention",
 ]
 
+_LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
 _SIGMA_MAX_RTOL = 1e-3  # an EDM scheduler's sigma_max vs the entry's first σ (it scales the initial noise)
 # The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
@@ -161,3 +165,94 @@ def check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None
         f"{steps.order}: ask for optsteps_loader.get(..., order={order}) (DPM-Solver++ 2M: order=2), or pass "
         f"set_order=True to run the scheduler at order {steps.order}"
     )
+
+
+def _names(scheduler: Any) -> set[str]:
+    return {cls.__name__ for cls in type(scheduler).__mro__}
+
+
+def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
+    """The order of each of the ``n`` steps a diffusers multistep scheduler's ``step()`` runs (diffusers
+    0.42's rules), or ``None`` for a scheduler this does not model (single-step DPM-Solver, Euler).
+
+    - UniPC: k_i = min(solver_order, i + 1), and with ``lower_order_final`` also ≤ n − i (at every n).
+    - DPM-Solver multistep (and its EDM variant): k_i = 1 at i = 0 and at the last step when
+      ``euler_at_final``, or ``lower_order_final`` and n < 15, or ``final_sigmas_type="zero"``; k_i ≤ 2 at
+      i = 1 and at the second-to-last step when ``lower_order_final`` and n < 15; else ``solver_order``.
+    """
+    names, config = _names(scheduler), scheduler.config
+    order = int(config.get("solver_order", 2))
+    lower = bool(config.get("lower_order_final", True))
+    if "UniPCMultistepScheduler" in names:
+        return tuple(min(order, i + 1, n - i) if lower else min(order, i + 1) for i in range(n))
+    if not names & {"DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler"}:
+        return None
+    short = lower and n < _LOWER_ORDER_FINAL_BELOW
+    first_final = bool(config.get("euler_at_final")) or short or config.get("final_sigmas_type", "zero") == "zero"
+    out = []
+    for i in range(n):
+        if order == 1 or i < 1 or (i == n - 1 and first_final):
+            out.append(1)
+        elif order == 2 or i < 2 or (i == n - 2 and short):
+            out.append(2)
+        else:
+            out.append(3)
+    return tuple(out)
+
+
+def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
+    """Each way the solver that ``scheduler.step()`` runs on ``steps`` differs from the one the entry was
+    optimized and measured with (``steps.solver``, ``steps.variant``, ``steps.step_orders``: UniPC bh2 with
+    the corrector after every step but the last, or DPM-Solver++ multistep with midpoint 2nd-order updates,
+    both on the probability-flow ODE), as ``"setting (measured: …): fix"`` lines; empty when they agree.
+    Solver order and schedule are checked elsewhere (they are refused, not warned about)."""
+    names, config = _names(scheduler), scheduler.config
+    cls = type(scheduler).__name__
+    out: list[str] = []
+    if "UniPCMultistepScheduler" in names:
+        if steps.solver != "unipc":
+            out.append(f"{cls} runs UniPC (measured: solver={steps.solver!r}): ask for get(..., solver='unipc')")
+        if not config.get("predict_x0", True):
+            out.append("predict_x0=False, the noise-prediction UniPC (measured: True): build it with predict_x0=True")
+        variant = steps.variant or "bh2"
+        if (kind := config.get("solver_type", "bh2")) != variant:
+            out.append(f"solver_type={kind!r} (measured: {variant!r}): build it with solver_type={variant!r}")
+        if list(config.get("disable_corrector") or []):
+            out.append(
+                f"disable_corrector={list(config.get('disable_corrector'))} (measured: the corrector after every "
+                "step but the last): build it with disable_corrector=[]"
+            )
+    else:
+        if steps.solver != "dpmpp":
+            out.append(
+                f"{cls} runs DPM-Solver++ updates, Euler = DDIM at order 1 (measured: solver={steps.solver!r}, "
+                "with UniPC's corrector): ask for get(..., solver='dpmpp')"
+            )
+        algorithm = config.get("algorithm_type")
+        if algorithm is not None and algorithm != "dpmsolver++":
+            kind = "a stochastic sampler" if algorithm.startswith("sde") else "the noise-prediction DPM-Solver"
+            out.append(
+                f"algorithm_type={algorithm!r}, {kind} (measured: 'dpmsolver++' on the probability-flow ODE): "
+                "build it with algorithm_type='dpmsolver++'"
+            )
+        if steps.order > 1 and (kind := config.get("solver_type", "midpoint")) != "midpoint":
+            out.append(f"solver_type={kind!r} (measured: 'midpoint'): build it with solver_type='midpoint'")
+        if "DPMSolverSinglestepScheduler" in names and int(config.get("solver_order", 1)) > 1:
+            out.append(
+                f"single-step DPM-Solver of order {config.get('solver_order')} (measured: multistep): use "
+                "DPMSolverMultistepScheduler, or order-1 entries (the same DDIM step in both)"
+            )
+    runs = run_step_orders(scheduler, steps.nfe)
+    measured = tuple(steps.step_orders)[: steps.nfe]
+    if runs is not None and runs != measured:
+        unipc = "UniPCMultistepScheduler" in names
+        if unipc or steps.nfe < _LOWER_ORDER_FINAL_BELOW:
+            fix = "build it with lower_order_final=True" + ("" if unipc else ", euler_at_final=False")
+        else:
+            fix = f"no setting matches (diffusers lowers the last orders below {_LOWER_ORDER_FINAL_BELOW} steps only)"
+        out.append(f"step orders {_orders(runs)} (measured: {_orders(measured)}): {fix}")
+    return out
+
+
+def _orders(orders: tuple[int, ...]) -> str:
+    return ",".join(map(str, orders))

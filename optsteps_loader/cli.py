@@ -352,15 +352,23 @@ def format_diffusers(steps, source: str | None = None) -> str:
         )
     else:
         final = "zero" if ending == "zero" else "sigma_min"
-        for name in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"):
+        for name, comment, block_order in (
+            ("DPMSolverMultistepScheduler", "the standard path, pipe(timesteps=...)", order),
+            (
+                "DPMSolverSinglestepScheduler",
+                "order 1 (DDIM: the DPM-Solver++ order-1 entry), pipe(timesteps=...);\n# its single-step "
+                "orders 2 and 3 are other solvers than the multistep one the entries were measured with",
+                1,
+            ),
+        ):
             blocks.append(
                 [
-                    f"# --- {name}: the standard path, pipe(timesteps=...)",
+                    f"# --- {name}: {comment}",
                     *imports,
                     f"from diffusers import {name}",
-                    f"steps = {_get_call(steps, source, 'dpmpp')}",
+                    f"steps = {_get_call(steps, source, 'dpmpp', block_order)}",
                     f"pipe.scheduler = {name}.from_config(",
-                    f'    pipe.scheduler.config, solver_order={order}, final_sigmas_type="{final}"',
+                    f'    pipe.scheduler.config, solver_order={block_order}, final_sigmas_type="{final}"',
                     ")",
                     "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'timesteps': [...]}",
                 ]

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from typing import Any
 
 from ._endings import (
@@ -79,7 +80,8 @@ from ._endings import (
     load,
     no_zero_entries,
 )
-from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule
+from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule, solver_mismatches
+from .errors import SolverMismatchWarning
 
 __all__ = [
     "CONFIGURED_SPACING",
@@ -137,8 +139,17 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
 
     Raises ``ValueError`` for a scheduler or entry it cannot run (time convention, order, schedule), and
     :class:`EndingUnavailableError` where the scheduler ends at σ = 0 (FlowMatchEuler, DPM-Solver with
-    ``final_sigmas_type="zero"``) and the entry at t_ε: ask the loader for ``ending="zero"``.
+    ``final_sigmas_type="zero"``) and the entry at t_ε: ask the loader for ``ending="zero"``. Warns
+    :class:`~optsteps_loader.SolverMismatchWarning` where the scheduler will run another solver than the
+    entry was measured with (``algorithm_type``, ``solver_type``, single-step DPM-Solver, step orders; a UniPC
+    entry on an Euler or DPM-Solver scheduler).
     """
+    kwargs = _standard_kwargs(scheduler, steps, mu, check_schedule)
+    _warn_mismatches(scheduler, steps, stacklevel=3)
+    return kwargs
+
+
+def _standard_kwargs(scheduler: Any, steps: Any, mu: float | None, check_schedule: bool) -> dict:
     names = {cls.__name__ for cls in type(scheduler).__mro__}
     name = type(scheduler).__name__
     ending = ending_of(steps)
@@ -291,7 +302,11 @@ def configure_scheduler(
     Raises ``ValueError`` for an unsupported scheduler, an entry of another time convention (continuous-time
     or EDM entries into a discrete 1000-step scheduler, flow into non-flow and back, a non-EDM entry into an
     EDM scheduler: the message names the matching schedule), an EDM scheduler whose ``sigma_max`` is not the
-    entry's first σ, or another order.
+    entry's first σ, or another order. Warns :class:`~optsteps_loader.SolverMismatchWarning` (on every entry
+    it loads) where ``step()`` will run another solver than the entry was measured with: an entry of the
+    other solver, ``algorithm_type`` other than ``"dpmsolver++"`` (SDE or noise-prediction DPM-Solver),
+    ``solver_type="heun"``, UniPC's ``solver_type="bh1"``, ``predict_x0=False`` or ``disable_corrector``,
+    and step orders other than the entry's (``lower_order_final=False``, ``euler_at_final=True``).
     """
     _check_scheduler(scheduler)
     if ending is None:
@@ -396,6 +411,7 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
     values = list(steps.timesteps)[: steps.nfe]
     if convention == "discrete" and state["check"]:
         check_same_schedule(scheduler, steps, values)
+    _warn_mismatches(scheduler, steps, stacklevel=4)
     column = steps.sigma_t if flow else steps.sigmas
     sigmas = [*evaluated(column, steps), final_value(column, steps)]
     if convention == "edm":  # the model takes c_noise(σ) (0.25 log σ), from σ in float32 as diffusers does
@@ -403,6 +419,21 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
     else:
         timesteps = torch.tensor(values, dtype=torch.int64 if convention == "discrete" else torch.float32)
     scheduler._optsteps_grid = (steps.nfe, torch.tensor(sigmas, dtype=torch.float64), timesteps)
+
+
+def _warn_mismatches(scheduler: Any, steps: Any, stacklevel: int) -> None:
+    """One :class:`SolverMismatchWarning` listing every :func:`solver_mismatches` line, if there is any."""
+    lines = solver_mismatches(scheduler, steps)
+    if lines:
+        warnings.warn(
+            SolverMismatchWarning(
+                f"{type(scheduler).__name__} will run entry {steps.schedule!r} (nfe={steps.nfe}, "
+                f"solver={steps.solver!r}, order={steps.order}) with another solver than it was optimized and "
+                "measured with; the steps still run, but their measured quality does not describe this solver:\n- "
+                + "\n- ".join(lines)
+            ),
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _apply(scheduler: Any, device: Any) -> None:

@@ -5,6 +5,10 @@
 precision catch ours. Bad argument *types* and *values* are plain ``TypeError`` / ``ValueError`` naming the
 argument. Everything else about the data is a ``RegistryIntegrityError``; a registry that cannot be reached at
 all (missing folder, Hub down, offline with nothing cached) is a ``RegistryUnavailableError``.
+
+One warning: ``SolverMismatchWarning``, when a host (a diffusers scheduler) will run an entry with another
+solver than the one it was optimized and measured with. The steps still run; what was measured about them
+does not describe that solver.
 """
 
 from __future__ import annotations
@@ -37,3 +41,9 @@ class RegistryIntegrityError(OptstepsError):
 class RegistryUnavailableError(OptstepsError, OSError):
     """The registry cannot be reached: no folder/index at the given place, or a Hub download that failed
     (404, 5xx, truncated transfer, ``huggingface_hub`` not installed). The message names the source."""
+
+
+class SolverMismatchWarning(UserWarning):
+    """A scheduler runs the entry with another solver, solver setting or step-order pattern than the entry
+    was optimized and measured with (the message lists each difference and the setting that removes it).
+    Silence it with ``warnings.filterwarnings("ignore", category=SolverMismatchWarning)``."""

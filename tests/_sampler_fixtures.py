@@ -24,8 +24,11 @@ def make_steps(
     order: int = 3,
     t: list[float] | None = None,
     schedule: str = "test",
+    solver: str = "unipc",
+    variant: str | None = None,
 ) -> Steps:
-    """A ``Steps`` record from per-node α and σ (noisiest first); λ and σ/α are derived here."""
+    """A ``Steps`` record from per-node α and σ (noisiest first), measured (as it claims) with ``solver``
+    (and UniPC ``variant``, None: bh2); λ and σ/α are derived here."""
     lambdas = [math.log(a) - math.log(s) for a, s in zip(alpha, sigma, strict=True)]
     n = len(alpha) - 1
     return Steps(
@@ -33,7 +36,8 @@ def make_steps(
         nfe=n,
         order=order,
         p=1,
-        solver="unipc",
+        solver=solver,
+        variant=variant,
         t=tuple(float(v) for v in (t if t is not None else timesteps)),
         lambdas=tuple(lambdas),
         alpha_t=tuple(float(a) for a in alpha),
@@ -78,15 +82,18 @@ def vp_uniform_lambda(nfe: int, *, order: int = 3) -> Steps:
     return vp_from_lambdas(lam.tolist(), order=order)
 
 
-def discrete_steps(alphas_cumprod, timesteps: list[int], *, order: int = 3) -> Steps:
-    """A grid on a discrete (diffusers) schedule at the given integer timesteps, in float64."""
+def discrete_steps(alphas_cumprod, timesteps: list[int], *, order: int = 3, **kwargs) -> Steps:
+    """A grid on a discrete (diffusers) schedule at the given integer timesteps, in float64 (``kwargs``: of
+    :func:`make_steps`)."""
     abar = np.asarray(alphas_cumprod, dtype=np.float64)[timesteps]
-    return make_steps(np.sqrt(abar).tolist(), np.sqrt(1.0 - abar).tolist(), [int(v) for v in timesteps], order=order)
+    return make_steps(
+        np.sqrt(abar).tolist(), np.sqrt(1.0 - abar).tolist(), [int(v) for v in timesteps], order=order, **kwargs
+    )
 
 
-def flow_steps(sigmas: list[float], *, order: int = 3) -> Steps:
-    """A rectified-flow grid (α = 1 − σ), time input 1000·σ."""
-    return make_steps([1.0 - s for s in sigmas], sigmas, [1000.0 * s for s in sigmas], order=order)
+def flow_steps(sigmas: list[float], *, order: int = 3, **kwargs) -> Steps:
+    """A rectified-flow grid (α = 1 − σ), time input 1000·σ (``kwargs``: of :func:`make_steps`)."""
+    return make_steps([1.0 - s for s in sigmas], sigmas, [1000.0 * s for s in sigmas], order=order, **kwargs)
 
 
 def toy_model(x, timestep):

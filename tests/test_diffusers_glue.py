@@ -30,14 +30,16 @@ def _x(*shape, seed=0):
     return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def _sd_steps(order=3):
-    return discrete_steps(diffusers.UniPCMultistepScheduler(**SD_BETAS).alphas_cumprod, GRID_TIMESTEPS, order=order)
+def _sd_steps(order=3, **kwargs):
+    return discrete_steps(
+        diffusers.UniPCMultistepScheduler(**SD_BETAS).alphas_cumprod, GRID_TIMESTEPS, order=order, **kwargs
+    )
 
 
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
 @pytest.mark.parametrize("order", [2, 3])
 def test_unipc_scheduler_follows_entry(variant, order):
-    steps = _sd_steps(order)
+    steps = _sd_steps(order, variant=variant)
     scheduler = diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=order, solver_type=variant)
     scheduler.set_timesteps(25)  # whatever was there before is replaced
     assert configure_scheduler(scheduler, steps) is scheduler
@@ -51,7 +53,7 @@ def test_unipc_scheduler_follows_entry(variant, order):
 
 @pytest.mark.parametrize("order", [2, 3])
 def test_dpmpp_scheduler_follows_entry(order):
-    steps = _sd_steps(order)
+    steps = _sd_steps(order, solver="dpmpp")
     scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=order)
     configure_scheduler(scheduler, steps)
     x = _x(2, 4, 3, 3)
@@ -97,7 +99,7 @@ def test_real_pipeline_with_tiny_unet():
         up_block_types=("UpBlock2D", "UpBlock2D"),
     ).eval()
     scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=2)
-    steps = discrete_steps(scheduler.alphas_cumprod, [999, 800, 550, 300, 120, 30, 5], order=2)
+    steps = discrete_steps(scheduler.alphas_cumprod, [999, 800, 550, 300, 120, 30, 5], order=2, solver="dpmpp")
     configure_scheduler(scheduler, steps)
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
@@ -119,7 +121,7 @@ def test_timestep_collisions_follow_grid_order():
     sched = diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2, solver_type="bh1")
     ref = discrete_steps(sched.alphas_cumprod, [999, 998, 600, 300, 40], order=2)
     # node 1 keeps its own α, σ but gets the same integer timestep as node 0
-    steps = make_steps(list(ref.alpha_t), list(ref.sigma_t), [999, 999, 600, 300, 40], order=2)
+    steps = make_steps(list(ref.alpha_t), list(ref.sigma_t), [999, 999, 600, 300, 40], order=2, variant="bh1")
     x = _x(2, 3)
     ours = unipc.sample(toy_model, x, steps, variant="bh1")
     configure_scheduler(sched, steps)
@@ -134,7 +136,7 @@ def test_timestep_collisions_follow_grid_order():
 
 
 def test_flow_entry_needs_flow_scheduler():
-    steps = flow_steps([0.999, 0.9, 0.7, 0.45, 0.25, 0.1, 0.03])
+    steps = flow_steps([0.999, 0.9, 0.7, 0.45, 0.25, 0.1, 0.03], variant="bh1")
     scheduler = diffusers.UniPCMultistepScheduler(
         solver_order=3, solver_type="bh1", prediction_type="flow_prediction", use_flow_sigmas=True
     )
@@ -267,3 +269,139 @@ def test_edm_dpmpp_scheduler_refusals():
             diffusers.EDMEulerScheduler(sigma_max=120.0),
             optsteps_loader.get("edm", 6, solver="dpmpp", order=1, ending="zero"),
         )
+
+
+# ---- which solver step() runs: run_step_orders and SolverMismatchWarning -------------------------------------
+
+_UPDATES = (
+    "dpm_solver_first_order_update",
+    "multistep_dpm_solver_second_order_update",
+    "multistep_dpm_solver_third_order_update",
+)
+
+
+def _orders_diffusers_runs(scheduler, n):
+    """The order of each step diffusers' own step() takes over n steps of its own schedule, read off the
+    scheduler (UniPC's this_order) or off which update method it calls (DPM-Solver)."""
+    orders = []
+
+    def recorded(update, order=None):
+        def run(*args, **kwargs):
+            orders.append(order or kwargs["order"])
+            try:
+                return update(*args, **kwargs)
+            except RuntimeError:  # UniPC of order > 1 into sigma = 0 (lower_order_final=False): singular
+                return kwargs["sample"]
+
+        return run
+
+    if isinstance(scheduler, diffusers.UniPCMultistepScheduler):
+        scheduler.multistep_uni_p_bh_update = recorded(scheduler.multistep_uni_p_bh_update)
+    else:
+        for k, name in enumerate(_UPDATES, start=1):
+            setattr(scheduler, name, recorded(getattr(scheduler, name), k))
+    scheduler.set_timesteps(n)
+    x = _x(2, 3) * float(scheduler.init_noise_sigma)
+    for t in scheduler.timesteps:
+        x = scheduler.step(toy_model(scheduler.scale_model_input(x, t), t.reshape(1)), t, x).prev_sample
+    return tuple(orders)
+
+
+def test_run_step_orders_is_what_diffusers_runs():
+    """run_step_orders models diffusers' order rules (warm-up, lower_order_final below 15 steps for DPM-Solver
+    and at every n for UniPC, euler_at_final, the σ = 0 final step): checked against the orders diffusers'
+    step() takes, for every class, solver order, flag and ending, at 4, 8, 14 and 15 steps."""
+    from optsteps_loader._scheduler_fit import run_step_orders
+
+    classes = {
+        diffusers.UniPCMultistepScheduler: SD_BETAS,
+        diffusers.DPMSolverMultistepScheduler: SD_BETAS,
+        diffusers.EDMDPMSolverMultistepScheduler: {},
+    }
+    checked = 0
+    for cls, base in classes.items():
+        for order in (1, 2, 3):
+            for lower in (True, False):
+                for euler in (False, True) if cls is not diffusers.UniPCMultistepScheduler else (False,):
+                    for final in ("zero", "sigma_min"):
+                        kwargs = {"solver_order": order, "lower_order_final": lower, "final_sigmas_type": final}
+                        kwargs |= {"euler_at_final": True} if euler else {}
+                        for n in (4, 8, 14, 15):  # 14, 15: either side of diffusers' 15
+                            scheduler = cls(**base, **kwargs)
+                            assert run_step_orders(scheduler, n) == _orders_diffusers_runs(scheduler, n), (
+                                cls,
+                                kwargs,
+                                n,
+                            )
+                            checked += 1
+    assert checked == 3 * 2 * 2 * 4 + 2 * 3 * 2 * 2 * 2 * 4  # UniPC has no euler_at_final
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "solver", "expected"),
+    [
+        ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, "dpmpp", "a stochastic sampler"),
+        ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver"}, "dpmpp", "noise-prediction DPM-Solver"),
+        ("DPMSolverMultistepScheduler", {"solver_type": "heun"}, "dpmpp", "solver_type='heun'"),
+        (
+            "DPMSolverMultistepScheduler",
+            {"lower_order_final": False},
+            "dpmpp",
+            r"step orders 1,2,3,3,3,3,3,1 \(measured: 1,2,3,3,3,3,2,1\)",
+        ),
+        ("DPMSolverMultistepScheduler", {}, "unipc", r"ask for get\(\.\.\., solver='dpmpp'\)"),
+        ("UniPCMultistepScheduler", {"solver_type": "bh1"}, "unipc", r"solver_type='bh1' \(measured: 'bh2'\)"),
+        ("UniPCMultistepScheduler", {"predict_x0": False}, "unipc", "predict_x0=False"),
+        ("UniPCMultistepScheduler", {"disable_corrector": [1]}, "unipc", r"disable_corrector=\[1\]"),
+        ("UniPCMultistepScheduler", {"lower_order_final": False}, "unipc", "step orders 1,2,3,3,3,3,3,3"),
+        ("UniPCMultistepScheduler", {}, "dpmpp", r"ask for get\(\.\.\., solver='unipc'\)"),
+    ],
+)
+def test_solver_mismatch_warns_and_names_the_fix(cls, config, solver, expected):
+    """A configured scheduler that will run the entry with another solver warns on every entry it loads
+    (given one, or by key at set_timesteps), naming the setting and its fix; the scheduler built without that
+    setting, given the entry of its own solver, runs without a warning (pyproject turns an unexpected
+    SolverMismatchWarning into a test failure)."""
+    from optsteps_loader.errors import SolverMismatchWarning
+
+    final = "sigma_min" if config.get("algorithm_type") == "dpmsolver" else "zero"  # diffusers refuses zero there
+    ending = "zero" if final == "zero" else "eps"
+    own = "unipc" if cls.startswith("UniPC") else "dpmpp"
+    build = getattr(diffusers, cls)
+    with pytest.warns(SolverMismatchWarning, match=expected):
+        configure_scheduler(
+            build(**SD_BETAS, solver_order=3, final_sigmas_type=final, **config),
+            optsteps_loader.get("scaled-linear", 8, solver=solver, order=3, ending=ending),
+        )
+    configure_scheduler(
+        build(**SD_BETAS, solver_order=3, final_sigmas_type=final),
+        optsteps_loader.get("scaled-linear", 8, solver=own, order=3, ending=ending),
+    )
+    if solver == own:  # a key loads the entry of the scheduler's own solver, at each set_timesteps
+        keyed = configure_scheduler(
+            build(**SD_BETAS, solver_order=3, final_sigmas_type=final, **config), "scaled-linear"
+        )
+        with pytest.warns(SolverMismatchWarning, match=expected):
+            keyed.set_timesteps(8)
+
+
+def test_solver_mismatch_in_the_standard_path_and_edm():
+    from optsteps_loader.diffusers import pipeline_kwargs
+    from optsteps_loader.errors import SolverMismatchWarning
+
+    unipc_1 = optsteps_loader.get("scaled-linear", 8, order=1, ending="zero")  # UniPC-1 has a corrector; Euler not
+    with pytest.warns(SolverMismatchWarning, match="EulerDiscreteScheduler runs DPM-Solver\\+\\+ updates"):
+        pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS), unipc_1)
+    pipeline_kwargs(
+        diffusers.EulerDiscreteScheduler(**SD_BETAS),
+        optsteps_loader.get("scaled-linear", 8, order=1, ending="zero", solver="dpmpp"),
+    )
+    with pytest.warns(SolverMismatchWarning, match="algorithm_type='sde-dpmsolver\\+\\+'"):
+        configure_scheduler(
+            diffusers.EDMDPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++"),
+            optsteps_loader.get("edm", 6, solver="dpmpp", order=2, ending="zero"),
+        )
+    bound = optsteps_loader.get("scaled-linear", 16, order=3, p=1, solver="dpmpp")  # diffusers lowers only below 15
+    scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
+    with pytest.warns(SolverMismatchWarning, match="no setting matches"):
+        configure_scheduler(scheduler, bound)

@@ -19,6 +19,7 @@ import optsteps_loader
 from optsteps_loader import dpmpp, unipc
 from optsteps_loader._endings import EndingUnavailableError
 from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs, release
+from optsteps_loader.errors import SolverMismatchWarning
 from tests._sampler_fixtures import SD_BETAS, flow_steps, toy_model, vp_uniform_lambda
 
 diffusers = pytest.importorskip("diffusers")
@@ -63,8 +64,8 @@ def _x(seed=0):
     return torch.randn(2, 4, 3, 3, dtype=torch.float32, generator=torch.Generator().manual_seed(seed))
 
 
-def sd(nfe, order):
-    return optsteps_loader.get("scaled-linear", nfe, order=order)
+def sd(nfe, order, solver="unipc"):
+    return optsteps_loader.get("scaled-linear", nfe, order=order, solver=solver)
 
 
 def sd_zero(nfe, order, solver="unipc"):
@@ -204,9 +205,13 @@ def test_configured_scheduler_matches_the_reference_sampler(cls, solver, module,
 @pytest.mark.parametrize("cls", ["DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"])
 @pytest.mark.parametrize("order", [2, 3])
 def test_dpm_solver_timesteps_path(cls, order):
-    steps = sd(8, order)
+    steps = sd(8, order, "dpmpp")
     scheduler = getattr(diffusers, cls)(**SD_BETAS, solver_order=order, final_sigmas_type="sigma_min")
-    kwargs = pipeline_kwargs(scheduler, steps)
+    if cls == "DPMSolverSinglestepScheduler":  # runs, but single-step orders 2 and 3 are other solvers
+        with pytest.warns(SolverMismatchWarning, match=f"single-step DPM-Solver of order {order}"):
+            kwargs = pipeline_kwargs(scheduler, steps)
+    else:
+        kwargs = pipeline_kwargs(scheduler, steps)
     assert kwargs == {"timesteps": list(steps.timesteps[:8])}
     model = Counting()
     run_pipeline_loop(scheduler, model, _x(), **kwargs)
@@ -215,7 +220,7 @@ def test_dpm_solver_timesteps_path(cls, order):
 
 
 def test_dpm_solver_2m_matches_the_reference_sampler():
-    steps = sd(8, 2)
+    steps = sd(8, 2, "dpmpp")
     scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=2, final_sigmas_type="sigma_min")
     x = _x().double()
     scheduler.set_timesteps(**pipeline_kwargs(scheduler, steps))
@@ -238,7 +243,7 @@ def test_dpm_solver_ending_at_zero_refuses_a_t_eps_entry():
 
 
 def test_euler_sigmas_path():
-    steps = sd(8, 1)
+    steps = sd(8, 1, "dpmpp")
     scheduler = diffusers.EulerDiscreteScheduler(**SD_BETAS)
     kwargs = pipeline_kwargs(scheduler, steps)
     assert kwargs == {"sigmas": list(steps.sigmas)}  # N + 1 values: Euler runs to the entry's last node
