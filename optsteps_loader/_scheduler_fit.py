@@ -15,6 +15,7 @@ __all__ = [
     "check_convention",
     "check_order",
     "check_same_schedule",
+    "class_names",
     "is_edm",
     "is_flow",
     "matching_schedule",
@@ -31,6 +32,11 @@ _DISCRETE = {
     ("scaled_linear", 0.00085, 0.012): "scaled-linear",
     ("linear", 0.0001, 0.02): "ddpm-linear",
 }
+
+
+def class_names(scheduler: Any) -> set[str]:
+    """The names of the scheduler's class and its bases: a subclass counts as the diffusers class it extends."""
+    return {cls.__name__ for cls in type(scheduler).__mro__}
 
 
 def matching_schedule(scheduler: Any) -> str | None:
@@ -75,7 +81,7 @@ def is_flow(scheduler: Any) -> bool:
 
 def is_edm(scheduler: Any) -> bool:
     """diffusers' EDM schedulers (α = 1, the model takes c_noise = σ-preconditioned input), subclasses too."""
-    return any(cls.__name__.startswith("EDM") for cls in type(scheduler).__mro__)
+    return any(name.startswith("EDM") for name in class_names(scheduler))
 
 
 def check_convention(scheduler: Any, steps: Any) -> str:
@@ -167,10 +173,6 @@ def check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None
     )
 
 
-def _names(scheduler: Any) -> set[str]:
-    return {cls.__name__ for cls in type(scheduler).__mro__}
-
-
 def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
     """The order of each of the ``n`` steps a diffusers multistep scheduler's ``step()`` runs (diffusers
     0.42's rules), or ``None`` for a scheduler this does not model (single-step DPM-Solver, Euler).
@@ -180,7 +182,7 @@ def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
       ``euler_at_final``, or ``lower_order_final`` and n < 15, or ``final_sigmas_type="zero"``; k_i ≤ 2 at
       i = 1 and at the second-to-last step when ``lower_order_final`` and n < 15; else ``solver_order``.
     """
-    names, config = _names(scheduler), scheduler.config
+    names, config = class_names(scheduler), scheduler.config
     order = int(config.get("solver_order", 2))
     lower = bool(config.get("lower_order_final", True))
     if "UniPCMultistepScheduler" in names:
@@ -205,8 +207,9 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
     optimized and measured with (``steps.solver``, ``steps.variant``, ``steps.step_orders``: UniPC bh2 with
     the corrector after every step but the last, or DPM-Solver++ multistep with midpoint 2nd-order updates,
     both on the probability-flow ODE), as ``"setting (measured: …): fix"`` lines; empty when they agree.
-    Solver order and schedule are checked elsewhere (they are refused, not warned about)."""
-    names, config = _names(scheduler), scheduler.config
+    Solver order and schedule are checked elsewhere (they are refused, not warned about); what the scheduler
+    does to the model's output (``prediction_type``, ``thresholding``) is the model's side and not checked."""
+    names, config = class_names(scheduler), scheduler.config
     cls = type(scheduler).__name__
     out: list[str] = []
     if "UniPCMultistepScheduler" in names:

@@ -80,7 +80,14 @@ from ._endings import (
     load,
     no_zero_entries,
 )
-from ._scheduler_fit import check_convention, check_order, check_same_schedule, matching_schedule, solver_mismatches
+from ._scheduler_fit import (
+    check_convention,
+    check_order,
+    check_same_schedule,
+    class_names,
+    matching_schedule,
+    solver_mismatches,
+)
 from .errors import SolverMismatchWarning
 
 __all__ = [
@@ -150,7 +157,7 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
 
 
 def _standard_kwargs(scheduler: Any, steps: Any, mu: float | None, check_schedule: bool) -> dict:
-    names = {cls.__name__ for cls in type(scheduler).__mro__}
+    names = class_names(scheduler)
     name = type(scheduler).__name__
     ending = ending_of(steps)
     if "HeunDiscreteScheduler" in names:
@@ -395,7 +402,7 @@ def _entry_for(scheduler: Any, nfe: int) -> Any:
     if callable(source):
         return source(nfe)
     key, ending, get_kwargs = source
-    solver = "unipc" if "UniPCMultistepScheduler" in {c.__name__ for c in type(scheduler).__mro__} else "dpmpp"
+    solver = "unipc" if "UniPCMultistepScheduler" in class_names(scheduler) else "dpmpp"
     defaults = {"order": scheduler.config.solver_order, "solver": solver}
     return load(key, nfe, ending=ending, **{**defaults, **get_kwargs})
 
@@ -452,7 +459,7 @@ def _apply(scheduler: Any, device: Any) -> None:
 
 
 def _check_scheduler(scheduler: Any) -> None:
-    names = {cls.__name__ for cls in type(scheduler).__mro__}
+    names = class_names(scheduler)
     if not names & set(SUPPORTED_SCHEDULERS):
         raise ValueError(
             f"scheduler must be one of {SUPPORTED_SCHEDULERS} (or a subclass), got {type(scheduler).__name__}; "
