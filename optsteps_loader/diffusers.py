@@ -152,7 +152,7 @@ def pipeline_kwargs(scheduler: Any, steps: Any, *, mu: float | None = None, chec
     entry on an Euler or DPM-Solver scheduler).
     """
     kwargs = _standard_kwargs(scheduler, steps, mu, check_schedule)
-    _warn_mismatches(scheduler, steps, stacklevel=3)
+    _warn_mismatches(scheduler, steps, stacklevel=2)
     return kwargs
 
 
@@ -418,7 +418,7 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
     values = list(steps.timesteps)[: steps.nfe]
     if convention == "discrete" and state["check"]:
         check_same_schedule(scheduler, steps, values)
-    _warn_mismatches(scheduler, steps, stacklevel=4)
+    _warn_mismatches(scheduler, steps, stacklevel=3)
     column = steps.sigma_t if flow else steps.sigmas
     sigmas = [*evaluated(column, steps), final_value(column, steps)]
     if convention == "edm":  # the model takes c_noise(σ) (0.25 log σ), from σ in float32 as diffusers does
@@ -429,7 +429,8 @@ def _load_grid(scheduler: Any, steps: Any) -> None:
 
 
 def _warn_mismatches(scheduler: Any, steps: Any, stacklevel: int) -> None:
-    """One :class:`SolverMismatchWarning` listing every :func:`solver_mismatches` line, if there is any."""
+    """One :class:`SolverMismatchWarning` listing every :func:`solver_mismatches` line, if there is any,
+    attributed to the frame ``stacklevel`` above the caller (as ``warnings.warn`` counts from its caller)."""
     lines = solver_mismatches(scheduler, steps)
     if lines:
         warnings.warn(

@@ -368,11 +368,12 @@ def test_solver_mismatch_warns_and_names_the_fix(cls, config, solver, expected):
     ending = "zero" if final == "zero" else "eps"
     own = "unipc" if cls.startswith("UniPC") else "dpmpp"
     build = getattr(diffusers, cls)
-    with pytest.warns(SolverMismatchWarning, match=expected):
+    with pytest.warns(SolverMismatchWarning, match=expected) as record:
         configure_scheduler(
             build(**SD_BETAS, solver_order=3, final_sigmas_type=final, **config),
             optsteps_loader.get("scaled-linear", 8, solver=solver, order=3, ending=ending),
         )
+    assert [w.filename for w in record if w.category is SolverMismatchWarning] == [__file__]  # the caller's line
     configure_scheduler(
         build(**SD_BETAS, solver_order=3, final_sigmas_type=final),
         optsteps_loader.get("scaled-linear", 8, solver=own, order=3, ending=ending),
@@ -381,8 +382,9 @@ def test_solver_mismatch_warns_and_names_the_fix(cls, config, solver, expected):
         keyed = configure_scheduler(
             build(**SD_BETAS, solver_order=3, final_sigmas_type=final, **config), "scaled-linear"
         )
-        with pytest.warns(SolverMismatchWarning, match=expected):
+        with pytest.warns(SolverMismatchWarning, match=expected) as record:
             keyed.set_timesteps(8)
+        assert [w.filename for w in record if w.category is SolverMismatchWarning] == [__file__]
 
 
 def test_solver_mismatch_in_the_standard_path_and_edm():
@@ -390,8 +392,9 @@ def test_solver_mismatch_in_the_standard_path_and_edm():
     from optsteps_loader.errors import SolverMismatchWarning
 
     unipc_1 = optsteps_loader.get("scaled-linear", 8, order=1, ending="zero")  # UniPC-1 has a corrector; Euler not
-    with pytest.warns(SolverMismatchWarning, match="EulerDiscreteScheduler runs DPM-Solver\\+\\+ updates"):
+    with pytest.warns(SolverMismatchWarning, match="EulerDiscreteScheduler runs DPM-Solver\\+\\+ updates") as record:
         pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS), unipc_1)
+    assert [w.filename for w in record] == [__file__]
     pipeline_kwargs(
         diffusers.EulerDiscreteScheduler(**SD_BETAS),
         optsteps_loader.get("scaled-linear", 8, order=1, ending="zero", solver="dpmpp"),
