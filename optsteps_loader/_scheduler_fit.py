@@ -20,6 +20,7 @@ __all__ = [
     "is_flow",
     "matching_schedule",
     "run_step_orders",
+    "runs_solver",
     "solver_mismatches",
     "time_convention",
 ]
@@ -37,6 +38,12 @@ _DISCRETE = {
 def class_names(scheduler: Any) -> set[str]:
     """The names of the scheduler's class and its bases: a subclass counts as the diffusers class it extends."""
     return {cls.__name__ for cls in type(scheduler).__mro__}
+
+
+def runs_solver(scheduler: Any) -> str:
+    """The loader's solver whose updates the scheduler's ``step()`` runs: ``"unipc"`` for UniPC, else
+    ``"dpmpp"`` (DPM-Solver++; Euler and the single-step solver's order 1 are its first order, DDIM)."""
+    return "unipc" if "UniPCMultistepScheduler" in class_names(scheduler) else "dpmpp"
 
 
 def matching_schedule(scheduler: Any) -> str | None:
@@ -76,7 +83,9 @@ def time_convention(steps: Any) -> str:
 
 
 def is_flow(scheduler: Any) -> bool:
-    return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
+    return any(name.startswith("FlowMatch") for name in class_names(scheduler)) or bool(
+        scheduler.config.get("use_flow_sigmas", False)
+    )
 
 
 def is_edm(scheduler: Any) -> bool:
@@ -210,27 +219,25 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
     Solver order and schedule are checked elsewhere (they are refused, not warned about); what the scheduler
     does to the model's output (``prediction_type``, ``thresholding``) is the model's side and not checked."""
     names, config = class_names(scheduler), scheduler.config
-    cls = type(scheduler).__name__
+    own = runs_solver(scheduler)
     out: list[str] = []
-    if "UniPCMultistepScheduler" in names:
-        if steps.solver != "unipc":
-            out.append(f"{cls} runs UniPC (measured: solver={steps.solver!r}): ask for get(..., solver='unipc')")
+    if steps.solver != own:
+        out.append(
+            f"{type(scheduler).__name__} runs {'UniPC' if own == 'unipc' else 'DPM-Solver++ (Euler = DDIM)'} updates "
+            f"(measured: solver={steps.solver!r}): ask for get(..., solver={own!r})"
+        )
+    if own == "unipc":
         if not config.get("predict_x0", True):
             out.append("predict_x0=False, the noise-prediction UniPC (measured: True): build it with predict_x0=True")
         variant = steps.variant or "bh2"
         if (kind := config.get("solver_type", "bh2")) != variant:
             out.append(f"solver_type={kind!r} (measured: {variant!r}): build it with solver_type={variant!r}")
-        if list(config.get("disable_corrector") or []):
+        if disabled := list(config.get("disable_corrector") or []):
             out.append(
-                f"disable_corrector={list(config.get('disable_corrector'))} (measured: the corrector after every "
-                "step but the last): build it with disable_corrector=[]"
+                f"disable_corrector={disabled} (measured: the corrector after every step but the last): build it "
+                "with disable_corrector=[]"
             )
     else:
-        if steps.solver != "dpmpp":
-            out.append(
-                f"{cls} runs DPM-Solver++ updates, Euler = DDIM at order 1 (measured: solver={steps.solver!r}, "
-                "with UniPC's corrector): ask for get(..., solver='dpmpp')"
-            )
         algorithm = config.get("algorithm_type")
         if algorithm is not None and algorithm != "dpmsolver++":
             kind = "a stochastic sampler" if algorithm.startswith("sde") else "the noise-prediction DPM-Solver"
@@ -248,9 +255,8 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
     runs = run_step_orders(scheduler, steps.nfe)
     measured = tuple(steps.step_orders)[: steps.nfe]
     if runs is not None and runs != measured:
-        unipc = "UniPCMultistepScheduler" in names
-        if unipc or steps.nfe < _LOWER_ORDER_FINAL_BELOW:
-            fix = "build it with lower_order_final=True" + ("" if unipc else ", euler_at_final=False")
+        if own == "unipc" or steps.nfe < _LOWER_ORDER_FINAL_BELOW:
+            fix = "build it with lower_order_final=True" + ("" if own == "unipc" else ", euler_at_final=False")
         else:
             fix = f"no setting matches (diffusers lowers the last orders below {_LOWER_ORDER_FINAL_BELOW} steps only)"
         out.append(f"step orders {_orders(runs)} (measured: {_orders(measured)}): {fix}")

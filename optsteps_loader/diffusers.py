@@ -86,6 +86,7 @@ from ._scheduler_fit import (
     check_same_schedule,
     class_names,
     matching_schedule,
+    runs_solver,
     solver_mismatches,
 )
 from .errors import SolverMismatchWarning
@@ -402,8 +403,7 @@ def _entry_for(scheduler: Any, nfe: int) -> Any:
     if callable(source):
         return source(nfe)
     key, ending, get_kwargs = source
-    solver = "unipc" if "UniPCMultistepScheduler" in class_names(scheduler) else "dpmpp"
-    defaults = {"order": scheduler.config.solver_order, "solver": solver}
+    defaults = {"order": scheduler.config.solver_order, "solver": runs_solver(scheduler)}
     return load(key, nfe, ending=ending, **{**defaults, **get_kwargs})
 
 

@@ -392,7 +392,9 @@ def test_solver_mismatch_in_the_standard_path_and_edm():
     from optsteps_loader.errors import SolverMismatchWarning
 
     unipc_1 = optsteps_loader.get("scaled-linear", 8, order=1, ending="zero")  # UniPC-1 has a corrector; Euler not
-    with pytest.warns(SolverMismatchWarning, match="EulerDiscreteScheduler runs DPM-Solver\\+\\+ updates") as record:
+    with pytest.warns(
+        SolverMismatchWarning, match=r"EulerDiscreteScheduler runs DPM-Solver\+\+ \(Euler = DDIM\) updates"
+    ) as record:
         pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS), unipc_1)
     assert [w.filename for w in record] == [__file__]
     pipeline_kwargs(
@@ -408,3 +410,22 @@ def test_solver_mismatch_in_the_standard_path_and_edm():
     scheduler = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
     with pytest.warns(SolverMismatchWarning, match="no setting matches"):
         configure_scheduler(scheduler, bound)
+
+
+def test_matching_schedule_counts_subclasses():
+    """A pipeline's own subclass of a diffusers scheduler is matched as the class it extends."""
+    from optsteps_loader.diffusers import matching_schedule
+
+    class MyFlow(diffusers.FlowMatchEulerDiscreteScheduler):
+        pass
+
+    class MyEdm(diffusers.EDMEulerScheduler):
+        pass
+
+    class MySolver(diffusers.DPMSolverMultistepScheduler):
+        pass
+
+    assert matching_schedule(MyFlow()) == "flow"
+    assert matching_schedule(MyEdm()) == "edm"
+    assert matching_schedule(MySolver(**SD_BETAS)) == "scaled-linear"
+    assert matching_schedule(MySolver()) == "ddpm-linear"
