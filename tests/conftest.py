@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
+from builder.kernels import pin_environment
+
+pin_environment()  # before numpy, OpenBLAS and torch load: the tests build registry bytes as `python -m builder` does
+
+import pytest  # noqa: E402
 
 # benchmarks/reference.py (the released solve, re-implemented) is a baseline the tests compare against too
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -71,6 +71,7 @@ __all__ = [
     "entry_for_candidate",
     "measure",
     "measure_baselines",
+    "separate_timesteps",
     "wasted_evaluation",
 ]
 
@@ -181,6 +182,32 @@ def wasted_evaluation(entry: dict[str, Any]) -> str | None:
     return None
 
 
+def separate_timesteps(schedule: Schedule, lambdas: Sequence[float]) -> tuple[list[float], list[int]]:
+    """The λ-grid with every node on its own integer timestep of a discrete schedule, and the nodes moved.
+
+    Walking up from the last node (t_ε, timestep 0), a node whose timestep k = round((t − 1/n)·n) is not above
+    the next node's k' moves to k' + 1, exactly t = (k' + 2)/n; every other node stays where it was. diffusers
+    computes σ from the integer timestep, so two nodes on one timestep are a zero-length step there (NaN in
+    DPM-Solver) or a second model call at the same input.
+    """
+    lam = np.asarray(lambdas, dtype=np.float64)
+    t = schedule.inverse_lambda(lam)
+    t[0], t[-1] = schedule.t_start, schedule.t_end
+    steps = schedule.model_time(t)
+    n = schedule.num_train_timesteps
+    moved = []
+    for i in range(len(t) - 2, 0, -1):
+        if steps[i] <= steps[i + 1]:
+            steps[i] = steps[i + 1] + 1
+            t[i] = (steps[i] + 1) / n
+            moved.append(i)
+    if steps[0] <= steps[1]:
+        raise ValueError(f"{len(t)} nodes do not fit on distinct timesteps below the first node's {steps[0]:g}")
+    out = lam.copy()
+    out[moved] = schedule.marginal_lambda(t[moved])
+    return [float(v) for v in out], sorted(moved)
+
+
 def _distinct(candidates: Sequence[dict[str, Any]], first: int) -> list[int]:
     """Indices of distinct valid local optima, the lowest-bound one first (duplicates dropped)."""
     order = [first] + [i for i in range(len(candidates)) if i != first]
@@ -284,6 +311,14 @@ def choose_and_measure(
                 "local optimum on the standard set"
             )
 
+    if chosen_entry["timestep_collisions"]:
+        lam, moved = separate_timesteps(schedule, chosen_entry["lambda"])
+        fun = objective(lam, entry["p"], entry["tau"], order)
+        chosen_entry = entry_for_candidate(
+            schedule, chosen_entry, {"init": chosen_entry["init"], "lambdas": lam, "fun": fun}
+        )
+        chosen = measure(chosen_entry["lambda"], order)
+        reason += f"; node(s) {moved} moved up to the next free integer timestep, so no two nodes share one"
     comp = _comparison(chosen, baselines, best_baseline(schedule, nfe, baselines))
     best = comp["best"]
     best_lr, best_se = comp["rows"][best]["_raw"]

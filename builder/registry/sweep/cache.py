@@ -57,11 +57,14 @@ def package_files(root: Path, packages: Iterable[str]) -> list[str]:
 
 @functools.cache
 def code_fingerprint(root: Path, packages: tuple[str, ...], extra_code: str = "") -> str:
-    """sha256 over the packages' files (names and bytes), ``extra_code``, and the builder, numpy, scipy versions."""
-    import numpy
-    import scipy
+    """sha256 over the packages' files (names and bytes), ``extra_code``, the builder, numpy, scipy and torch
+    versions and the pinned kernels (builder.kernels): a result computed with other kernels is never reused."""
+    from importlib.metadata import version
 
-    digest = hashlib.sha256(f"{__version__} {numpy.__version__} {scipy.__version__}".encode())
+    from builder.kernels import PINNED_ENV
+
+    versions = " ".join(version(name) for name in ("numpy", "scipy", "torch"))
+    digest = hashlib.sha256(f"{__version__} {versions} {sorted(PINNED_ENV.items())}".encode())
     for rel in package_files(root, packages):
         data = (root / rel).read_bytes()
         digest.update(f"{rel}\0{len(data)}\0".encode() + data)

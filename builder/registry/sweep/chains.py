@@ -48,6 +48,7 @@ __all__ = [
 ROOT_MODULES = ("builder.select.robust", "builder.select.family")
 PROFILE_ROOT_MODULES = (*ROOT_MODULES, "builder.select.profile")
 DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
+NO_NUMBERS = ("optsteps_loader/errors.py",)  # exception classes only: no number of a chain depends on them
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,14 @@ def generic_grids(records: list[dict[str, Any]]) -> dict[int, list[float]]:
 @functools.cache
 def refine_sources(root: Path = SOURCE_ROOT, roots: tuple[str, ...] = ROOT_MODULES) -> tuple[str, ...]:
     """Every source file (relative to ``root``) reachable by imports from the modules ``roots`` within
-    ``builder`` and ``optsteps_loader`` (``__init__`` files aside), plus every file of :data:`DATA_FOLDERS`."""
+    ``builder`` and ``optsteps_loader`` (``__init__`` files and :data:`NO_NUMBERS` aside), plus every file of
+    :data:`DATA_FOLDERS`."""
     seen: set[str] = set()
     todo = list(roots)
     while todo:
         module = todo.pop()
         rel = module.replace(".", "/") + ".py"
-        if rel in seen or not (root / rel).is_file():
+        if rel in seen or rel in NO_NUMBERS or not (root / rel).is_file():
             continue
         seen.add(rel)
         for node in ast.walk(ast.parse((root / rel).read_text())):
@@ -152,16 +154,10 @@ def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_R
 
 
 def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    import torch
-
     from builder.select import family
     from builder.select.refine import bind
     from builder.select.robust import refine_chain
 
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)  # bit-identical results whatever the machine's core count
-    threadpool_limits(1)  # one BLAS thread: the workers already use every core
     schedule = chain.make_schedule()
     ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
     records = refine_chain(
@@ -181,15 +177,9 @@ def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: s
 
 
 def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    import torch
-
     from builder.select import family
     from builder.select.profile import problems, profile_chain
 
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)  # bit-identical results whatever the machine's core count
-    threadpool_limits(1)  # one BLAS thread: the workers already use every core
     records = profile_chain(
         chain.make_schedule(),
         profile=chain.profile,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
+from builder.kernels import require_pinned
 from builder.registry._canonical import canonical_bytes, sha256_of
 from builder.registry.files import SCHEMA_VERSION, data_file, index_file, index_record
 from builder.registry.sweep.cache import default_cache_dir
@@ -40,8 +41,10 @@ def build(
     files already in ``registry`` once they are checked against its index and the data invariants (or taken
     from the cache if no registry is there yet, else computed). A selection that matches nothing, a folder
     that is neither empty nor a registry (unless ``force``), or a kept file that fails its check is a
-    :class:`SweepError` raised before any work is done.
+    :class:`SweepError` raised before any work is done. Only the pinned numerical kernels compute registry
+    bytes (:func:`builder.kernels.require_pinned`).
     """
+    require_pinned()
     spec = spec or load_spec()
     all_tasks = tasks_of(spec)
     sliced = set(slice_of(spec, selection)) if selection else set(all_tasks)

@@ -6,7 +6,7 @@
 
 A worker takes every p of one (file, NFE, order) at once: the finalize stage measures the same baseline grids
 for all of them (builder.select.selection memoises measurements per process). Largest NFE first (better load
-balance). Workers use one BLAS thread each and die with the sweep: a killed sweep leaves no worker running.
+balance). Workers run the pinned kernels (builder.kernels: one thread per library) and die with the sweep: a killed sweep leaves no worker running.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from builder.kernels import require_pinned
 from builder.registry.entry import make_entry
 from builder.registry.sweep.cache import prepare_cache, read_cached, stage_keys, write_cached
 from builder.registry.sweep.spec import SweepError, Task
@@ -90,9 +91,8 @@ def _compute_into_cache(task: Task, cache_dir: str, keys: tuple[str, str]) -> st
 
 
 def _worker_init(parent_pid: int | None) -> None:
-    # One BLAS thread per worker: the processes already use every core.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+    # a worker inherits the parent's pinned kernels (one thread per library: the processes use every core)
+    require_pinned()
     die_with_parent(parent_pid)
 
 
