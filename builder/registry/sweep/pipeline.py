@@ -18,6 +18,7 @@ from builder.kernels import require_pinned
 from builder.registry._canonical import canonical_bytes, sha256_of
 from builder.registry.files import SCHEMA_VERSION, data_file, index_file, index_record
 from builder.registry.sweep.cache import default_cache_dir
+from builder.registry.sweep.compare import describe
 from builder.registry.sweep.run import load_cached, run_tasks
 from builder.registry.sweep.spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
 from builder.registry.sweep.write import INDEX, check_target, read_snapshot, write_registry
@@ -177,7 +178,8 @@ def assemble(
 
 
 def check(registry: Path, cache_dir: Path | None = None, **build_kwargs: Any) -> list[str]:
-    """Rebuild into a temporary folder and return a readable diff per differing file (empty: identical).
+    """Rebuild into a temporary folder and return, per differing file, how much it differs by stage and field
+    (:func:`builder.registry.sweep.compare.describe`) and the start of its diff (empty: identical).
 
     From scratch (a cache inside the temporary folder) unless ``cache_dir`` names a cache to reuse.
     """
@@ -206,5 +208,5 @@ def check(registry: Path, cache_dir: Path | None = None, **build_kwargs: Any) ->
                 lineterm="",
                 n=2,
             )
-            diffs.append("\n".join(list(lines)[:80]))
+            diffs.append("\n".join([describe(rel, old, new), *list(lines)[:40]]))
     return diffs
