@@ -442,3 +442,24 @@ def test_the_target_summary_counts_rows_by_their_share_of_cases_above_uniform_la
     summary = solver_entry_table(rows)[-1]
     assert "3 of 4 (1 also with no problem above uniform-λ, 2 with at most 5% of their" in summary
     assert f"Cases above uniform-λ over all rows: {2 * at_share + 1} of 192" in summary
+
+
+def test_a_slice_refines_only_the_chains_that_start_from_its_entries(built, tmp_path, monkeypatch):
+    import shutil
+
+    from builder.registry.sweep import pipeline
+
+    root, files = built
+    shutil.copytree(root / "registry", tmp_path / "registry")
+    ran = []
+
+    def recording(chains, *args, **kwargs):
+        ran.extend(c for c, _ in chains)
+        return chains_mod.run_chains(chains, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_chains", recording)
+    selection = {"nfe": {"4"}}  # the bound's NFE 4 starts the "eps" chains at N = 4; "zero" ones start from N − 1
+    again = sweep.build(tmp_path / "registry", spec=SPEC, selection=selection, cache_dir=root / "cache", workers=1)
+    assert again == files
+    expected = sweep.chains_depending_on(SPEC, sweep.slice_of(SPEC, selection))
+    assert set(ran) == expected and {c.ending for c in expected} == {"eps"} and len(expected) == 4

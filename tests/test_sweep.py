@@ -159,3 +159,31 @@ def test_cli_sweep_and_validate(tmp_path):
     assert bad.exit_code == 1 and "v1/edm.json" in bad.output
     typo = runner.invoke(cli, ["sweep", "--registry", str(registry), "--schedule", "edn"])
     assert typo.exit_code != 0 and "Did you mean 'edm'" in typo.output
+
+
+def test_shards_partition_the_variants_and_their_union_builds_the_same_bytes(tmp_path):
+    import shutil
+
+    from tests.registry_factory import tiny_spec
+
+    tiny = tiny_spec()
+    edm = {"name": "edm", "file": "v1/edm.json", "defaults": {"order": 1, "p": 1}}
+    spec = dataclasses.replace(tiny, schedules=(*tiny.schedules, edm))
+    assert [sweep.shard_files(spec, (k, 2)) for k in (1, 2)] == [["v1/vp-linear.json"], ["v1/edm.json"]]
+    assert sweep.shard_files(spec, (3, 3)) == []
+    with pytest.raises(sweep.SweepError, match="1 <= K <= N"):
+        sweep.shard_files(spec, (0, 2))
+    union = tmp_path / "union"
+    for k in (1, 2):
+        sweep.build_shard((k, 2), tmp_path / f"shard{k}", spec=spec, workers=1, progress=False)
+        shutil.copytree(tmp_path / f"shard{k}", union, dirs_exist_ok=True)
+    merged = sweep.build(tmp_path / "merged", spec=spec, cache_dir=union, workers=1, progress=False)
+    single = sweep.build(tmp_path / "single", spec=spec, cache_dir=tmp_path / "cold", workers=1, progress=False)
+    assert merged == single
+    for args in (
+        ["--shard", "1/2"],
+        ["--shard", "x", "--cache-dir", "c"],
+        ["--shard", "1/2", "--check", "--cache-dir", "c"],
+    ):
+        out = CliRunner().invoke(cli, ["sweep", *args])
+        assert out.exit_code == 2 and ("--cache-dir" in out.output or "K/N" in out.output), out.output

@@ -178,6 +178,13 @@ def _shipped_difference(sched, result) -> dict:
     help="Rebuild into a temporary folder and fail on any byte difference (from scratch, unless --cache-dir "
     "names a cache to reuse: its keys hash the code, so only stages of unchanged code are reused).",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    default=None,
+    help="Compute only shard K of N (every N-th schedule variant) into --cache-dir and write no registry; a "
+    "run over the union of the N cache folders assembles the registry (a CI matrix, then a merge job).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--force", is_flag=True, help="Write into a folder that is neither empty nor a registry.")
 def sweep(
@@ -188,10 +195,14 @@ def sweep(
     cache_dir: Path | None,
     spec_path: Path | None,
     check: bool,
+    shard: str | None,
     no_progress: bool,
     force: bool,
 ) -> None:
     """Build the registry from builder/registry/spec.json (resumable; parallel)."""
+    if shard is not None:
+        _sweep_shard(shard, cache_dir, spec_path, workers, no_progress, only or schedules or check)
+        return
     from builder.registry import sweep as sweep_mod
 
     try:
@@ -222,6 +233,26 @@ def sweep(
         click.echo(f"{registry}: byte-identical to a rebuild")
         return
     click.echo(f"wrote {len(files)} files to {registry}")
+
+
+def _sweep_shard(
+    shard: str, cache_dir: Path | None, spec_path: Path | None, workers: int | None, no_progress: bool, other: object
+) -> None:
+    from builder.registry import sweep as sweep_mod
+
+    k, sep, n = shard.partition("/")
+    if not (sep and k.isdigit() and n.isdigit()):
+        raise click.BadParameter(f"write K/N (e.g. 2/4), got {shard[:40]!r}", param_hint="--shard")
+    if cache_dir is None or other:
+        raise click.UsageError(
+            "--shard needs --cache-dir (the shard's output) and takes no --only, --schedule, --check"
+        )
+    try:
+        spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
+        files = sweep_mod.build_shard((int(k), int(n)), cache_dir, spec=spec, workers=workers, progress=not no_progress)
+    except sweep_mod.SweepError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"shard {k}/{n}: {', '.join(files) or 'no schedule variant'} computed into {cache_dir}")
 
 
 @cli.command()

@@ -3,7 +3,9 @@
     spec      the grid and its tasks; ``--only`` slices                        (spec.py)
     cache     stage keys hashed from the code each stage runs; self-checking   (cache.py)
     run       solve (expensive) and finalize (cheap) per task, in workers      (run.py)
-    pipeline  keep a slice's other entries (checked), assemble, validate       (pipeline.py)
+    chains    the refine stage: solver entries, one chain per sampler          (chains.py)
+    pipeline  keep a slice's other entries (checked), shards, assemble, validate (pipeline.py)
+    compare   how much a rebuilt file differs, by stage and field              (compare.py)
     write     replace files so readers see old or new, never a mix             (write.py)
 
 Resumable: each finished stage is stored in the cache folder under a key that hashes the task and the
@@ -12,7 +14,16 @@ re-finalizes without re-optimising.
 """
 
 from builder.registry.sweep.cache import default_cache_dir
-from builder.registry.sweep.pipeline import SCHEMA_VERSION, assemble, build, check, kept_entries
+from builder.registry.files import SCHEMA_VERSION
+from builder.registry.sweep.pipeline import (
+    assemble,
+    build,
+    build_shard,
+    chains_depending_on,
+    check,
+    kept_entries,
+    shard_files,
+)
 from builder.registry.sweep.run import finalize_entry, load_cached, run_tasks, solve_task, task_keys
 from builder.registry.sweep.spec import SPEC_PATH, Spec, SweepError, Task, load_spec, parse_only, slice_of, tasks_of
 from builder.registry.sweep.write import read_snapshot, recover, write_registry
@@ -25,6 +36,8 @@ __all__ = [
     "Task",
     "assemble",
     "build",
+    "build_shard",
+    "chains_depending_on",
     "check",
     "default_cache_dir",
     "finalize_entry",
@@ -35,6 +48,7 @@ __all__ = [
     "read_snapshot",
     "recover",
     "run_tasks",
+    "shard_files",
     "slice_of",
     "solve_task",
     "task_keys",

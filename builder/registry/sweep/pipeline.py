@@ -15,15 +15,14 @@ from typing import Any
 
 from builder import __version__
 from builder.kernels import require_pinned
-from builder.registry._canonical import canonical_bytes, sha256_of
-from builder.registry.files import SCHEMA_VERSION, data_file, index_file, index_record
+from builder.registry.files import data_file, index_file, index_record
 from builder.registry.sweep.cache import default_cache_dir
+from builder.registry.sweep.chains import Chain, bound_grids, chains_of, generic_grids, load_chain, run_chains
 from builder.registry.sweep.compare import describe
 from builder.registry.sweep.run import load_cached, run_tasks
 from builder.registry.sweep.spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
 from builder.registry.sweep.write import INDEX, check_target, read_snapshot, write_registry
 from builder.solve.schedules import get_schedule
-
 
 
 def build(
@@ -38,12 +37,13 @@ def build(
 ) -> dict[str, bytes]:
     """Solve what is missing and write the registry folder; returns the bytes written (path → bytes).
 
-    With a ``selection`` (a slice), the slice is recomputed and every other entry is kept from the registry
-    files already in ``registry`` once they are checked against its index and the data invariants (or taken
-    from the cache if no registry is there yet, else computed). A selection that matches nothing, a folder
-    that is neither empty nor a registry (unless ``force``), or a kept file that fails its check is a
-    :class:`SweepError` raised before any work is done. Only the pinned numerical kernels compute registry
-    bytes (:func:`builder.kernels.require_pinned`).
+    With a ``selection`` (a slice), every stage honours it: the slice's tasks are recomputed, and so are the
+    refine chains that start from one of their entries (:func:`chains_depending_on`); every other bound and
+    solver entry is kept from the registry files already in ``registry`` once they are checked against its
+    index and the data invariants (or taken from the cache if no registry is there yet, else computed). A
+    selection that matches nothing, a folder that is neither empty nor a registry (unless ``force``), or a
+    kept file that fails its check is a :class:`SweepError` raised before any work is done. Only the pinned
+    numerical kernels compute registry bytes (:func:`builder.kernels.require_pinned`).
     """
     require_pinned()
     spec = spec or load_spec()
@@ -51,7 +51,8 @@ def build(
     sliced = set(slice_of(spec, selection)) if selection else set(all_tasks)
     check_target(registry, [s["file"] for s in spec.schedules], force=force)
     cache_dir = cache_dir or default_cache_dir(registry)
-    existing = kept_entries(registry) if selection else {}
+    kept = _checked_files(registry) if selection else {}
+    existing = _bound_entries(kept)
 
     to_solve = [t for t in all_tasks if t in sliced or _existing_key(t) not in existing]
     run_tasks(to_solve, cache_dir, workers=workers, progress=progress, recompute=bool(selection))
@@ -63,11 +64,60 @@ def build(
         else:
             entry = existing[_existing_key(task)]
         entries_by_file.setdefault(task.file, []).append(entry)
-    solver_entries_by_file = solver_entries(spec, entries_by_file, cache_dir, workers=workers, progress=progress)
+    chains = chains_depending_on(spec, to_solve) if selection else None
+    solver_entries_by_file = solver_entries(
+        spec, entries_by_file, cache_dir, workers=workers, progress=progress, recompute=chains, kept=kept
+    )
     files = assemble(spec, entries_by_file, solver_entries_by_file)
     _check_data(files)
     write_registry(registry, files, force=force)
     return files
+
+
+def shard_files(spec: Spec, shard: tuple[int, int]) -> list[str]:
+    """The data files of shard K of N (1-based): every N-th schedule variant of the spec, from the K-th. A
+    variant's bound tasks and refine chains depend on nothing outside it, so shards share no work."""
+    k, n = shard
+    if not 1 <= k <= n:
+        raise SweepError(f"--shard {k}/{n}: write K/N with 1 <= K <= N")
+    return [s["file"] for s in spec.schedules][k - 1 :: n]
+
+
+def build_shard(
+    shard: tuple[int, int],
+    cache_dir: Path,
+    *,
+    spec: Spec | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Compute shard K of N (:func:`shard_files`) into ``cache_dir``: its bound tasks, then its refine chains.
+    Writes no registry: the cache folders of all N shards, copied into one, make :func:`build` an assembly
+    (the cache files are named by content keys, so the union has no conflicts). Returns the shard's files."""
+    require_pinned()
+    spec = spec or load_spec()
+    files = shard_files(spec, shard)
+    tasks = [t for t in tasks_of(spec) if t.file in files]
+    run_tasks(tasks, cache_dir, workers=workers, progress=progress)
+    entries_by_file: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        entries_by_file.setdefault(task.file, []).append(load_cached(task, cache_dir))
+    solver_entries(spec, entries_by_file, cache_dir, workers=workers, progress=progress)
+    return files
+
+
+def chains_depending_on(spec: Spec, tasks: list[Task]) -> set[Chain]:
+    """The refine chains whose start grids come from one of ``tasks``' entries (:func:`bound_grids`: the
+    entry of the chain's order and the schedule's default p at NFE N, or N − 1 for a ``"zero"`` chain), and
+    the profile chains of those."""
+    defaults_p = {s["file"]: float(s["defaults"]["p"]) for s in spec.schedules}
+    used = {(t.file, t.order, t.nfe) for t in tasks if float(t.p) == defaults_p[t.file]}
+    generic = {
+        c
+        for c in chains_of(spec)
+        if not c.profile and any((c.file, c.order, n - (c.ending == "zero")) in used for n in c.nfes)
+    }
+    return generic | {c for c in chains_of(spec) if c.profile and c.generic() in generic}
 
 
 def solver_entries(
@@ -77,26 +127,54 @@ def solver_entries(
     *,
     workers: int | None = None,
     progress: bool = True,
+    recompute: set[Chain] | None = None,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Stage 3: every chain of the spec refined (from the cache where it is there), as solver entries by file.
-    Each generic chain starts from the bound entries of its file (the schedule's default p, the chain's order);
-    each profile chain from its generic chain's grids, so the generic chains run first."""
+    """Stage 3: the chains of the files in ``entries_by_file`` refined (from the cache where it is there), as
+    solver entries by file. Each generic chain starts from the bound entries of its file (the schedule's
+    default p, the chain's order); each profile chain from its generic chain's grids, so the generic chains
+    run first. With ``recompute`` (a slice), a chain outside it keeps its solver entries from the checked
+    registry files ``kept`` where they are there."""
     from builder.registry.entry import solver_entry
-    from builder.registry.sweep.chains import bound_grids, chains_of, generic_grids, load_chain, run_chains
 
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
-    every = chains_of(spec)
-    generic = [(c, bound_grids(c, entries_by_file.get(c.file, []), defaults_p[c.file])) for c in every if not c.profile]
+    every = [c for c in chains_of(spec) if c.file in entries_by_file]
+    shipped = _solver_entries(kept or {})
+    keep = {c: shipped.get(_chain_key(c)) for c in every if recompute is not None and c not in recompute}
+    keep = {c: entries for c, entries in keep.items() if entries}
+    profiled = [c for c in every if c.profile and c not in keep]
+    needed = {c.generic() for c in profiled}
+    generic = [
+        (c, bound_grids(c, entries_by_file[c.file], defaults_p[c.file]))
+        for c in every
+        if not c.profile and (c not in keep or c in needed)
+    ]
     run_chains(generic, cache_dir, workers=workers, progress=progress)
     records = {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in generic}
-    profiled = [(c, generic_grids(records[c.generic()])) for c in every if c.profile]
-    run_chains(profiled, cache_dir, workers=workers, progress=progress)
-    records |= {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in profiled}
+    starts = [(c, generic_grids(records[c.generic()])) for c in profiled]
+    run_chains(starts, cache_dir, workers=workers, progress=progress)
+    records |= {chain: load_chain(chain, grids, cache_dir)["records"] for chain, grids in starts}
     out: dict[str, list[dict[str, Any]]] = {}
-    for chain, chain_records in records.items():
-        schedule = chain.make_schedule()
-        for record in chain_records:
-            out.setdefault(chain.file, []).append(solver_entry(schedule, chain, record))
+    for chain in every:
+        if chain in keep:
+            out.setdefault(chain.file, []).extend(keep[chain])
+        else:
+            schedule = chain.make_schedule()
+            out.setdefault(chain.file, []).extend(solver_entry(schedule, chain, r) for r in records[chain])
+    return out
+
+
+def _chain_key(chain: Chain) -> tuple[str, str, int, str, str | None]:
+    return (chain.file, chain.solver, chain.order, chain.ending, chain.profile)
+
+
+def _solver_entries(files: dict[str, dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for rel, data in files.items():
+        for e in data.get("solver_entries") or []:
+            if "calibration" not in e:
+                key = (rel, e["solver"], e["order"], e["ending"], e.get("profile"))
+                out.setdefault(key, []).append(e)
     return out
 
 
@@ -105,9 +183,20 @@ def _existing_key(task: Task) -> tuple[str, int, int, float]:
 
 
 def kept_entries(registry: Path) -> dict[tuple[str, int, int, float], dict[str, Any]]:
-    """The entries of the registry already in ``registry``, every file checked first: its bytes must hash to
-    what the index lists and pass the data invariants (builder.registry.validate), else :class:`SweepError`
-    naming the file and the fix. Nothing unchecked is ever written back under a fresh hash."""
+    """The bound entries of the registry already in ``registry``, every file checked first
+    (:func:`_checked_files`)."""
+    return _bound_entries(_checked_files(registry))
+
+
+def _bound_entries(files: dict[str, dict[str, Any]]) -> dict[tuple[str, int, int, float], dict[str, Any]]:
+    return {(rel, e["nfe"], e["order"], float(e["p"])): e for rel, data in files.items() for e in data["entries"]}
+
+
+def _checked_files(registry: Path) -> dict[str, dict[str, Any]]:
+    """{file: its parsed data} of the registry already in ``registry`` (empty if none), every file checked
+    first: its bytes must hash to what the index lists and pass the data invariants
+    (builder.registry.validate), else :class:`SweepError` naming the file and the fix. Nothing unchecked is
+    ever written back under a fresh hash."""
     from builder.registry.validate import validate_file_bytes
 
     snapshot = read_snapshot(registry)
@@ -129,8 +218,7 @@ def kept_entries(registry: Path) -> dict[tuple[str, int, int, float], dict[str, 
             raise SweepError(
                 f"{registry / rel} fails its checks ({shown}): {fix.replace('<file>', str(registry / rel))}"
             )
-        for e in json.loads(data)["entries"]:
-            out[(rel, e["nfe"], e["order"], float(e["p"]))] = e
+        out[rel] = json.loads(data)
     return out
 
 
