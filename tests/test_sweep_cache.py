@@ -23,31 +23,46 @@ def _source_copy(dest: Path) -> Path:
 
 
 def _keys(root: Path) -> tuple[str, str]:
-    return cache.stage_keys(sweep.tasks_of(TINY)[0], run.solve_task, root)
+    return cache.stage_keys(sweep.tasks_of(TINY)[0], run.solve_task, run.finalize_entry, root)
 
 
 @pytest.mark.parametrize(
-    ("change", "solve_changes"),
+    ("change", "solve_changes", "entry_changes"),
     [
-        ("builder/solve/new_module.py", True),  # a module added to the solve stage
-        ("builder/solve/objective.py", True),
-        ("builder/select/new_module.py", False),  # added to the selection: only the entry key changes
-        ("builder/select/selection.py", False),
-        ("builder/select/data/new_table.json", False),
-        ("builder/registry/entry.py", False),
-        ("builder/registry/sweep/pipeline.py", False),
-        ("optsteps_loader/unipc.py", False),
-        ("optsteps_loader/_coefficients.py", True),  # the solve imports its step_orders
+        ("builder/solve/objective.py", True, True),
+        ("builder/solve/data/new_table.json", True, True),
+        ("optsteps_loader/_coefficients.py", True, True),  # the solve imports its step_orders
+        ("builder/select/selection.py", False, True),
+        ("builder/select/data/new_table.json", False, True),
+        ("builder/registry/entry.py", False, True),
+        ("optsteps_loader/unipc.py", False, True),  # the selection measures with the loader's samplers
+        ("builder/solve/new_module.py", False, False),  # nothing imports it: no stage runs it
+        ("builder/registry/sweep/pipeline.py", False, False),
+        ("optsteps_loader/hub.py", False, False),
+        ("optsteps_loader/errors.py", False, False),  # exception classes only
     ],
 )
-def test_stage_keys_cover_every_file_of_the_stage(tmp_path, change, solve_changes):
+def test_stage_keys_cover_the_code_each_stage_runs(tmp_path, change, solve_changes, entry_changes):
     before = _keys(_source_copy(tmp_path / "before"))
     root = _source_copy(tmp_path / "after")
     path = root / change
     path.write_bytes((path.read_bytes() if path.exists() else b"") + b"\n# changed\n")
     after = _keys(root)
     assert (after[0] != before[0]) is solve_changes
-    assert after[1] != before[1]
+    assert (after[1] != before[1]) is entry_changes
+
+
+def test_a_module_a_stage_starts_to_import_joins_its_key(tmp_path):
+    before = _keys(_source_copy(tmp_path / "before"))
+    root = _source_copy(tmp_path / "after")
+    (root / "builder/solve/new_module.py").write_text("X = 1\n")
+    with open(root / "builder/solve/objective.py", "a") as fh:
+        fh.write("\nfrom builder.solve import new_module  # noqa\n")
+    joined = _keys(root)[0]
+    assert joined != before[0]
+    (root / "builder/solve/new_module.py").write_text("X = 2\n")
+    cache.code_fingerprint.cache_clear()
+    assert _keys(root)[0] != joined
 
 
 def test_spec_and_compiled_files_are_not_code(tmp_path):
@@ -83,12 +98,14 @@ def test_a_selection_change_refinalizes_without_resolving(tmp_path, monkeypatch)
     with open(root / "builder/select/selection.py", "ab") as fh:
         fh.write(b"\n# a selection change\n")
     cache.code_fingerprint.cache_clear()
+    cache.import_closure.cache_clear()
     assert sweep.run_tasks(tasks, folder, workers=1, progress=False) == 1
     assert calls == {"solve": 1, "finalize": 2}  # re-finalized, not re-solved
 
     with open(root / "builder/solve/schedules.py", "ab") as fh:
         fh.write(b"\n# a solver change\n")
     cache.code_fingerprint.cache_clear()
+    cache.import_closure.cache_clear()
     assert sweep.run_tasks(tasks, folder, workers=1, progress=False) == 1
     assert calls == {"solve": 2, "finalize": 3}
 

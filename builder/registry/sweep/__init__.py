@@ -13,8 +13,8 @@ source code it runs, so a killed sweep rerun does only what is missing and a cha
 re-finalizes without re-optimising.
 """
 
-from builder.registry.sweep.cache import default_cache_dir
 from builder.registry.files import SCHEMA_VERSION
+from builder.registry.sweep.cache import default_cache_dir
 from builder.registry.sweep.pipeline import (
     assemble,
     build,

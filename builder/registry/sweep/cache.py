@@ -1,13 +1,16 @@
 """The sweep's resumable cache: stage keys derived from the code each stage runs, self-checking entries.
 
-    solve-<key>.json     what the optimiser returned for a task      key: task + builder/solve/** + the code it imports
-    entry-<key>.json     the finished registry entry for a task      key: the solve key + every package finalize runs
+    solve-<key>.json     what the optimiser returned for a task      key: task + the code the solve runs
+    entry-<key>.json     the finished registry entry for a task      key: the solve key + the code finalize runs
 
-Keys hash source files wholesale, package by package, so a module added to a stage is part of its key the
-moment it exists: the solve key covers every file of ``builder/solve``, the loader's ``_coefficients`` it imports (and the sweep functions that run the
-solve stage); the entry key also covers ``builder/select`` (its data files included), ``builder/registry``
-(the spec aside: its effect on a task is in the task) and the loader's modules. A change to the selection
-code therefore re-finalizes every entry and re-solves nothing.
+A stage's code is the import closure of its root modules (:func:`import_closure`: every module of
+``builder`` and the loader reachable by ``import`` statements, lazy ones included, plus the data folders the
+modules read) and the source of the function that runs the stage: the solve key covers
+:data:`SOLVE_ROOTS` (builder.solve and the loader's ``_coefficients`` it imports), the entry key also
+:data:`FINALIZE_ROOTS` (the selection, its problems and the entry format). A change to the selection code
+therefore re-finalizes every entry and re-solves nothing, and a change to code no stage runs (the hub
+client, the glue, the checks) reuses everything. The numerical libraries' versions and the pinned kernels
+(builder.kernels) are part of every key.
 
 Each cache file carries its own sha256 and its key; a truncated, garbage or altered file is reported,
 removed and recomputed, never used.
@@ -15,13 +18,14 @@ removed and recomputed, never used.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,52 +36,65 @@ from builder.registry.sweep.spec import SweepError, Task
 log = logging.getLogger("builder.sweep")
 
 SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the folder holding builder/ and optsteps_loader/
-SOLVE_PACKAGES = ("builder/solve", "optsteps_loader/_coefficients.py")  # the solve imports the loader's step_orders
-FINALIZE_PACKAGES = ("builder/solve", "builder/select", "builder/registry", "optsteps_loader")
-_NOT_CODE = ("builder/registry/spec.json",)  # an input: what it says about a task is in the task itself
+SOLVE_ROOTS = ("builder.solve.optimize",)
+FINALIZE_ROOTS = ("builder.select.selection", "builder.registry.entry")
+DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
+SOLVE_DATA = ("builder/solve/data",)
+NO_NUMBERS = ("optsteps_loader/errors.py",)  # exception classes only: no number of a stage depends on them
 CACHE_ENV = "OPTSTEPS_BUILD_CACHE"
 
 
-def package_files(root: Path, packages: Iterable[str]) -> list[str]:
-    """Every file of the packages (paths relative to root, sorted): ``builder/*`` folders whole, the loader's
-    ``*.py`` only (its registry copy and schemas are data, not code), a named file as itself; caches of
-    compiled code left out."""
-    out = set()
-    for package in packages:
-        if (root / package).is_file():
-            out.add(package)
+@functools.cache
+def import_closure(root: Path, roots: tuple[str, ...], data: tuple[str, ...] = DATA_FOLDERS) -> tuple[str, ...]:
+    """Every source file (relative to ``root``) reachable by imports from the modules ``roots`` within
+    ``builder`` and ``optsteps_loader`` (``__init__`` files and :data:`NO_NUMBERS` aside), plus every file of
+    the folders ``data``."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        module = todo.pop()
+        rel = module.replace(".", "/") + ".py"
+        if rel in seen or rel in NO_NUMBERS or not (root / rel).is_file():
             continue
-        pattern = "*.py" if package == "optsteps_loader" else "*"
-        for path in (root / package).rglob(pattern):
-            rel = path.relative_to(root).as_posix()
-            if path.is_file() and "__pycache__" not in path.parts and rel not in _NOT_CODE:
-                out.add(rel)
-    return sorted(out)
+        seen.add(rel)
+        for node in ast.walk(ast.parse((root / rel).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                base = node.module
+                if node.level:  # relative: resolve against the module's package
+                    base = ".".join(module.split(".")[: -node.level] + [node.module])
+                todo += [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+    files = [p.relative_to(root).as_posix() for f in data for p in (root / f).rglob("*") if p.is_file()]
+    return tuple(sorted(seen | {f for f in files if "__pycache__" not in f}))
 
 
 @functools.cache
-def code_fingerprint(root: Path, packages: tuple[str, ...], extra_code: str = "") -> str:
-    """sha256 over the packages' files (names and bytes), ``extra_code``, the builder, numpy, scipy and torch
-    versions and the pinned kernels (builder.kernels): a result computed with other kernels is never reused."""
+def code_fingerprint(root: Path, files: tuple[str, ...], extra_code: str = "") -> str:
+    """sha256 over the files (names and bytes, relative to ``root``), ``extra_code``, the builder, numpy,
+    scipy and torch versions and the pinned kernels (builder.kernels): a result computed with other kernels is
+    never reused."""
     from importlib.metadata import version
 
     from builder.kernels import PINNED_ENV
 
     versions = " ".join(version(name) for name in ("numpy", "scipy", "torch"))
     digest = hashlib.sha256(f"{__version__} {versions} {sorted(PINNED_ENV.items())}".encode())
-    for rel in package_files(root, packages):
+    for rel in files:
         data = (root / rel).read_bytes()
         digest.update(f"{rel}\0{len(data)}\0".encode() + data)
     digest.update(extra_code.encode())
     return digest.hexdigest()
 
 
-def stage_keys(task: Task, solve_code: Callable[..., Any], root: Path | None = None) -> tuple[str, str]:
-    """(solve key, entry key) of a task; ``solve_code``: the function that runs the solve stage (its source,
-    and that of the functions it names in its module, are part of the solve key)."""
+def stage_keys(
+    task: Task, solve_code: Callable[..., Any], finalize_code: Callable[..., Any], root: Path | None = None
+) -> tuple[str, str]:
+    """(solve key, entry key) of a task; ``solve_code``, ``finalize_code``: the functions that run the two
+    stages (their source, and that of the functions they name in their module, are part of the keys)."""
     root = root or SOURCE_ROOT
-    solve_fp = code_fingerprint(root, SOLVE_PACKAGES, _source_of(solve_code))
-    finalize_fp = code_fingerprint(root, FINALIZE_PACKAGES)
+    solve_fp = code_fingerprint(root, import_closure(root, SOLVE_ROOTS, SOLVE_DATA), _source_of(solve_code))
+    finalize_fp = code_fingerprint(root, import_closure(root, FINALIZE_ROOTS), _source_of(finalize_code))
     task_json = task.fields()
 
     def key(stage: str, *fingerprints: str) -> str:

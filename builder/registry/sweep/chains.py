@@ -19,9 +19,7 @@ re-refine, and a change to anything the refinement runs does (the compute functi
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -30,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.registry.sweep.cache import SOURCE_ROOT, _source_of, code_fingerprint, prepare_cache, read_cached, write_cached
+from builder.registry.sweep.cache import (
+    SOURCE_ROOT,
+    _source_of,
+    code_fingerprint,
+    import_closure,
+    prepare_cache,
+    read_cached,
+    write_cached,
+)
 from builder.registry.sweep.spec import Spec, SweepError, alias_names
 from builder.solve.schedules import Schedule, get_schedule
 
@@ -47,8 +53,6 @@ __all__ = [
 
 ROOT_MODULES = ("builder.select.robust", "builder.select.family")
 PROFILE_ROOT_MODULES = (*ROOT_MODULES, "builder.select.profile")
-DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
-NO_NUMBERS = ("optsteps_loader/errors.py",)  # exception classes only: no number of a chain depends on them
 
 
 @dataclass(frozen=True)
@@ -117,29 +121,9 @@ def generic_grids(records: list[dict[str, Any]]) -> dict[int, list[float]]:
     return {int(r["nfe"]): r["lambda"] for r in records}
 
 
-@functools.cache
 def refine_sources(root: Path = SOURCE_ROOT, roots: tuple[str, ...] = ROOT_MODULES) -> tuple[str, ...]:
-    """Every source file (relative to ``root``) reachable by imports from the modules ``roots`` within
-    ``builder`` and ``optsteps_loader`` (``__init__`` files and :data:`NO_NUMBERS` aside), plus every file of
-    :data:`DATA_FOLDERS`."""
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        module = todo.pop()
-        rel = module.replace(".", "/") + ".py"
-        if rel in seen or rel in NO_NUMBERS or not (root / rel).is_file():
-            continue
-        seen.add(rel)
-        for node in ast.walk(ast.parse((root / rel).read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                base = node.module
-                if node.level:  # relative: resolve against the module's package
-                    base = ".".join(module.split(".")[: -node.level] + [node.module])
-                todo += [base] + [f"{base}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                todo += [a.name for a in node.names]
-    data = [p.relative_to(root).as_posix() for f in DATA_FOLDERS for p in (root / f).rglob("*") if p.is_file()]
-    return tuple(sorted(seen | set(data)))
+    """The code a chain's refinement runs: :func:`~builder.registry.sweep.cache.import_closure` of ``roots``."""
+    return import_closure(root, roots)
 
 
 def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_ROOT) -> str:

@@ -69,7 +69,7 @@ def finalize_entry(task: Task, solved: dict[str, Any]) -> dict[str, Any]:
 
 def task_keys(task: Task) -> tuple[str, str]:
     """(solve key, entry key) of a task's cache files."""
-    return stage_keys(task, solve_task)
+    return stage_keys(task, solve_task, finalize_entry)
 
 
 def _compute_group(tasks: list[Task], cache_dir: str, keys: list[tuple[str, str]]) -> list[str]:
