@@ -72,6 +72,7 @@ def test_folder_loads_verifies_and_validates(calibrated):
     assert optsteps_loader.get("score-sde-vp", 5, source=out).method == "calibrated"  # the alias comes along
 
 
+@pytest.mark.slow  # re-checks a copy of the whole shipped registry (about 20 s)
 def test_merged_into_a_vendored_registry(calibrated, tmp_path):
     result, _, _ = calibrated
     vendored = tmp_path / "vendored"

@@ -107,6 +107,7 @@ def test_comfyui_shim_exports_the_mappings() -> None:
     assert listed == list(MODEL_TYPES)  # the README names every model type the node offers, in its order
 
 
+@pytest.mark.slow  # a live solve and measurement (about 25 s)
 @pytest.mark.parametrize("schedule", ["vp-linear"])
 def test_demo_solves_loads_and_measures(schedule: str) -> None:
     """`python -m builder demo`: the shipped entry beats uniform-λ on the digits mixture beyond noise."""

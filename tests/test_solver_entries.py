@@ -41,6 +41,7 @@ def reg(built):
     return built[0] / "registry"
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_the_folder_validates_and_verifies(reg):
     report = validate_registry(reg)
     assert report.ok, report.problems
@@ -50,6 +51,7 @@ def test_the_folder_validates_and_verifies(reg):
     assert optsteps_loader.verify(reg)["entries"] == 18
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_get_returns_the_solver_entry_for_each_solver_and_ending(reg):
     for solver in ("unipc", "dpmpp"):
         eps = optsteps_loader.get("edm", 4, order=2, solver=solver, source=reg)
@@ -66,6 +68,7 @@ def test_get_returns_the_solver_entry_for_each_solver_and_ending(reg):
         assert isinstance(eps.quality["loses_on_validation"], bool)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_p_selects_the_bound_entry_and_ends_at_t_eps(reg):
     bound = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
     assert bound.method == "bound" and bound.p == 1.0 and bound.objective is not None
@@ -73,6 +76,7 @@ def test_p_selects_the_bound_entry_and_ends_at_t_eps(reg):
         optsteps_loader.get("edm", 4, order=2, p=1, ending="zero", source=reg)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_zero_beyond_the_solver_entries_is_the_bound_entry_then_a_denoise(reg):
     zero = optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
     base = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
@@ -84,6 +88,7 @@ def test_zero_beyond_the_solver_entries_is_the_bound_entry_then_a_denoise(reg):
     assert calls == list(base.sigmas)  # 5 calls at the NFE-4 entry's 5 nodes, then the result is x̂_0
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_missing_zero_entry_says_what_exists(reg):
     with pytest.raises(EntryNotFoundError, match=r"ending='zero' entry for solver='unipc', order=3.*no nfe"):
         optsteps_loader.get("edm", 4, order=3, ending="zero", source=reg)
@@ -93,6 +98,7 @@ def test_missing_zero_entry_says_what_exists(reg):
         optsteps_loader.get("edm", 4, ending="sigma_min", source=reg)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_aliases(reg):
     generic = optsteps_loader.get("edm", 3, order=2, source=reg)
     assert optsteps_loader.get("karras", 3, order=2, source=reg, profile="generic") == generic
@@ -105,6 +111,7 @@ def test_aliases(reg):
 
 @pytest.mark.parametrize("ending", ["eps", "zero"])
 @pytest.mark.parametrize(("solver", "module"), [("unipc", unipc), ("dpmpp", dpmpp)])
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_reference_samplers_match_the_refined_sampler(reg, solver, module, ending):
     """The loader's samplers on an entry = the autograd sampler the entry was refined with (float64, 1e-12),
     in N model calls, for the t_eps and the σ = 0 ending."""
@@ -132,6 +139,7 @@ def test_reference_samplers_match_the_refined_sampler(reg, solver, module, endin
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_recorded_figures_are_what_the_grid_measures(reg):
     steps = optsteps_loader.get("edm", 4, order=2, solver="dpmpp", ending="zero", source=reg)
     from builder.solve.schedules import get_schedule
@@ -143,6 +151,7 @@ def test_recorded_figures_are_what_the_grid_measures(reg):
     assert float(f"{mean:.4g}") == steps.quality["validation"]["mean_l2"]
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_a_rebuild_reuses_every_chain_and_a_changed_bound_grid_reruns_its_chain(built, tmp_path):
     root, files = built
     cache = root / "cache"
@@ -157,6 +166,7 @@ def test_a_rebuild_reuses_every_chain_and_a_changed_bound_grid_reruns_its_chain(
     assert chains_mod.chain_key(chain, moved) != chains_mod.chain_key(chain, bound[chain])
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_an_alias_with_a_profile_returns_that_profile_s_entries(reg):
     for solver in ("unipc", "dpmpp"):
         for ending in ("eps", "zero"):
@@ -175,6 +185,7 @@ def test_an_alias_with_a_profile_returns_that_profile_s_entries(reg):
     assert zero.method == "bound+denoise" and zero == optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_a_profile_asked_for_by_name_must_exist(reg):
     with pytest.raises(EntryNotFoundError, match=r"no profile='latent' entry.*profiles: pixel.*builder refine"):
         optsteps_loader.get("edm", 3, order=2, profile="latent", source=reg)
@@ -188,6 +199,7 @@ def test_a_profile_asked_for_by_name_must_exist(reg):
         optsteps_loader.get("edm", 3, p=1, profile="pixel", source=reg)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_profile_entries_measure_what_they_record(reg):
     from builder.solve.schedules import get_schedule
 
@@ -205,6 +217,7 @@ def test_profile_entries_measure_what_they_record(reg):
     assert float(f"{np.log(mine / theirs).mean():.4g}") == q["baselines"]["generic"]["log_ratio"]
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_the_report_tables_keep_generic_and_profile_entries_apart(reg):
     from builder.select.report import solver_entry_rows, solver_entry_table
 
@@ -268,6 +281,7 @@ def _tamper(reg, tmp_path, edit):
     return copy
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_a_zero_entry_without_its_sigma_zero_node_is_refused(reg, tmp_path):
     def edit(doc):
         e = next(e for e in doc["solver_entries"] if (e["solver"], e["ending"], e["nfe"]) == ("unipc", "zero", 3))
@@ -278,6 +292,7 @@ def test_a_zero_entry_without_its_sigma_zero_node_is_refused(reg, tmp_path):
         optsteps_loader.get("edm", 3, order=2, ending="zero", source=copy)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_a_profile_the_index_does_not_list_is_refused(reg, tmp_path):
     def edit(doc):
         next(e for e in doc["solver_entries"] if e.get("profile") == "pixel")["profile"] = "latent"
@@ -287,6 +302,7 @@ def test_a_profile_the_index_does_not_list_is_refused(reg, tmp_path):
         optsteps_loader.get("edm", 3, order=2, source=copy)
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_unsorted_or_duplicate_solver_entries_are_refused(reg, tmp_path):
     def edit(doc):
         doc["solver_entries"].append(doc["solver_entries"][0])
@@ -444,6 +460,7 @@ def test_the_target_summary_counts_rows_by_their_share_of_cases_above_uniform_la
     assert f"Cases above uniform-λ over all rows: {2 * at_share + 1} of 192" in summary
 
 
+@pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_a_slice_refines_only_the_chains_that_start_from_its_entries(built, tmp_path, monkeypatch):
     import shutil
 
