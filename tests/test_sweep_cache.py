@@ -46,10 +46,21 @@ def test_stage_keys_cover_the_code_each_stage_runs(tmp_path, change, solve_chang
     before = _keys(_source_copy(tmp_path / "before"))
     root = _source_copy(tmp_path / "after")
     path = root / change
-    path.write_bytes((path.read_bytes() if path.exists() else b"") + b"\n# changed\n")
+    change_line = b"\n_CHANGED = 1\n" if change.endswith(".py") else b"\n"
+    path.write_bytes((path.read_bytes() if path.exists() else b"") + change_line)
     after = _keys(root)
     assert (after[0] != before[0]) is solve_changes
     assert (after[1] != before[1]) is entry_changes
+
+
+def test_prose_is_not_code(tmp_path):
+    before = _keys(_source_copy(tmp_path / "before"))
+    root = _source_copy(tmp_path / "after")
+    path = root / "builder/solve/objective.py"
+    source = path.read_text()
+    assert '"""F at a full grid' in source
+    path.write_text(source.replace('"""F at a full grid', '"""F (reworded) at a full grid') + "\n# a comment\n")
+    assert _keys(root) == before
 
 
 def test_a_module_a_stage_starts_to_import_joins_its_key(tmp_path):
@@ -96,14 +107,14 @@ def test_a_selection_change_refinalizes_without_resolving(tmp_path, monkeypatch)
     assert sweep.run_tasks(tasks, folder, workers=1, progress=False) == 0  # all cached
 
     with open(root / "builder/select/selection.py", "ab") as fh:
-        fh.write(b"\n# a selection change\n")
+        fh.write(b"\n_A_SELECTION_CHANGE = 1\n")
     cache.code_fingerprint.cache_clear()
     cache.import_closure.cache_clear()
     assert sweep.run_tasks(tasks, folder, workers=1, progress=False) == 1
     assert calls == {"solve": 1, "finalize": 2}  # re-finalized, not re-solved
 
     with open(root / "builder/solve/schedules.py", "ab") as fh:
-        fh.write(b"\n# a solver change\n")
+        fh.write(b"\n_A_SOLVER_CHANGE = 1\n")
     cache.code_fingerprint.cache_clear()
     cache.import_closure.cache_clear()
     assert sweep.run_tasks(tasks, folder, workers=1, progress=False) == 1

@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,29 @@ def code_fingerprint(root: Path, files: tuple[str, ...], extra_code: str = "") -
     from builder.kernels import PINNED_ENV
 
     versions = " ".join(version(name) for name in ("numpy", "scipy", "torch"))
-    digest = hashlib.sha256(f"{__version__} {versions} {sorted(PINNED_ENV.items())}".encode())
+    python = ".".join(map(str, sys.version_info[:2]))  # ast.dump's form is the interpreter's
+    digest = hashlib.sha256(f"{__version__} {versions} {python} {sorted(PINNED_ENV.items())}".encode())
     for rel in files:
         data = (root / rel).read_bytes()
+        if rel.endswith(".py"):
+            data = code_of(data.decode()).encode()
         digest.update(f"{rel}\0{len(data)}\0".encode() + data)
-    digest.update(extra_code.encode())
+    digest.update(code_of(extra_code).encode() if extra_code else b"")
     return digest.hexdigest()
+
+
+def code_of(source: str) -> str:
+    """What Python runs of ``source``: its syntax tree without docstrings (comments never reach the tree), so
+    an edit to the prose leaves every key alone and an edit to the code changes it."""
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def stage_keys(
