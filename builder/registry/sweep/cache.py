@@ -41,7 +41,9 @@ SOLVE_ROOTS = ("builder.solve.optimize",)
 FINALIZE_ROOTS = ("builder.select.selection", "builder.registry.entry")
 DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
 SOLVE_DATA = ("builder/solve/data",)
-NO_NUMBERS = ("optsteps_loader/errors.py",)  # exception classes only: no number of a stage depends on them
+# exception classes, and the registry format's file I/O (the truths' disk cache writes through it): no number
+# a stage computes depends on them
+NO_NUMBERS = ("optsteps_loader/errors.py", "optsteps_loader/_format.py")
 CACHE_ENV = "OPTSTEPS_BUILD_CACHE"
 
 
