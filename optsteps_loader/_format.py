@@ -335,7 +335,15 @@ def schema_dir() -> str | None:
 
 
 def short(value: object, limit: int = 80) -> object:
-    """A string cut to ``limit`` characters for messages (other values unchanged)."""
+    """``value`` as an error message may echo it: a string longer than ``limit`` characters is cut to its
+    head and tail around "…", with its length said (other values unchanged). Every message that echoes
+    user input (an argument, a path, a key or value read from a file) passes it through here, so no input
+    makes a message longer than a few hundred characters.
+
+    >>> short("x" * 100, 20)
+    'xxxxxxxxx…xxxxxxxxxx (100 characters)'
+    """
     if isinstance(value, str) and len(value) > limit:
-        return value[: limit - 1] + "…"
+        head = (limit - 1) // 2
+        return f"{value[:head]}…{value[len(value) - (limit - 1 - head):]} ({len(value)} characters)"
     return value

@@ -148,7 +148,7 @@ def load_index(src: Source) -> Index:
     """The source's index, parsed and checked (cached)."""
     key = _stat_key(src.index_path)
     if key is None:
-        raise RegistryUnavailableError(f"no registry at {src.label}: cannot find {src.index_path}")
+        raise RegistryUnavailableError(f"no registry at {src.label}: cannot find {fmt.short(src.index_path, 200)}")
     where = f"{src.label}/index.json"
 
     def load() -> Index:
