@@ -276,3 +276,10 @@ def test_index_canonical_and_json_roundtrip(reg):
         data = (reg / rel).read_bytes()
         assert factory.canonical_bytes(json.loads(data)) == data
     assert os.path.isfile(reg / "index.json")
+
+
+def test_repr_is_one_short_line(reg):
+    steps = get("vp-linear", 6, source=reg)
+    text = repr(steps)
+    assert "\n" not in text and len(text) < 300, text
+    assert text.startswith("Steps(schedule='vp-linear', nfe=6, order=3") and str(steps) == text
