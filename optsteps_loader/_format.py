@@ -11,8 +11,8 @@ is the contract), so "what a registry file is" has one definition:
   Infinity, numbers overflowing float64, duplicate keys, a BOM, non-UTF-8) and bounds nesting and integers;
 - a registry being rewritten: `staged_bytes` (the bytes a write in progress moved aside) and `identity` /
   `still_at` (has ``index.json`` been replaced since it was read?), the rule every reader follows;
-- paths: `path_problem` (a relative '/'-separated path inside a ``v<N>/`` folder), `inside` (symlinks
-  resolved, still under the registry folder); `schema_dir` (the JSON Schemas).
+- paths: `unsafe_path`, the one path-safety rule every reader applies: `path_problem` (the index's path
+  syntax) and, symlinks resolved, still under the registry folder; `schema_dir` (the JSON Schemas).
 
 The data invariants (index, file, entry) are `_invariants`, which imports this module (never the reverse).
 Importing this module costs nothing beyond ``os`` and ``math``; ``json`` and ``hashlib`` load on use.
@@ -302,17 +302,46 @@ def staged_bytes(root: str | os.PathLike[str], sha: str) -> bytes | None:
 # ---- paths and schemas
 
 
+MAX_PATH = 255  # characters of a data file's path in the index (and of each of its segments: NAME_MAX)
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
 def path_problem(rel: object) -> str | None:
-    """Why ``rel`` may not name a data file, or None: it must be a relative '/'-separated path inside a
-    ``v<N>/`` folder, without '.', '..', empty segments, backslashes, a drive letter or NUL (checked before
-    touching the disk, as zoneinfo's ``_validate_tzfile_path``)."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or any(c in rel for c in "\\:\0"):
+    """Why ``rel`` may not name a data file, or None. The index's path rule (the index schema's ``path``
+    pattern, written out): '/'-separated, relative, inside a ``v<N>/`` folder, ending in ``.json``; each
+    segment ASCII letters, digits, ``_``, ``.`` and ``-``, not starting with ``.`` or ``-``; no '..'; at most
+    `MAX_PATH` characters. Checked before touching the disk, as zoneinfo's ``_validate_tzfile_path``."""
+    if not isinstance(rel, str) or not rel:
         return f"unsafe or missing path {short(rel)!r}: not a relative '/'-separated path"
+    if len(rel) > MAX_PATH:
+        return f"unsafe path {short(rel)!r}: longer than {MAX_PATH} characters"
+    if rel.startswith("/") or any(c in rel for c in "\\:\0"):
+        return f"unsafe path {short(rel)!r}: not a relative '/'-separated path"
     parts = rel.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if ".." in rel or any(part in ("", ".") for part in parts):
         return f"unsafe path {short(rel)!r}: contains '..', '.' or an empty segment"
     if len(parts) < 2 or not (parts[0][:1] == "v" and parts[0][1:].isdigit() and parts[0][1:].isascii()):
         return f"unsafe path {short(rel)!r}: not inside a v<N>/ folder"
+    if not rel.endswith(".json") or any(p[:1] in ".-" or not _PATH_CHARS.issuperset(p) for p in parts[1:]):
+        return (
+            f"unsafe path {short(rel)!r}: names must be ASCII letters, digits, '_', '.' and '-' (not leading '.'"
+            " or '-') and end in '.json'"
+        )
+    return None
+
+
+def unsafe_path(root: str | None, rel: str) -> str | None:
+    """The path-safety rule of a registry folder, for every reader (the loader's ``get`` and ``verify``,
+    ``python -m builder validate``): why the file ``rel`` (``"index.json"``, or a data file's path as the
+    index lists it) may not be read from the folder ``root``, or None. ``rel`` must pass `path_problem`
+    (checked first, without touching the disk); then, when ``root`` is given (not for the Hub's cache, whose
+    snapshots link to blobs elsewhere), the path, symlinks resolved, must stay inside ``root``: an
+    ``index.json`` or a data file that is a symlink to a file outside the folder is refused."""
+    why = None if rel == INDEX_NAME else path_problem(rel)
+    if why is not None or root is None:
+        return why
+    if not inside(root, os.path.join(root, *rel.split("/"))):
+        return f"{short(rel)} leads outside the registry folder {short(root, 200)} (a symlink?)"
     return None
 
 

@@ -107,11 +107,13 @@ def parse_json(data: bytes, where: str) -> object:
         raise _fail(where, f"not valid JSON ({err}); truncated or corrupted?") from None
 
 
-def read_bytes(path: str, where: str, root: str | None = None) -> tuple[bytes, os.stat_result]:
-    """A registry file's bytes and ``fstat``: a regular file of at most `_format.MAX_FILE_BYTES`, inside
-    ``root`` (symlinks resolved) when given."""
-    if root is not None and not fmt.inside(root, path):
-        raise _fail(where, f"leads outside the registry folder {root} (a symlink?)")
+def read_bytes(src: Source, rel: str, path: str, where: str) -> tuple[bytes, os.stat_result]:
+    """The bytes and ``fstat`` of the registry file ``rel`` (``index.json`` or a listed path) found at
+    ``path``: safe by the registry's path rule (`_format.unsafe_path`), a regular file of at most
+    `_format.MAX_FILE_BYTES`."""
+    why = fmt.unsafe_path(src.root, rel)
+    if why is not None:
+        raise _fail(where, why)
     try:
         return fmt.read_regular_stat(path)
     except fmt.FormatError as err:
@@ -153,7 +155,7 @@ def load_index(src: Source) -> Index:
 
     def load() -> Index:
         try:
-            data, st = read_bytes(src.index_path, where, src.root)
+            data, st = read_bytes(src, fmt.INDEX_NAME, src.index_path, where)
             return Index(parse_json(data, where), where, fmt.identity(st))
         except RegistryIntegrityError:
             if src.discard is not None:
@@ -207,7 +209,7 @@ def load_data(src: Source, rec: dict) -> DataFile:
 def _load_data(src: Source, rec: dict, path: str, where: str) -> DataFile:
     try:
         index = _index_of(src, rec, where)
-        data = read_bytes(path, where, src.root)[0]
+        data = read_bytes(src, rec["path"], path, where)[0]
         mismatch = fmt.hash_problem(rec["sha256"], rec.get("bytes"), data)
         if mismatch is not None:
             staged = None if src.root is None else fmt.staged_bytes(src.root, rec["sha256"])
