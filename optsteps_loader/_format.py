@@ -5,7 +5,8 @@ is the contract), so "what a registry file is" has one definition:
 
 - bytes: `canonical_bytes` (sorted keys, indent 1, ASCII, shortest round-trip floats, trailing newline),
   written with `atomic_write_bytes` (temporary file in the destination folder, fsync, ``os.replace``, 0644);
-- hash ids: `sha256_id` (``"sha256:<hex>"``, the index's per-file hash) and `git_blob_sha1` (the Hub's ETag);
+- hash ids: `sha256_id` (``"sha256:<hex>"``, the index's per-file hash), `input_hash` (an entry's problem
+  key) and `git_blob_sha1` (the Hub's ETag);
 - reading: `read_regular` refuses anything but a regular file of at most `MAX_FILE_BYTES` *before* reading
   (no hang on a FIFO, no /dev/zero), `loads` refuses what Python's json accepts but JSON does not (NaN,
   Infinity, numbers overflowing float64, duplicate keys, a BOM, non-UTF-8) and bounds nesting and integers;
@@ -59,6 +60,15 @@ def sha256_id(data: bytes) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def input_hash(key: dict) -> str:
+    """An entry's ``input_hash``: `sha256_id` of its problem key (what determines the problem it solves:
+    schedule, params, interval, NFE, order, and p/tau or solver/ending/profile) as compact sorted JSON. The
+    builder hashes the key it solved; the checks (`_invariants.input_key`) rebuild the key from the entry."""
+    import json
+
+    return sha256_id(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
