@@ -461,6 +461,10 @@ def figures_problems(e: dict, schedule: dict) -> list[str]:
     return out + (quality_problems(quality) if isinstance(quality, dict) else [])
 
 
+_POSITIVE = ("mean_l2", "median_l2", "ratio_")  # quality figures that are errors or ratios of errors
+_COUNTS = frozenset(("candidates", "above_uniform_lambda", "problems"))
+
+
 def quality_problems(quality: dict) -> list[str]:
     """The quality record's signs, ranges and internal consistency (every block holding ``baselines``):
     errors (``mean_l2*``, ``median_l2*``) and ratios positive, standard errors and counts not negative; the
@@ -473,19 +477,19 @@ def quality_problems(quality: dict) -> list[str]:
     while stack and len(out) < 5:
         block, at = stack.pop()
         for k, v in block.items():
-            where = f"{at}.{short(k)}"
-            if isinstance(v, dict):
-                stack.append((v, where))
-            elif is_num(v) or type(v) is bool:
+            kind = type(v)
+            if kind is dict:
+                stack.append((v, f"{at}.{short(k)}"))
+            elif kind is float or kind is int:
                 bad = (
-                    (k.startswith(("mean_l2", "median_l2", "ratio_")) and not v > 0)
+                    (k.startswith(_POSITIVE) and not v > 0)
                     or (k.endswith("_se") and not v >= 0)
-                    or (k in ("candidates", "above_uniform_lambda", "problems") and not (type(v) is int and v >= 0))
+                    or (k in _COUNTS and not (kind is int and v >= 0))
                 )
                 if bad:
-                    out.append(f"{where} = {v!r} is out of range (errors and ratios > 0, counts and SEs >= 0)")
-            elif v is not None and not isinstance(v, (str, list)):
-                out.append(f"{where} must be a number, string, list or object")
+                    out.append(f"{at}.{short(k)} = {v!r} is out of range (errors and ratios > 0, counts and SEs >= 0)")
+            elif v is not None and kind not in (str, list, bool):
+                out.append(f"{at}.{short(k)} must be a number, string, list or object")
         baselines = block.get("baselines")
         if isinstance(baselines, dict):
             out += _baseline_problems(block, baselines, at)

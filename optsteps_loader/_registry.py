@@ -250,13 +250,12 @@ def freeze(obj: object) -> object:
     return obj
 
 
-def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_after: bool = False):
-    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`).
-
-    ``denoise_after``: a bound entry of N − 1 steps as an N-call σ = 0-ending record (its N nodes, then the
-    σ = 0 node; ``method="bound+denoise"``, ``step_orders`` the N-step pattern, no objective or quality)."""
-    from .steps import Steps
-
+def check_entry(data: DataFile, entry: dict) -> None:
+    """Check one entry of a checked file in full (`_invariants.entry_problems`); `RegistryIntegrityError`
+    naming the file and the entry if anything fails."""
+    problems = inv.entry_problems(entry, data.obj["schedule"])
+    if not problems:
+        return
     nfe = entry["nfe"]
     if "p" in entry:
         where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
@@ -266,9 +265,18 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
             f"{data.where}: solver entry {entry['solver']} order={entry['order']} ending={entry['ending']} nfe={nfe}"
             + profile
         )
-    problems = inv.entry_problems(entry, data.obj["schedule"])
-    if problems:
-        raise _fail_all(where, problems)
+    raise _fail_all(where, problems)
+
+
+def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_after: bool = False):
+    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`).
+
+    ``denoise_after``: a bound entry of N − 1 steps as an N-call σ = 0-ending record (its N nodes, then the
+    σ = 0 node; ``method="bound+denoise"``, ``step_orders`` the N-step pattern, no objective or quality)."""
+    from .steps import Steps
+
+    check_entry(data, entry)
+    nfe = entry["nfe"]
     seqs = {name: tuple(entry[key]) for key, name in SEQUENCES.items()}
     orders, quality = entry["step_orders"], entry.get("quality")
     extra = {k: entry.get(k) for k in ("objective_uniform_lambda", "objective_uniform_t")}
