@@ -255,7 +255,8 @@ def _missing_profile_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNo
         + f" --nfe {nfe} --profile {profile} --solver {solver} --order {order} --ending {ending} --out FOLDER"
     )
     return EntryNotFoundError(
-        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no profile={profile!r} entry for solver={solver!r}, "
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no profile={profile!r} entry for"
+        f" solver={solver!r}, "
         f"order={order}, ending={ending!r}, nfe={nfe}; {have}. Use profile='generic' (or None), or compute it: "
         f"{command}"
     )
@@ -269,7 +270,8 @@ def _missing_solver_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNot
     others = sorted({f"{k[1]} order {k[2]}" for k in data.solver_entries if k[3] == ending})
     have = f"nfe {ranges(same)}" if same else f"no nfe (it has {', '.join(others) or 'no ' + ending + ' entries'})"
     return EntryNotFoundError(
-        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no ending={ending!r} entry for solver={solver!r}, "
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no ending={ending!r} entry for"
+        f" solver={solver!r}, "
         f"order={order}, nfe={nfe}; for that solver and order: {have}. The bound's entries (ending='eps') "
         f"cover nfe {ranges(rec['nfe'])}."
     )
@@ -290,7 +292,8 @@ def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[
     want = alias.get("shift")
     if shift is not None and want is not None and float(shift) != float(want):
         raise ValueError(
-            f"{fmt.short(schedule)!r} is {fmt.short(alias['schedule'])!r} with shift {_num(want)}; shift={_num(shift)} contradicts it "
+            f"{fmt.short(schedule)!r} is {fmt.short(alias['schedule'])!r} with shift {_num(want)};"
+            f" shift={_num(shift)} contradicts it "
             f"(ask for {alias['schedule']!r} with shift={_num(shift)} instead)"
         )
     return alias["schedule"], shift if shift is not None else want
@@ -339,7 +342,8 @@ def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str
         f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json"
     )
     return EntryNotFoundError(
-        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no entry nfe={nfe}, order={order}, p={_num(p)}."
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no entry nfe={nfe}, order={order},"
+        f" p={_num(p)}."
         f" It has orders {', '.join(map(str, rec['orders']))} and p {', '.join(_num(x) for x in rec['p'])};"
         f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}"
     )

@@ -384,5 +384,5 @@ def short(value: object, limit: int = 80) -> object:
     """
     if isinstance(value, str) and len(value) > limit:
         head = (limit - 1) // 2
-        return f"{value[:head]}…{value[len(value) - (limit - 1 - head):]} ({len(value)} characters)"
+        return f"{value[:head]}…{value[len(value) - (limit - 1 - head) :]} ({len(value)} characters)"
     return value

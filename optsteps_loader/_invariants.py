@@ -517,7 +517,9 @@ def _baseline_problems(block: dict, baselines: dict, at: str) -> list[str]:
     if is_num(ratio) and uniform is not None:
         want = math.exp(min(uniform["log_ratio"], 700.0))
         if not abs(ratio - want) <= QUALITY_ROUNDING * want:
-            out.append(f"{at}.ratio_uniform_lambda = {ratio!r} but exp(baselines['uniform-lambda'].log_ratio) = {want:.4g}")
+            out.append(
+                f"{at}.ratio_uniform_lambda = {ratio!r} but exp(baselines['uniform-lambda'].log_ratio) = {want:.4g}"
+            )
     for name, b in baselines.items():
         same = b["log_ratio"] == 0 and b.get("log_ratio_se") == 0
         if same and (b.get("mean_l2"), b.get("median_l2")) != (block.get("mean_l2"), block.get("median_l2")):

@@ -7,10 +7,11 @@ registry folder as is (``index.json`` at its root, ``v1/*.json``). What a call d
 1. ``index.json`` is fetched with ``hf_hub_download(repo_type="dataset", revision=...)`` into the ordinary HF
    cache (``HF_HOME`` / ``HF_HUB_CACHE``), and checked against the content hash the Hub names it by (below).
 2. Data files are fetched *at the commit the index came from* (the snapshot folder HF stored it in), so the
-   index and the files are one snapshot even if the branch moves in between. Each file's sha256 is compared
-   with the index before it is parsed (after its ETag, as for the index). A file that fails (the index itself, or a data file: then the index
-   is suspect too) is deleted from the HF cache (blob and snapshot link) and forgotten by this process before
-   the `RegistryIntegrityError` is raised, so the cache never keeps it and the next call fetches anew.
+   index and the files are one snapshot even if the branch moves in between. Each file is checked against its
+   ETag, as the index is, and its sha256 compared with the index before it is parsed. A file that fails (the
+   index itself, or a data file: then the index is suspect too) is deleted from the HF cache (blob and snapshot
+   link) and forgotten by this process before the `RegistryIntegrityError` is raised, so the cache never keeps
+   it and the next call fetches anew.
 3. Paths are remembered for the rest of the process (one request per file, not per `get()`); a new commit on
    the branch is seen after `optsteps_loader.clear_cache()` or in a new process.
 
@@ -36,8 +37,10 @@ data file the index's sha256 would already catch wrong bytes, so a wrong ETag on
 bad; it is refused all the same, because the HF cache is content-addressed by ETag: a blob stored under a
 name its bytes do not have would be served by HF for any other file whose real ETag is that name, and a Hub
 or proxy that lies about ETags is not one to keep reading from. Refusing both keeps one rule, with one
-message, and never leaves a misnamed blob behind. With ``revision`` a 40-hex commit id, git's content addressing fixes that object id, so the index,
-and through it every file, is exactly what was published in that commit, as far as one trusts the Hub (over
+message, and never leaves a misnamed blob behind.
+
+With ``revision`` a 40-hex commit id, git's content addressing fixes the index's object id, so the index, and
+through it every file, is exactly what was published in that commit, as far as one trusts the Hub (over
 HTTPS) to serve its git objects faithfully. A branch or tag gives whatever it points to today (tags can be
 moved by the repo's owners): for reproducible results pin a commit; ``Steps.provenance["source"]`` names the
 commit each result came from.

@@ -330,7 +330,9 @@ def refused_endpoint(monkeypatch) -> str:
         port = s.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
     monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     return endpoint
 
 

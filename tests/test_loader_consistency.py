@@ -33,7 +33,8 @@ def _flow_unipc3_nfe6(doc: dict) -> dict:
     return next(
         e
         for e in doc["solver_entries"]
-        if (e["solver"], e["order"], e["ending"], e["nfe"]) == ("unipc", 3, "eps", 6) and "profile" not in e
+        if (e["solver"], e["order"], e["ending"], e["nfe"]) == ("unipc", 3, "eps", 6)
+        and "profile" not in e
         and e.get("method") != "calibrated"
     )
 
