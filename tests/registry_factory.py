@@ -77,14 +77,20 @@ def _grid(lam_start: float, lam_end: float, nfe: int, order: int, p: float) -> l
     return [lam_start + (lam_end - lam_start) * (i / nfe) ** k for i in range(nfe + 1)]
 
 
-def _vp_nodes(nfe: int, order: int, p: float) -> dict:
-    lams = _grid(vp_lambda(VP_T[0]), vp_lambda(VP_T[1]), nfe, order, p)
-    t = [VP_T[0]] + [vp_t_of_lambda(x) for x in lams[1:-1]] + [VP_T[1]]
-    alpha = [math.exp(vp_log_alpha(x)) for x in t]
-    sigma = [math.sqrt(-math.expm1(2 * vp_log_alpha(x))) for x in t]
+def _vp_nodes(nfe: int, order: int, p: float, log_alpha=vp_log_alpha, t_of=vp_t_of_lambda, ends=VP_T) -> dict:
+    """Nodes of a variance-preserving schedule given by ``log_alpha(t)`` and its inverse ``t_of(λ)``."""
+
+    def lam_of(t: float) -> float:
+        la = log_alpha(t)
+        return la - 0.5 * math.log(-math.expm1(2 * la))
+
+    lams = _grid(lam_of(ends[0]), lam_of(ends[1]), nfe, order, p)
+    t = [ends[0]] + [t_of(x) for x in lams[1:-1]] + [ends[1]]
+    alpha = [math.exp(log_alpha(x)) for x in t]
+    sigma = [math.sqrt(-math.expm1(2 * log_alpha(x))) for x in t]
     return {
         "t": t,
-        "lambda": [vp_lambda(x) for x in t],
+        "lambda": [lam_of(x) for x in t],
         "alpha_t": alpha,
         "sigma_t": sigma,
         "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)],
@@ -140,22 +146,9 @@ def _ddpm_nodes(nfe: int, order: int, p: float) -> dict:
         i = next((i for i in range(n - 1) if knots[i + 1] <= la), n - 2)
         return (i + 1) / n + (la - knots[i]) / ((knots[i + 1] - knots[i]) * n)
 
-    def lam_of(t: float) -> float:
-        la = log_alpha(t)
-        return la - 0.5 * math.log(-math.expm1(2 * la))
-
-    lams = _grid(lam_of(1.0), lam_of(1e-3), nfe, order, p)
-    t = [1.0] + [t_of(x) for x in lams[1:-1]] + [1e-3]
-    alpha = [math.exp(log_alpha(x)) for x in t]
-    sigma = [math.sqrt(-math.expm1(2 * log_alpha(x))) for x in t]
-    return {
-        "t": t,
-        "lambda": [lam_of(x) for x in t],
-        "alpha_t": alpha,
-        "sigma_t": sigma,
-        "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)],
-        "timesteps": [round((x - 1 / n) * n) for x in t],
-    }
+    nodes = _vp_nodes(nfe, order, p, log_alpha, t_of, (1.0, 1e-3))
+    nodes["timesteps"] = [round((x - 1 / n) * n) for x in nodes["t"]]
+    return nodes
 
 
 SCHEDULES = {

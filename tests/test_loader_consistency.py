@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.registry.validate import validate_registry
+from builder.solve.schedules import SCHEDULE_NAMES
 from optsteps_loader import RegistryIntegrityError, get, verify
 from tests import registry_factory as factory
 
@@ -120,16 +121,8 @@ def test_a_hash_consistent_edit_is_refused_by_every_reader(copy, name):
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [
-        ("vp-linear", {}),
-        ("vp-cosine", {}),
-        ("ddpm-linear", {}),
-        ("scaled-linear", {}),
-        ("edm", {}),
-        ("flow", {"shift": 1.0}),
-        ("flow", {"shift": 3.0}),
-        ("vp-linear", {"beta_0": 0.2, "beta_1": 15.0}),
-    ],
+    [(name, {}) for name in SCHEDULE_NAMES]
+    + [("flow", {"shift": 3.0}), ("vp-linear", {"beta_0": 0.2, "beta_1": 15.0})],
 )
 def test_the_loaders_schedules_agree_with_the_builders(name, params):
     """`optsteps_loader._schedules` (stdlib, scalar) against builder/solve/schedules.py (numpy), which wrote
