@@ -7,7 +7,8 @@ Measures
   optsteps_loader"``, medians of interleaved runs; plus the ``-X importtime`` total) — goal < 15 ms;
 - the first ``get()`` in a fresh process (imports, read, sha256, parse, entry checks), and in-process with
   a cleared cache, against ``json.load`` of the same data file;
-- a repeated ``get()`` (cache hit: argument checks, two ``stat`` calls, dict lookups) — goal < 20 µs.
+- a repeated ``get()`` (cache hit: argument checks, two ``stat`` calls, dict lookups) — goal < 20 µs;
+- ``verify()`` of the whole registry (hashes, strict parsing, JSON Schema, every entry) — goal < 2 s.
 
 Reads ``registry/`` when it has an ``index.json``, else writes a fixture registry of the real grid's size
 (NFE 3–30, 35, 40, 45, 50 × order 1–3 × p 0–2) with tests/registry_factory.py into a temporary folder.
@@ -149,8 +150,23 @@ def main() -> None:
     optsteps_loader.get(SCHEDULE, NFE, source=root)
     hit = per_call(lambda: optsteps_loader.get(SCHEDULE, NFE, source=root))
     print(line("repeated get()", hit, per_call(load_json), goal=20e-6))
+    print(line("verify() of the whole registry", verify_time(root), goal=2.0))
     if tmp is not None:
         tmp.cleanup()
+
+
+def verify_time(root: Path) -> float:
+    """Best of 3 ``optsteps_loader.verify(root)`` (every file read, hashed, parsed, schema-validated and every
+    entry checked; the cache cleared before each)."""
+    import optsteps_loader
+
+    times = []
+    for _ in range(3):
+        optsteps_loader.clear_cache()
+        start = time.perf_counter()
+        optsteps_loader.verify(root)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 if __name__ == "__main__":

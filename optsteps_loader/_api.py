@@ -255,7 +255,8 @@ def _missing_profile_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNo
         + f" --nfe {nfe} --profile {profile} --solver {solver} --order {order} --ending {ending} --out FOLDER"
     )
     return EntryNotFoundError(
-        f"{rec['schedule']} ({rec['path']} in {label}) has no profile={profile!r} entry for solver={solver!r}, "
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no profile={profile!r} entry for"
+        f" solver={solver!r}, "
         f"order={order}, ending={ending!r}, nfe={nfe}; {have}. Use profile='generic' (or None), or compute it: "
         f"{command}"
     )
@@ -269,7 +270,8 @@ def _missing_solver_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNot
     others = sorted({f"{k[1]} order {k[2]}" for k in data.solver_entries if k[3] == ending})
     have = f"nfe {ranges(same)}" if same else f"no nfe (it has {', '.join(others) or 'no ' + ending + ' entries'})"
     return EntryNotFoundError(
-        f"{rec['schedule']} ({rec['path']} in {label}) has no ending={ending!r} entry for solver={solver!r}, "
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no ending={ending!r} entry for"
+        f" solver={solver!r}, "
         f"order={order}, nfe={nfe}; for that solver and order: {have}. The bound's entries (ending='eps') "
         f"cover nfe {ranges(rec['nfe'])}."
     )
@@ -290,7 +292,8 @@ def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[
     want = alias.get("shift")
     if shift is not None and want is not None and float(shift) != float(want):
         raise ValueError(
-            f"{schedule!r} is {alias['schedule']!r} with shift {_num(want)}; shift={_num(shift)} contradicts it "
+            f"{fmt.short(schedule)!r} is {fmt.short(alias['schedule'])!r} with shift {_num(want)};"
+            f" shift={_num(shift)} contradicts it "
             f"(ask for {alias['schedule']!r} with shift={_num(shift)} instead)"
         )
     return alias["schedule"], shift if shift is not None else want
@@ -309,16 +312,14 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
         wanted = schedule[:MAX_NAME].lower().replace("_", "-")
         close = difflib.get_close_matches(wanted, names + aliases, n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        shown = (
-            repr(schedule) if len(schedule) <= MAX_NAME else f"{schedule[:MAX_NAME]!r}… ({len(schedule)} characters)"
-        )
         raise ScheduleNotFoundError(
-            f"unknown schedule {shown} in {label}.{hint} Schedules: {', '.join(fmt.short(n) for n in names) or 'none'}"
+            f"unknown schedule {fmt.short(schedule, MAX_NAME)!r} in {label}.{hint}"
+            f" Schedules: {', '.join(fmt.short(n) for n in names) or 'none'}"
             + (f"; model aliases: {', '.join(fmt.short(n) for n in aliases)}" if aliases else "")
         )
     shifts = [rec["params"].get("shift") for rec in recs]
     if shift is not None and all(s is None for s in shifts):
-        raise ValueError(f"shift= only applies to flow schedules; {schedule!r} has no shift parameter")
+        raise ValueError(f"shift= only applies to flow schedules; {fmt.short(schedule)!r} has no shift parameter")
     if shift is None and len(recs) == 1:
         return recs[0]
     want = 1.0 if shift is None else shift
@@ -327,7 +328,7 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
             return rec
     have = ", ".join(_num(s) for s in shifts if s is not None)
     raise EntryNotFoundError(
-        f"{schedule!r} in {label} has no variant with shift={_num(want)}; shifts available: {have}"
+        f"{fmt.short(schedule)!r} in {label} has no variant with shift={_num(want)}; shifts available: {have}"
     )
 
 
@@ -341,7 +342,8 @@ def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str
         f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json"
     )
     return EntryNotFoundError(
-        f"{rec['schedule']} ({rec['path']} in {label}) has no entry nfe={nfe}, order={order}, p={_num(p)}."
+        f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no entry nfe={nfe}, order={order},"
+        f" p={_num(p)}."
         f" It has orders {', '.join(map(str, rec['orders']))} and p {', '.join(_num(x) for x in rec['p'])};"
         f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}"
     )

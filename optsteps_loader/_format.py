@@ -5,14 +5,15 @@ is the contract), so "what a registry file is" has one definition:
 
 - bytes: `canonical_bytes` (sorted keys, indent 1, ASCII, shortest round-trip floats, trailing newline),
   written with `atomic_write_bytes` (temporary file in the destination folder, fsync, ``os.replace``, 0644);
-- hash ids: `sha256_id` (``"sha256:<hex>"``, the index's per-file hash) and `git_blob_sha1` (the Hub's ETag);
+- hash ids: `sha256_id` (``"sha256:<hex>"``, the index's per-file hash), `input_hash` (an entry's problem
+  key) and `git_blob_sha1` (the Hub's ETag);
 - reading: `read_regular` refuses anything but a regular file of at most `MAX_FILE_BYTES` *before* reading
   (no hang on a FIFO, no /dev/zero), `loads` refuses what Python's json accepts but JSON does not (NaN,
   Infinity, numbers overflowing float64, duplicate keys, a BOM, non-UTF-8) and bounds nesting and integers;
 - a registry being rewritten: `staged_bytes` (the bytes a write in progress moved aside) and `identity` /
   `still_at` (has ``index.json`` been replaced since it was read?), the rule every reader follows;
-- paths: `path_problem` (a relative '/'-separated path inside a ``v<N>/`` folder), `inside` (symlinks
-  resolved, still under the registry folder); `schema_dir` (the JSON Schemas).
+- paths: `unsafe_path`, the one path-safety rule every reader applies: `path_problem` (the index's path
+  syntax) and, symlinks resolved, still under the registry folder; `schema_dir` (the JSON Schemas).
 
 The data invariants (index, file, entry) are `_invariants`, which imports this module (never the reverse).
 Importing this module costs nothing beyond ``os`` and ``math``; ``json`` and ``hashlib`` load on use.
@@ -59,6 +60,15 @@ def sha256_id(data: bytes) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def input_hash(key: dict) -> str:
+    """An entry's ``input_hash``: `sha256_id` of its problem key (what determines the problem it solves:
+    schedule, params, interval, NFE, order, and p/tau or solver/ending/profile) as compact sorted JSON. The
+    builder hashes the key it solved; the checks (`_invariants.input_key`) rebuild the key from the entry."""
+    import json
+
+    return sha256_id(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -302,17 +312,46 @@ def staged_bytes(root: str | os.PathLike[str], sha: str) -> bytes | None:
 # ---- paths and schemas
 
 
+MAX_PATH = 255  # characters of a data file's path in the index (and of each of its segments: NAME_MAX)
+_PATH_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
 def path_problem(rel: object) -> str | None:
-    """Why ``rel`` may not name a data file, or None: it must be a relative '/'-separated path inside a
-    ``v<N>/`` folder, without '.', '..', empty segments, backslashes, a drive letter or NUL (checked before
-    touching the disk, as zoneinfo's ``_validate_tzfile_path``)."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or any(c in rel for c in "\\:\0"):
+    """Why ``rel`` may not name a data file, or None. The index's path rule (the index schema's ``path``
+    pattern, written out): '/'-separated, relative, inside a ``v<N>/`` folder, ending in ``.json``; each
+    segment ASCII letters, digits, ``_``, ``.`` and ``-``, not starting with ``.`` or ``-``; no '..'; at most
+    `MAX_PATH` characters. Checked before touching the disk, as zoneinfo's ``_validate_tzfile_path``."""
+    if not isinstance(rel, str) or not rel:
         return f"unsafe or missing path {short(rel)!r}: not a relative '/'-separated path"
+    if len(rel) > MAX_PATH:
+        return f"unsafe path {short(rel)!r}: longer than {MAX_PATH} characters"
+    if rel.startswith("/") or any(c in rel for c in "\\:\0"):
+        return f"unsafe path {short(rel)!r}: not a relative '/'-separated path"
     parts = rel.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if ".." in rel or any(part in ("", ".") for part in parts):
         return f"unsafe path {short(rel)!r}: contains '..', '.' or an empty segment"
     if len(parts) < 2 or not (parts[0][:1] == "v" and parts[0][1:].isdigit() and parts[0][1:].isascii()):
         return f"unsafe path {short(rel)!r}: not inside a v<N>/ folder"
+    if not rel.endswith(".json") or any(p[:1] in ".-" or not _PATH_CHARS.issuperset(p) for p in parts[1:]):
+        return (
+            f"unsafe path {short(rel)!r}: names must be ASCII letters, digits, '_', '.' and '-' (not leading '.'"
+            " or '-') and end in '.json'"
+        )
+    return None
+
+
+def unsafe_path(root: str | None, rel: str) -> str | None:
+    """The path-safety rule of a registry folder, for every reader (the loader's ``get`` and ``verify``,
+    ``python -m builder validate``): why the file ``rel`` (``"index.json"``, or a data file's path as the
+    index lists it) may not be read from the folder ``root``, or None. ``rel`` must pass `path_problem`
+    (checked first, without touching the disk); then, when ``root`` is given (not for the Hub's cache, whose
+    snapshots link to blobs elsewhere), the path, symlinks resolved, must stay inside ``root``: an
+    ``index.json`` or a data file that is a symlink to a file outside the folder is refused."""
+    why = None if rel == INDEX_NAME else path_problem(rel)
+    if why is not None or root is None:
+        return why
+    if not inside(root, os.path.join(root, *rel.split("/"))):
+        return f"{short(rel)} leads outside the registry folder {short(root, 200)} (a symlink?)"
     return None
 
 
@@ -335,7 +374,15 @@ def schema_dir() -> str | None:
 
 
 def short(value: object, limit: int = 80) -> object:
-    """A string cut to ``limit`` characters for messages (other values unchanged)."""
+    """``value`` as an error message may echo it: a string longer than ``limit`` characters is cut to its
+    head and tail around "…", with its length said (other values unchanged). Every message that echoes
+    user input (an argument, a path, a key or value read from a file) passes it through here, so no input
+    makes a message longer than a few hundred characters.
+
+    >>> short("x" * 100, 20)
+    'xxxxxxxxx…xxxxxxxxxx (100 characters)'
+    """
     if isinstance(value, str) and len(value) > limit:
-        return value[: limit - 1] + "…"
+        head = (limit - 1) // 2
+        return f"{value[:head]}…{value[len(value) - (limit - 1 - head) :]} ({len(value)} characters)"
     return value

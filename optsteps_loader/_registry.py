@@ -107,11 +107,13 @@ def parse_json(data: bytes, where: str) -> object:
         raise _fail(where, f"not valid JSON ({err}); truncated or corrupted?") from None
 
 
-def read_bytes(path: str, where: str, root: str | None = None) -> tuple[bytes, os.stat_result]:
-    """A registry file's bytes and ``fstat``: a regular file of at most `_format.MAX_FILE_BYTES`, inside
-    ``root`` (symlinks resolved) when given."""
-    if root is not None and not fmt.inside(root, path):
-        raise _fail(where, f"leads outside the registry folder {root} (a symlink?)")
+def read_bytes(src: Source, rel: str, path: str, where: str) -> tuple[bytes, os.stat_result]:
+    """The bytes and ``fstat`` of the registry file ``rel`` (``index.json`` or a listed path) found at
+    ``path``: safe by the registry's path rule (`_format.unsafe_path`), a regular file of at most
+    `_format.MAX_FILE_BYTES`."""
+    why = fmt.unsafe_path(src.root, rel)
+    if why is not None:
+        raise _fail(where, why)
     try:
         return fmt.read_regular_stat(path)
     except fmt.FormatError as err:
@@ -148,12 +150,12 @@ def load_index(src: Source) -> Index:
     """The source's index, parsed and checked (cached)."""
     key = _stat_key(src.index_path)
     if key is None:
-        raise RegistryUnavailableError(f"no registry at {src.label}: cannot find {src.index_path}")
+        raise RegistryUnavailableError(f"no registry at {src.label}: cannot find {fmt.short(src.index_path, 200)}")
     where = f"{src.label}/index.json"
 
     def load() -> Index:
         try:
-            data, st = read_bytes(src.index_path, where, src.root)
+            data, st = read_bytes(src, fmt.INDEX_NAME, src.index_path, where)
             return Index(parse_json(data, where), where, fmt.identity(st))
         except RegistryIntegrityError:
             if src.discard is not None:
@@ -207,7 +209,7 @@ def load_data(src: Source, rec: dict) -> DataFile:
 def _load_data(src: Source, rec: dict, path: str, where: str) -> DataFile:
     try:
         index = _index_of(src, rec, where)
-        data = read_bytes(path, where, src.root)[0]
+        data = read_bytes(src, rec["path"], path, where)[0]
         mismatch = fmt.hash_problem(rec["sha256"], rec.get("bytes"), data)
         if mismatch is not None:
             staged = None if src.root is None else fmt.staged_bytes(src.root, rec["sha256"])
@@ -248,13 +250,12 @@ def freeze(obj: object) -> object:
     return obj
 
 
-def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_after: bool = False):
-    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`).
-
-    ``denoise_after``: a bound entry of N − 1 steps as an N-call σ = 0-ending record (its N nodes, then the
-    σ = 0 node; ``method="bound+denoise"``, ``step_orders`` the N-step pattern, no objective or quality)."""
-    from .steps import Steps
-
+def check_entry(data: DataFile, entry: dict) -> None:
+    """Check one entry of a checked file in full (`_invariants.entry_problems`); `RegistryIntegrityError`
+    naming the file and the entry if anything fails."""
+    problems = inv.entry_problems(entry, data.obj["schedule"])
+    if not problems:
+        return
     nfe = entry["nfe"]
     if "p" in entry:
         where = f"{data.where}: entry nfe={nfe} order={entry['order']} p={entry['p']}"
@@ -264,9 +265,18 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
             f"{data.where}: solver entry {entry['solver']} order={entry['order']} ending={entry['ending']} nfe={nfe}"
             + profile
         )
-    problems = inv.entry_problems(entry, data.obj["schedule"])
-    if problems:
-        raise _fail_all(where, problems)
+    raise _fail_all(where, problems)
+
+
+def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_after: bool = False):
+    """Check one entry in full and turn it into a `Steps` (or raise `RegistryIntegrityError`).
+
+    ``denoise_after``: a bound entry of N − 1 steps as an N-call σ = 0-ending record (its N nodes, then the
+    σ = 0 node; ``method="bound+denoise"``, ``step_orders`` the N-step pattern, no objective or quality)."""
+    from .steps import Steps
+
+    check_entry(data, entry)
+    nfe = entry["nfe"]
     seqs = {name: tuple(entry[key]) for key, name in SEQUENCES.items()}
     orders, quality = entry["step_orders"], entry.get("quality")
     extra = {k: entry.get(k) for k in ("objective_uniform_lambda", "objective_uniform_t")}

@@ -1,14 +1,16 @@
 """Where a registry lives: a `Source` (its index file and how to find each listed file), for a local
 folder (``source=PATH``, ``$OPTSTEPS_REGISTRY_DIR`` or the bundled registry). ``hub`` builds Hub sources
-on this module; `_registry` picks between the two. Imports no sibling module."""
+on this module; `_registry` picks between the two. Imports `_format` (for `_format.short`) and `errors`."""
 
 from __future__ import annotations
 
 import os
 
+from ._format import short
 from .errors import RegistryUnavailableError
 
 ENV_DIR = "OPTSTEPS_REGISTRY_DIR"
+MAX_LABEL = 200  # characters of a source's label in messages (and provenance); a longer path is cut
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _sources: dict[str, Source] = {}  # the source argument -> its Source, for this process
 
@@ -26,7 +28,7 @@ class Source:
 
     def __init__(self, label: str, index_path: str, locate=None, discard=None, root: str | None = None) -> None:
         folder = os.path.dirname(index_path)
-        self.label = label  # for messages: a folder, or "hub:<repo>@<revision>"
+        self.label = short(label, MAX_LABEL)  # for messages: a folder, or "hub:<repo>@<revision>"
         self.index_path = index_path
         self.locate = locate or (lambda rel: os.path.join(folder, *rel.split("/")))
         self.discard = discard
@@ -54,7 +56,7 @@ def local(source: object = None) -> Source:
     if src is None:
         if root == "" or "\0" in root:
             where = f"${ENV_DIR}" if source is None else "source"
-            raise ValueError(f"{where} must name a registry folder, got {root[:40]!r}")
+            raise ValueError(f"{where} must name a registry folder, got {short(root)!r}")
         folder = os.path.abspath(root)
         src = _sources[root] = Source(folder, os.path.join(folder, "index.json"), root=folder)
     return src

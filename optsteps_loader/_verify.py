@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from . import _format as fmt
 from . import _registry as _r
@@ -18,9 +19,10 @@ def verify(
     source: str | os.PathLike[str] | None = None, *, revision: str | None = None, allow_missing: bool = False
 ) -> dict:
     """Check a registry: the index; for each listed file its presence, sha256, structure and every entry
-    (the checks `get()` makes, on all entries at once); and, when ``jsonschema`` is installed and the
-    schemas are found (``optsteps_loader/schemas/`` in a wheel, ``<repo>/schemas/`` in a checkout), the
-    index and every file against ``registry-index.schema.json`` / ``registry-file.schema.json``.
+    (the checks `get()` makes, on all entries at once); and, when the schemas are found
+    (``optsteps_loader/schemas/`` in a wheel, ``<repo>/schemas/`` in a checkout), the index and every file
+    against ``registry-index.schema.json`` / ``registry-file.schema.json`` (compiled by `_schema`: no
+    dependency, about a second for the bundled registry).
 
     ``allow_missing=True`` accepts a *vendored subset*: a copy of ``index.json`` with only the data files
     a project needs. Files the index lists but the folder lacks are then reported under ``"missing"``
@@ -28,7 +30,8 @@ def verify(
 
     Returns a report: ``source``, ``data_version``, ``files`` and ``entries`` checked, ``missing``,
     ``unlisted`` (files in the folder that the index does not list: harmless, but they would be shipped),
-    ``schema`` (what was validated, or why schema validation was skipped).
+    ``schema`` (what was validated, or why schema validation was skipped), ``pin`` (whether the source is
+    pinned to an immutable Hub commit, and how to pin it: the checks cannot see a consistent rewrite).
 
     Raises:
         RegistryIntegrityError: listing every problem found (one line per problem).
@@ -48,6 +51,7 @@ def verify(
         "missing": [],
         "unlisted": [],
         "schema": schema_note,
+        "pin": pin_note(src.label),
     }
     for rec in index.files:
         path = src.locate(rec["path"])
@@ -62,7 +66,7 @@ def verify(
         every = [*data.entries.values(), *data.solver_entries.values()]
         for entry in every:
             try:
-                _r.make_steps(data, entry, entry.get("solver", "unipc"), src.label)
+                _r.check_entry(data, entry)
             except RegistryIntegrityError as err:
                 problems.append(str(err))
         problems += schema_check("file", data.obj, f"{src.label}/{rec['path']}")
@@ -86,30 +90,41 @@ def verify(
 
 
 def _schema_checker():
-    """``(check(kind, obj, where) -> problems, note)``; check is a no-op when validation is not possible."""
+    """``(check(kind, obj, where) -> problems, note)``: the schemas compiled by `_schema` (no dependency);
+    check is a no-op, and the note says why, when they are not found or use a keyword `_schema` lacks."""
+    from . import _schema
 
     def skip(kind: str, obj: object, where: str) -> list[str]:
         return []
 
-    try:
-        import jsonschema
-    except ImportError:
-        return skip, "skipped: jsonschema is not installed (pip install 'optsteps[validate]')"
     folder = schema_dir()
     if folder is None:
         return skip, f"skipped: {' and '.join(SCHEMA_FILES.values())} not found"
-    validators = {}
+    checks = {}
     for kind, name in SCHEMA_FILES.items():
         try:
-            schema = _r.parse_json(fmt.read_regular(os.path.join(folder, name)), name)
-            cls = jsonschema.validators.validator_for(schema)
-            cls.check_schema(schema)
-        except (RegistryIntegrityError, fmt.FormatError, OSError, jsonschema.SchemaError) as err:
+            checks[kind] = _schema.compile_schema(_r.parse_json(fmt.read_regular(os.path.join(folder, name)), name))
+        except (RegistryIntegrityError, fmt.FormatError, OSError, _schema.Unsupported, re.error) as err:
             return skip, f"skipped: {name} is not a usable JSON Schema ({str(err).splitlines()[0]})"
-        validators[kind] = cls(schema)
 
     def check(kind: str, obj: object, where: str) -> list[str]:
-        errors = sorted(validators[kind].iter_errors(obj), key=lambda e: str(list(e.absolute_path)))
-        return [f"{where}: schema: {e.message} at /{'/'.join(map(str, e.absolute_path))}" for e in errors[:5]]
+        return _schema.errors(checks[kind], obj, where)
 
     return check, f"validated against {folder}"
+
+
+def pin_note(label: str) -> str:
+    """What protects the registry that was read against a rewrite the checks cannot see (a grid copied whole
+    from another entry, its hashes redone): only its source. Says whether it is pinned, and how to pin it."""
+    if label.startswith("hub:"):
+        if " (commit " not in label and fmt.is_hex(label.rsplit("@", 1)[-1], 40):
+            return f"pinned: {label} is a commit, immutable"
+        return (
+            f"not pinned: {label} is a branch or tag, which can move; pin the commit: revision=<40-hex commit>"
+            " (optsteps verify --revision <commit>; docs/vendoring.md)"
+        )
+    return (
+        "a local folder: its checks prove it consistent, not that it is what was published; vendor it from a"
+        " pinned Hub commit (source='hub', revision=<40-hex commit>) and keep it under version control"
+        " (docs/vendoring.md)"
+    )

@@ -161,6 +161,7 @@ def build_cli():
             f" {report['entries']} entries verified"
         )
         click.echo(f"schema: {report['schema']}")
+        click.echo(f"pin: {report['pin']}")
         for key in ("missing", "unlisted"):
             if report[key]:
                 click.echo(f"{key}: {', '.join(report[key])}")

@@ -7,10 +7,11 @@ registry folder as is (``index.json`` at its root, ``v1/*.json``). What a call d
 1. ``index.json`` is fetched with ``hf_hub_download(repo_type="dataset", revision=...)`` into the ordinary HF
    cache (``HF_HOME`` / ``HF_HUB_CACHE``), and checked against the content hash the Hub names it by (below).
 2. Data files are fetched *at the commit the index came from* (the snapshot folder HF stored it in), so the
-   index and the files are one snapshot even if the branch moves in between. Each file's sha256 is compared
-   with the index before it is parsed. A file that fails (the index itself, or a data file: then the index
-   is suspect too) is deleted from the HF cache (blob and snapshot link) and forgotten by this process before
-   the `RegistryIntegrityError` is raised, so the cache never keeps it and the next call fetches anew.
+   index and the files are one snapshot even if the branch moves in between. Each file is checked against its
+   ETag, as the index is, and its sha256 compared with the index before it is parsed. A file that fails (the
+   index itself, or a data file: then the index is suspect too) is deleted from the HF cache (blob and snapshot
+   link) and forgotten by this process before the `RegistryIntegrityError` is raised, so the cache never keeps
+   it and the next call fetches anew.
 3. Paths are remembered for the rest of the process (one request per file, not per `get()`); a new commit on
    the branch is seen after `optsteps_loader.clear_cache()` or in a new process.
 
@@ -28,8 +29,18 @@ download, retries included, is abandoned after 3× that) with a `RegistryUnavail
 Why the index can be trusted. Every data file is pinned by the index's sha256, so everything rests on the
 index. The Hub serves each file with its git object id as ETag (sha1 of the git blob; sha256 for LFS) and HF
 names the cached blob after it; we recompute that id from the bytes, which catches corruption in transit or
-on disk. With ``revision`` a 40-hex commit id, git's content addressing fixes that object id, so the index,
-and through it every file, is exactly what was published in that commit, as far as one trusts the Hub (over
+on disk.
+
+One rule for every file, the index and the data files alike (`_check_blob_name`): a file whose bytes do not
+hash to the ETag it was served with is refused (`RegistryIntegrityError`) and removed from the HF cache. For a
+data file the index's sha256 would already catch wrong bytes, so a wrong ETag on right bytes served nothing
+bad; it is refused all the same, because the HF cache is content-addressed by ETag: a blob stored under a
+name its bytes do not have would be served by HF for any other file whose real ETag is that name, and a Hub
+or proxy that lies about ETags is not one to keep reading from. Refusing both keeps one rule, with one
+message, and never leaves a misnamed blob behind.
+
+With ``revision`` a 40-hex commit id, git's content addressing fixes the index's object id, so the index, and
+through it every file, is exactly what was published in that commit, as far as one trusts the Hub (over
 HTTPS) to serve its git objects faithfully. A branch or tag gives whatever it points to today (tags can be
 moved by the repo's owners): for reproducible results pin a commit; ``Steps.provenance["source"]`` names the
 commit each result came from.
@@ -74,8 +85,51 @@ def source(revision: str | None = None) -> Source:
     key = (repo, revision, hf.constants.ENDPOINT, hf.constants.HF_HUB_CACHE, offline)
     src = _sources.get(key)
     if src is None:
-        src = _sources[key] = _open(hf, repo, revision, offline, timeout, key)
+        unreachable = None if offline else _unreachable(hf.constants.ENDPOINT, timeout)
+        src = _open(hf, repo, revision, offline, timeout, key, unreachable)
+        if unreachable is None:  # a source read from the cache alone is not kept: the network may come back
+            _sources[key] = src
     return src
+
+
+OFFLINE_HINT = (
+    "No network? Set HF_HUB_OFFLINE=1 to read the HF cache only (falling back to the local registry), or use"
+    " a local copy: source=PATH or $OPTSTEPS_REGISTRY_DIR."
+)
+
+
+def _unreachable(endpoint: str, timeout: float) -> str | None:
+    """Why the Hub endpoint cannot be reached at all (connection refused, no route to it, its name does not
+    resolve), found with one TCP connect before any download; None when it answers, when a proxy is set for
+    it (then only the client knows), or when the connect is merely slow (transient: left to the client).
+
+    ``huggingface_hub`` retries a failed connection with its own backoff (1, 2, 4, 8, 8 s: 23 s in all)
+    before it gives up or falls back to its cache; these failures will not heal in 23 s, so the downloads
+    then read the HF cache only (`_download`) and fail at once, with `OFFLINE_HINT`, when a file is not there.
+    """
+    import errno
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host = url.hostname
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if not host or (urllib.request.getproxies() and not urllib.request.proxy_bypass(host)):
+        return None
+    try:
+        socket.create_connection((host, port), timeout=min(timeout, 5.0)).close()
+    except ConnectionRefusedError:
+        return f"{fmt.short(endpoint)} refused the connection"
+    except socket.gaierror:
+        return f"the name {fmt.short(host)} does not resolve"
+    except OSError as err:
+        if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"{fmt.short(endpoint)} is unreachable ({err.strerror})"
+    return None
 
 
 def check_revision(revision: object) -> None:
@@ -125,7 +179,9 @@ def _offline(hf) -> bool:
     return bool(is_offline() if callable(is_offline) else hf.constants.HF_HUB_OFFLINE)
 
 
-def _open(hf, repo: str, revision: str | None, offline: bool, timeout: float, key: tuple) -> Source:
+def _open(
+    hf, repo: str, revision: str | None, offline: bool, timeout: float, key: tuple, unreachable: str | None
+) -> Source:
     files: dict[str, str] = {}  # repo path -> local path, for this process
 
     def discard(path: str) -> None:
@@ -141,7 +197,7 @@ def _open(hf, repo: str, revision: str | None, offline: bool, timeout: float, ke
         if path == index_path:
             _sources.pop(key, None)
 
-    index_path = _download(hf, repo, "index.json", revision, offline, timeout)
+    index_path = _download(hf, repo, "index.json", revision, offline, timeout, unreachable)
     _check_blob_name(index_path, discard)
     folder = os.path.basename(os.path.dirname(index_path))
     commit = folder if fmt.is_hex(folder, 40) else None
@@ -153,20 +209,25 @@ def _open(hf, repo: str, revision: str | None, offline: bool, timeout: float, ke
     def locate(rel: str) -> str:
         path = files.get(rel)
         if path is None:
-            path = files[rel] = _download(hf, repo, rel, pinned, offline, timeout)
+            path = _download(hf, repo, rel, pinned, offline, timeout, unreachable)
+            _check_blob_name(path, discard)
+            files[rel] = path
         return path
 
     return Source(label, index_path, locate, discard)
 
 
-def _download(hf, repo: str, filename: str, revision: str | None, offline: bool, timeout: float) -> str:
+def _download(
+    hf, repo: str, filename: str, revision: str | None, offline: bool, timeout: float, unreachable: str | None
+) -> str:
     """``hf_hub_download`` in a daemon thread, abandoned after 3 × ``timeout`` (the client retries stalled
-    metadata requests for minutes on its own)."""
+    metadata requests for minutes on its own); from the HF cache only when the Hub is ``unreachable``
+    (`_unreachable` says why)."""
     import threading
 
     from . import __version__
 
-    where = f"{filename} of the Hub dataset {repo}@{revision or 'main'}"
+    where = f"{fmt.short(filename)} of the Hub dataset {fmt.short(repo)}@{fmt.short(revision or 'main')}"
     result: list = []
 
     def run() -> None:
@@ -180,6 +241,7 @@ def _download(hf, repo: str, filename: str, revision: str | None, offline: bool,
                     library_name="optsteps",
                     library_version=__version__,
                     etag_timeout=timeout,
+                    local_files_only=unreachable is not None,
                 )
             )
         except BaseException as err:  # noqa: BLE001 (handed to the caller's thread)
@@ -197,6 +259,10 @@ def _download(hf, repo: str, filename: str, revision: str | None, offline: bool,
         return err
     if offline:
         raise OfflineMiss(f"HF_HUB_OFFLINE is set and {where} is not in the HF cache") from None
+    if unreachable is not None:
+        raise RegistryUnavailableError(
+            f"cannot fetch {where}: {unreachable}, and the file is not in the HF cache. {OFFLINE_HINT}"
+        ) from err
     missing = _not_found(err)
     if missing is not None:
         raise RegistryUnavailableError(
@@ -235,7 +301,8 @@ def _describe(err: BaseException, limit: int = 3) -> str:
 
 
 def _check_blob_name(path: str, discard) -> None:
-    """Check a cached file against the content hash HF named its blob after (the Hub's ETag)."""
+    """Check a cached file (the index or a data file) against the content hash HF named its blob after (the
+    Hub's ETag); on a mismatch, ``discard`` it and raise (the module docstring says why for both)."""
     blob = os.path.realpath(path)
     name = os.path.basename(blob)
     try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Steps:
     """One optimized step schedule (an entry of the registry).
 
@@ -61,6 +61,18 @@ class Steps:
     variant: str | None = None  # UniPC's B(h) for solver entries ("bh2")
     calibration: dict[str, Any] | None = None
     profile: str | None = None
+
+    def __repr__(self) -> str:
+        """One line: what identifies the entry, and its first and last ``t`` (``print(steps)`` stays short;
+        the fields themselves hold everything)."""
+        who = [f"schedule={self.schedule!r}", f"nfe={self.nfe}", f"order={self.order}", f"solver={self.solver!r}"]
+        for name in ("p", "profile", "variant"):
+            if getattr(self, name) is not None:
+                who.append(f"{name}={getattr(self, name)!r}")
+        who += [f"ending={self.ending!r}", f"method={self.method!r}"]
+        if self.params:
+            who.append(f"params={dict(self.params)!r}")
+        return f"Steps({', '.join(who)}, t=({self.t[0]!r}, …, {self.t[-1]!r}))"
 
     def sigmas_with_zero(self) -> tuple[float, ...]:
         """σ/α ending in 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention (``"zero"``: ``sigmas`` as they

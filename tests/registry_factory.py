@@ -7,12 +7,14 @@ loader cannot tell these from a real registry; tests never depend on the committ
 
 - ``vp-linear``: DPM-Solver's continuous VP, β(t) = β0 + t(β1 − β0), log α = −(β1−β0)t²/4 − β0 t/2,
   t ∈ [1e-3, 1], ``time_input`` "t".
-- ``ddpm-linear``: the same curve read as the 1000-step DDPM schedule (β 1e-4 → 0.02 is β0=0.1, β1=20 over
-  N=1000), integer ``timesteps`` round((t − 1/1000)·1000) and their collisions (at NFE 40, near t_end),
-  ``time_input`` "timestep".
+- ``ddpm-linear``: the 1000-step DDPM table (β linear 1e-4 → 0.02) in DPM-Solver's embedding, log α
+  piecewise linear in t between t_n = (n+1)/1000; integer ``timesteps`` round((t − 1/1000)·1000) and their
+  collisions (at NFE 40, near t_end), ``time_input`` "timestep".
 - ``edm``: σ from 80 to 0.002, α = 1, t = σ, ``time_input`` "sigma".
-- ``flow``: rectified flow α = 1 − t, σ = t, with the SD3/FLUX shift t' = s t / (1 + (s − 1) t);
-  one file per shift, ``params`` {"shift": s}, ``time_input`` "1000*sigma".
+- ``flow``: rectified flow with the SD3/FLUX shift s: σ = s t / (1 + (s − 1) t), α = 1 − σ; one file per
+  shift, ``params`` {"shift": s}, ``time_input`` "1000*sigma".
+
+Each entry's ``input_hash`` is the builder's: sha256 of the canonical JSON of its problem key.
 
 `make_registry` writes a grid of these; `write_registry` writes given documents (by default
 `standard_files`, a small registry of three files); `read_json`, `rewrite` and `rehash_index` edit one;
@@ -27,7 +29,7 @@ import os
 import threading
 from pathlib import Path
 
-from optsteps_loader._format import atomic_write_bytes, canonical_bytes
+from optsteps_loader._format import atomic_write_bytes, canonical_bytes, input_hash
 from optsteps_loader._format import sha256_id as sha256
 
 __all__ = ["canonical_bytes", "sha256"]
@@ -38,6 +40,7 @@ DEFAULTS = {"order": 3, "p": 1, "solver": "unipc", "tau": "auto"}
 VP = {"beta_0": 0.1, "beta_1": 20.0}
 VP_T = (1.0, 1e-3)
 EDM_SIGMA = (80.0, 0.002)
+DDPM_STEPS = 1000
 DEADLINE = 20.0  # seconds for a `bounded` call; every read of a fixture answers in well under one
 
 
@@ -74,14 +77,20 @@ def _grid(lam_start: float, lam_end: float, nfe: int, order: int, p: float) -> l
     return [lam_start + (lam_end - lam_start) * (i / nfe) ** k for i in range(nfe + 1)]
 
 
-def _vp_nodes(nfe: int, order: int, p: float) -> dict:
-    lams = _grid(vp_lambda(VP_T[0]), vp_lambda(VP_T[1]), nfe, order, p)
-    t = [VP_T[0]] + [vp_t_of_lambda(x) for x in lams[1:-1]] + [VP_T[1]]
-    alpha = [math.exp(vp_log_alpha(x)) for x in t]
-    sigma = [math.sqrt(-math.expm1(2 * vp_log_alpha(x))) for x in t]
+def _vp_nodes(nfe: int, order: int, p: float, log_alpha=vp_log_alpha, t_of=vp_t_of_lambda, ends=VP_T) -> dict:
+    """Nodes of a variance-preserving schedule given by ``log_alpha(t)`` and its inverse ``t_of(λ)``."""
+
+    def lam_of(t: float) -> float:
+        la = log_alpha(t)
+        return la - 0.5 * math.log(-math.expm1(2 * la))
+
+    lams = _grid(lam_of(ends[0]), lam_of(ends[1]), nfe, order, p)
+    t = [ends[0]] + [t_of(x) for x in lams[1:-1]] + [ends[1]]
+    alpha = [math.exp(log_alpha(x)) for x in t]
+    sigma = [math.sqrt(-math.expm1(2 * log_alpha(x))) for x in t]
     return {
         "t": t,
-        "lambda": [vp_lambda(x) for x in t],
+        "lambda": [lam_of(x) for x in t],
         "alpha_t": alpha,
         "sigma_t": sigma,
         "sigmas": [s / a for s, a in zip(sigma, alpha, strict=True)],
@@ -102,17 +111,44 @@ def _edm_nodes(nfe: int, order: int, p: float) -> dict:
 
 
 def _flow_nodes(nfe: int, order: int, p: float, shift: float) -> dict:
-    lams = _grid(math.log(1e-3 / 0.999), math.log(0.999 / 1e-3), nfe, order, p)
-    base = [1.0 / (1.0 + math.exp(x)) for x in lams]  # unshifted t of each λ
-    t = [shift * x / (1.0 + (shift - 1.0) * x) for x in base]
+    lams = _grid(math.log(1e-3 / 0.999) - math.log(shift), math.log(0.999 / 1e-3) - math.log(shift), nfe, order, p)
+    t = [0.999] + [1.0 / (1.0 + shift * math.exp(x)) for x in lams[1:-1]] + [1e-3]  # t(λ) = 1 / (1 + s·e^λ)
+    sigma = [shift * x / (1.0 + (shift - 1.0) * x) for x in t]
     return {
         "t": t,
-        "lambda": [math.log((1 - x) / x) for x in t],
-        "alpha_t": [1 - x for x in t],
-        "sigma_t": t,
-        "sigmas": [x / (1 - x) for x in t],
-        "timesteps": [1000.0 * x for x in t],
+        "lambda": [math.log((1 - x) / x) for x in sigma],
+        "alpha_t": [1 - x for x in sigma],
+        "sigma_t": sigma,
+        "sigmas": [x / (1 - x) for x in sigma],
+        "timesteps": [1000.0 * x for x in sigma],
     }
+
+
+def _ddpm_log_alpha_knots() -> list[float]:
+    """log α_n = ½ Σ_{i≤n} log(1 − β_i) of the 1000-step linear DDPM table (β 1e-4 → 0.02), at t_n = (n+1)/1000."""
+    n, out, total = DDPM_STEPS, [], 0.0
+    for i in range(n):
+        total += math.log1p(-(1e-4 + i * (0.02 - 1e-4) / (n - 1) if i < n - 1 else 0.02))
+        out.append(0.5 * total)
+    return out
+
+
+def _ddpm_nodes(nfe: int, order: int, p: float) -> dict:
+    """The discrete table in DPM-Solver's embedding: log α piecewise linear in t between the knots."""
+    knots, n = _ddpm_log_alpha_knots(), DDPM_STEPS
+
+    def log_alpha(t: float) -> float:
+        i = min(max(int(t * n) - 1, 0), n - 2)
+        return knots[i] + (t - (i + 1) / n) * (knots[i + 1] - knots[i]) * n
+
+    def t_of(lam: float) -> float:  # invert log α(t) = −½ log(1 + e^{−2λ}) on its segment
+        la = -0.5 * math.log1p(math.exp(-2 * lam))
+        i = next((i for i in range(n - 1) if knots[i + 1] <= la), n - 2)
+        return (i + 1) / n + (la - knots[i]) / ((knots[i + 1] - knots[i]) * n)
+
+    nodes = _vp_nodes(nfe, order, p, log_alpha, t_of, (1.0, 1e-3))
+    nodes["timesteps"] = [round((x - 1 / n) * n) for x in nodes["t"]]
+    return nodes
 
 
 SCHEDULES = {
@@ -124,13 +160,13 @@ SCHEDULES = {
     },
     "ddpm-linear": {
         "family": "vp-discrete",
-        "params": {"beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000},
+        "params": {"beta_end": 0.02, "beta_schedule": "linear", "beta_start": 1e-4, "num_train_timesteps": 1000},
         "time_input": "timestep",
         "description": "discrete DDPM, linear beta (fixture)",
     },
     "edm": {
         "family": "edm",
-        "params": {"sigma_max": EDM_SIGMA[0], "sigma_min": EDM_SIGMA[1]},
+        "params": {},
         "time_input": "sigma",
         "description": "EDM (Karras et al.), sigma 0.002 to 80 (fixture)",
     },
@@ -149,15 +185,16 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
         nodes = _flow_nodes(nfe, order, p, shift)
     elif schedule == "edm":
         nodes = _edm_nodes(nfe, order, p)
+    elif schedule == "ddpm-linear":
+        nodes = _ddpm_nodes(nfe, order, p)
     else:
         nodes = _vp_nodes(nfe, order, p)
-        if schedule == "ddpm-linear":
-            nodes["timesteps"] = [round((x - 1 / 1000) * 1000) for x in nodes["t"]]
-        else:
-            nodes["timesteps"] = list(nodes["t"])
+        nodes["timesteps"] = list(nodes["t"])
     ts = nodes["timesteps"]
     collisions = [[i, j] for i in range(nfe + 1) for j in range(i + 1, nfe + 1) if ts[i] == ts[j]]
-    inputs = canonical_bytes({"schedule": schedule, "shift": shift, "nfe": nfe, "order": order, "p": p, "tau": 3})
+    params = {"shift": shift} if schedule == "flow" else SCHEDULES[schedule]["params"]
+    key = {"schedule": schedule, "params": params, "t_start": nodes["t"][0], "t_end": nodes["t"][-1]}
+    key.update(nfe=nfe, order=order, p=float(p), tau=3)
     objective = 1.0 / nfe**order * (1.0 + 0.1 * p)
     return {
         "nfe": nfe,
@@ -173,7 +210,7 @@ def make_entry(schedule: str, nfe: int, order: int, p: float, shift: float = 1.0
         "objective_uniform_lambda": objective * 1.25,
         "objective_uniform_t": objective * 2.0,
         "optimizer": {"success": True, "status": 1, "message": "closed-form fixture", "nit": 0, "nfev": 1, "starts": 1},
-        "input_hash": sha256(inputs),
+        "input_hash": input_hash(key),
         "quality": None,
     }
 

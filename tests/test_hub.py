@@ -308,3 +308,50 @@ def test_a_stalled_hub_times_out(hub, monkeypatch):
     monkeypatch.setenv("OPTSTEPS_HUB_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="OPTSTEPS_HUB_TIMEOUT must be a positive number"):
         get("vp-linear", 6, source="hub")
+
+
+def test_data_file_whose_bytes_do_not_match_its_etag_is_removed(hub, tmp_path):
+    """The same rule as for the index (hub.py's docstring says why): right bytes under a wrong ETag are
+    refused too, and no misnamed blob stays in the HF cache."""
+    hub.faults["v1/vp-linear.json"] = Fault(etag="0" * 40)
+    with pytest.raises(RegistryIntegrityError, match="v1/vp-linear.json: the Hub named this file 0000"):
+        get("vp-linear", 6, source="hub")
+    assert "0" * 40 not in cache_blobs(tmp_path)
+    del hub.faults["v1/vp-linear.json"]
+    assert get("vp-linear", 6, source="hub").nfe == 6
+
+
+def refused_endpoint(monkeypatch) -> str:
+    """Point the client at a local port nothing listens on (a refused connection; nothing leaves the host)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    return endpoint
+
+
+def test_a_refused_connection_fails_at_once_with_the_offline_hint(hub, monkeypatch):
+    """No retry backoff (huggingface_hub's own sleeps 1+2+4+8+8 s on a refused connection): time.sleep is
+    made to fail, so any retry would show."""
+    refused_endpoint(monkeypatch)
+
+    def no_sleep(seconds):
+        raise AssertionError(f"slept {seconds} s: the client retried a refused connection")
+
+    monkeypatch.setattr("time.sleep", no_sleep)
+    with pytest.raises(RegistryUnavailableError, match=r"refused the connection.*HF_HUB_OFFLINE=1"):
+        get("vp-linear", 6, source="hub")
+
+
+def test_a_refused_connection_reads_the_hf_cache(hub, monkeypatch):
+    first = get("vp-linear", 6, source="hub")
+    clear_cache()
+    refused_endpoint(monkeypatch)
+    monkeypatch.setattr("time.sleep", lambda seconds: pytest.fail(f"slept {seconds} s (a retry)"))
+    assert get("vp-linear", 6, source="hub").t == first.t

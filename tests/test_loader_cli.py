@@ -153,7 +153,7 @@ def test_usage_errors_exit_2(reg):
 def test_verify_ok_and_failing(reg, tmp_path):
     result = run("verify", "--source", str(reg))
     assert result.exit_code == 0 and result.output.startswith(f"ok: {reg} (data 2026.01.01): 4 files")
-    assert "schema: " in result.output
+    assert "schema: " in result.output and "pin: a local folder" in result.output
     broken = factory.make_registry(tmp_path, schedules=("vp-linear",))
     (broken / "v1" / "vp-linear.json").write_bytes(b"{}")
     result = run("verify", "--source", str(broken))

@@ -389,3 +389,22 @@ def test_error_hierarchy():
         for e in (ScheduleNotFoundError, EntryNotFoundError, RegistryIntegrityError, RegistryUnavailableError)
     )
     assert str(ScheduleNotFoundError("plain message")) == "plain message"  # not KeyError's repr
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda reg: get("vp-linear", 3, source="x" * 100_000),
+        lambda reg: get("vp-linear", 3, source=str(reg) + "/" + "y/" * 3000),
+        lambda reg: get("z" * 100_000, 3, source=reg),
+        lambda reg: get("vp-linear", 3, source="hub", revision="r" * 100_000),
+        lambda reg: verify("x" * 100_000),
+        lambda reg: available("x" * 100_000),
+    ],
+)
+def test_long_inputs_are_cut_in_messages(reg, call):
+    """One helper (`_format.short`) cuts every echoed input: no message grows with the input."""
+    with pytest.raises((OptstepsError, ValueError)) as err:
+        call(reg)
+    assert len(str(err.value)) < 1000, str(err.value)[:300]
+    assert "characters)" in str(err.value)

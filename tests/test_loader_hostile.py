@@ -218,3 +218,58 @@ def test_format_helpers_agree_with_independent_computations(tmp_path):
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
     assert fmt.sha256_file(tmp_path / "x.json") == fmt.sha256_id((tmp_path / "x.json").read_bytes())
     assert json.loads(fmt.canonical_bytes({"x": 0.1 + 0.2}))["x"] == 0.1 + 0.2
+
+
+# --- one path-safety rule (`_format.unsafe_path`) for get, verify and builder validate -------------------
+
+
+def _move_data_file(root: Path, new_rel: str, *, move: bool = True) -> None:
+    """List v1/vp-linear.json under ``new_rel`` in a consistently written index (the file moved there when
+    ``move`` and the name can exist)."""
+    if move:
+        (root / new_rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(root / "v1/vp-linear.json", root / new_rel)
+    index = factory.read_json(root, "index.json")
+    for rec in index["files"]:
+        if rec["path"] == "v1/vp-linear.json":
+            rec["path"] = new_rel
+    index["files"].sort(key=lambda r: r["path"])
+    factory.write_bytes(root / "index.json", fmt.canonical_bytes(index))
+
+
+def _index_outside(root: Path) -> None:
+    outside = root.parent / "elsewhere"
+    outside.mkdir()
+    os.replace(root / "index.json", outside / "index.json")
+    os.symlink(outside / "index.json", root / "index.json")
+
+
+def _data_outside(root: Path) -> None:
+    os.replace(root / "v1/vp-linear.json", root.parent / "outside.json")
+    os.symlink(root.parent / "outside.json", root / "v1/vp-linear.json")
+
+
+HOSTILE_PATHS = {
+    "300 characters": lambda root: _move_data_file(root, "v1/" + "a" * 300 + ".json", move=False),
+    "non-ASCII": lambda root: _move_data_file(root, "v1/vp-lin\u00e9ar.json"),
+    "dot-dot": lambda root: _move_data_file(root, "v1/../v1/vp-linear.json", move=False),
+    "hidden": lambda root: _move_data_file(root, "v1/.vp-linear.json"),
+    "not .json": lambda root: _move_data_file(root, "v1/vp-linear.txt"),
+    "space": lambda root: _move_data_file(root, "v1/vp linear.json"),
+    "outside v<N>/": lambda root: _move_data_file(root, "data/vp-linear.json"),
+    "index.json a symlink out of the folder": _index_outside,
+    "data file a symlink out of the folder": _data_outside,
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_PATHS)
+def test_get_verify_and_validate_agree_on_hostile_paths(work, case):
+    from builder.registry.validate import validate_registry
+
+    HOSTILE_PATHS[case](work)
+    refused(lambda: get("vp-linear", 4, source=work))
+    refused(lambda: verify(work))
+    kind, report = bounded(lambda: validate_registry(work))
+    assert kind == "ok", f"validate raised {report!r}"
+    assert not report.ok, "validate said OK"
+    assert any("unsafe path" in m or "outside the registry folder" in m for m in report.messages()), report

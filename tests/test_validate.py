@@ -6,6 +6,7 @@ be refused with a message that names the file and the problem; hostile input giv
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -21,10 +22,12 @@ from builder.registry.validate import (
     ValidationReport,
     format_report,
     load_schema,
+    schema_validator,
     validate_file_bytes,
     validate_registry,
 )
 from optsteps_loader import _format
+from optsteps_loader import _invariants as inv
 from tests import registry_factory as factory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,12 +319,14 @@ def test_endpoint_mismatch_is_refused(reg: Path) -> None:
     doc["schedule"]["lambda_end"] += 1e-9
     factory.rewrite(reg, VP, doc)
     report = validate_registry(reg)
-    assert_refused(report, VP, "lambda last value", "differs from schedule.lambda_end")
+    assert_refused(report, VP, "schedule.lambda_end = ", "but vp-linear with these params gives")
 
 
 def test_endpoint_within_tolerance_is_accepted(reg: Path) -> None:
     doc = factory.read_json(reg, VP)
     doc["schedule"]["t_start"] = 0.9999999999999998  # METHOD.md: what inverse_lambda(λ_T) returns
+    for entry in doc["entries"]:  # as the builder would hash them, with this t_start
+        entry["input_hash"] = _format.input_hash(inv.input_key(entry, doc["schedule"])[0])
     factory.rewrite(reg, VP, doc)
     assert validate_registry(reg).ok
 
@@ -594,3 +599,52 @@ def test_serialisation_failure_touches_nothing(tmp_path: Path) -> None:
         atomic_write_bytes(target, canonical_bytes({"x": float("inf")}))
     assert target.read_bytes() == b"old\n"
     assert os.listdir(tmp_path) == ["f.json"]
+
+
+def _mutations(doc: object, path: tuple = ()):
+    """``(path, mutated copy)`` for every key and item of ``doc``: deleted, replaced by a value of each JSON
+    type (and out-of-range numbers), and an extra key in every object."""
+    import copy
+
+    values = [None, True, "x", "", -1, 0, 2.5, 10**6, [], {}, [1.5], ["a", "a"]]
+    children = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, child in list(children)[:40]:
+        for value in [*values, "delete"]:
+            if value == "delete" and not isinstance(doc, dict):
+                continue
+            mutated = copy.deepcopy(doc)
+            if value == "delete":
+                del mutated[key]
+            else:
+                mutated[key] = value
+            yield (*path, key), mutated
+        for sub_path, sub in _mutations(child, (*path, key)):
+            mutated = copy.deepcopy(doc)
+            mutated[key] = sub
+            yield sub_path, mutated
+    if isinstance(doc, dict):
+        yield (*path, "+"), {**doc, "unexpected_key": 1}
+
+
+@pytest.mark.parametrize("kind", ["index", "file"])
+def test_the_loaders_compiled_schemas_refuse_what_jsonschema_refuses(kind: str) -> None:
+    """verify() validates with `optsteps_loader._schema` (compiled, stdlib); builder validate with jsonschema.
+    On every one-step mutation of a real document they accept and refuse the same."""
+    from optsteps_loader import _schema
+
+    compiled = _schema.compile_schema(load_schema(kind))
+    strict = schema_validator(kind)
+    if kind == "index":
+        doc = json.loads((REPO / "registry/index.json").read_text())
+        doc["files"] = doc["files"][:2]
+    else:
+        doc = json.loads((REPO / "registry/v1/flow-shift3.json").read_text())
+        doc["entries"] = doc["entries"][:1]
+        doc["solver_entries"] = [doc["solver_entries"][0], doc["solver_entries"][-1]]
+    assert compiled(doc) is None and strict.is_valid(doc)
+    count = refused = 0
+    for path, mutated in itertools.islice(_mutations(doc), 0, None, 4):  # every 4th: a spread, in seconds
+        count += 1
+        refused += compiled(mutated) is not None
+        assert (compiled(mutated) is None) == strict.is_valid(mutated), (path, compiled(mutated))
+    assert count > 500 and refused > count // 4

@@ -6,13 +6,12 @@ entry's t, λ, α, σ and σ/α are mutually consistent to rounding; the endpoin
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from builder.registry._canonical import sha256_of
+from optsteps_loader import _format as fmt
 from builder.solve.schedules import Schedule
 
 
@@ -31,8 +30,9 @@ def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | s
 
 
 def input_hash(key: dict[str, Any]) -> str:
-    """``sha256:`` of the problem key's canonical JSON."""
-    return sha256_of(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
+    """``sha256:`` of the problem key's compact sorted JSON (`optsteps_loader._format.input_hash`, the one
+    definition: the loader's checks rebuild the key from the entry and compare)."""
+    return fmt.input_hash(key)
 
 
 def node_arrays(schedule: Schedule, t: np.ndarray) -> dict[str, list[Any]]:

@@ -7,10 +7,10 @@ what is wrong, e.g. ``v1/vp-linear.json: entry nfe=6 order=3 p=1: lambda not str
 The data checks are the loader's own (docs/registry-format.md is the contract), from the registry-format
 modules, so ``optsteps verify`` and ``python -m builder validate`` refuse the same data:
 
-- reading (`optsteps_loader._format`): regular files within the size bound, strict JSON (UTF-8 without BOM,
-  no ``NaN``/``Infinity``, no overflowing number, no duplicate key, bounded nesting and integers), paths
-  inside a ``v<N>/`` folder and, symlinks resolved, inside the registry; each file's size and sha256 against
-  the index;
+- reading (`optsteps_loader._format`): the loader's path-safety rule (`unsafe_path`: the index's path syntax
+  and, symlinks resolved, inside the registry, for ``index.json`` and every listed file), regular files within
+  the size bound, strict JSON (UTF-8 without BOM, no ``NaN``/``Infinity``, no overflowing number, no duplicate
+  key, bounded nesting and integers); each file's size and sha256 against the index;
 - the data (`optsteps_loader._invariants`): the index and its records (unique paths and schedule variants),
   each file's top level and its agreement with its record and the index, every entry in full.
 
@@ -248,6 +248,9 @@ def _check_index(root: Path) -> tuple[Any, list[Problem]]:
     """The index, parsed, and its problems; None when it is absent or unreadable."""
     if not (root / INDEX_NAME).exists():
         return None, [Problem(INDEX_NAME, "missing: the registry has no index")]
+    why = fmt.unsafe_path(str(root), INDEX_NAME)
+    if why is not None:
+        return None, [Problem(INDEX_NAME, why)]
     data, problems = _read(root, INDEX_NAME)
     if data is None:
         return None, problems
@@ -296,8 +299,9 @@ def validate_registry(path: str | Path, *, allow_missing: bool = False) -> Valid
             continue  # reported with the index
         rel = record["path"]
         listed.add(rel)
-        if not fmt.inside(str(root), str(root / rel)):
-            problems.append(Problem(INDEX_NAME, f"path {rel!r} leads outside the registry folder"))
+        why = fmt.unsafe_path(str(root), rel)
+        if why is not None:
+            problems.append(Problem(rel, why))
             continue
         if not (root / rel).exists():
             if allow_missing:
