@@ -1,4 +1,4 @@
-"""What the best single grid could reach on the validation split: a ceiling for issue 14's row targets.
+"""What the best single grid could reach on the validation split: a ceiling for the solver entries' ratio targets.
 
 A shipped solver entry is refined on the *fit* split and reported on the *validation* split. Its row targets
 (≤ 0.85 against every rule and table, ≤ 0.95 against the per-problem best rule, no problem above uniform λ;

@@ -1,4 +1,4 @@
-"""Issue 14's target table on the VALIDATION split: shipped registry entries vs grids refined live on the fit split.
+"""The ratio-target table on the VALIDATION split: shipped registry entries vs grids refined live on the fit split.
 
 For each schedule × NFE × solver (UniPC bh2 order 3; DPM-Solver++ 2M, order 2) and each candidate grid G —
 (a) the shipped registry entry, (b) the grid refined on the fit split (:func:`builder.select.refine.refine`,

@@ -1,4 +1,4 @@
-"""Issue 14's targets, measured on the shipped registry's solver entries.
+"""The solver entries' ratio targets, measured on the shipped registry's solver entries.
 
 **Recorded figures** (default; no computation): every solver entry carries its fit and validation figures
 (:mod:`builder.select.robust`). Per schedule variant × solver/order × ending, over the NFEs asked for

@@ -1,7 +1,7 @@
 """Two deliberately literal implementations of the bound, shaped like the paper's released code.
 
 Plain Python loops over steps and nodes, and finite-difference gradients in the optimiser: this is how
-``step_optim.py`` solves the problem (METHOD.md §5). Two flavours of the same loops:
+``step_optim.py`` solves the problem (docs/method.md, 'The solve'). Two flavours of the same loops:
 
 - ``reference_objective``: scalar ``math`` calls on Python floats — the fastest a loop-and-finite-difference
   solve gets, and the independent second implementation tests check ``builder.solve.objective`` against;
@@ -41,7 +41,7 @@ def _order(s: int, nfe: int, max_order: int) -> int:
 
 
 def _step_weights(lam, s: int, k: int, exp=math.exp) -> dict:
-    """{node j: w_{s,j}} for step s of order k (METHOD.md §2), one case per order."""
+    """{node j: w_{s,j}} for step s of order k (docs/method.md, 'The bound'), one case per order."""
     h = lam[s + 1] - lam[s]
     phi0, phi1, phi2 = _phi(h, exp)
     e = exp(lam[s])
@@ -60,7 +60,7 @@ def _step_weights(lam, s: int, k: int, exp=math.exp) -> dict:
 
 
 def _bound_by_loops(lam, p: float, tau: int, max_order: int, exp, sqrt, pooled):
-    """METHOD.md §3 step by step; ``exp``/``sqrt`` and the ``pooled`` accumulator set the arithmetic's kind."""
+    """The bound (docs/method.md) step by step; ``exp``/``sqrt`` and the ``pooled`` accumulator set the arithmetic's kind."""
     nfe = len(lam) - 1
     err = [(1 + exp(2 * lam[j])) ** (-p / 2) * sqrt(1 + exp(-2 * lam[j])) for j in range(nfe + 1)]
     total = 0.0
@@ -78,7 +78,7 @@ def _bound_by_loops(lam, p: float, tau: int, max_order: int, exp, sqrt, pooled):
 
 
 def reference_objective(lambdas: list[float] | np.ndarray, p: float, tau: int, max_order: int = 3) -> float:
-    """F(λ) by loops on Python floats, exactly as METHOD.md §3 states it."""
+    """F(λ) by loops on Python floats, exactly as docs/method.md states it."""
     lam = [float(v) for v in lambdas]
     return _bound_by_loops(lam, p, tau, max_order, math.exp, math.sqrt, [0.0] * len(lam))
 

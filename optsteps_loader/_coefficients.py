@@ -1,7 +1,7 @@
 """Per-step coefficients of the multistep samplers, in float64 with the standard library only.
 
 Every sampler here is an exponential integrator in data-prediction form. With the half-log-SNR
-λ = log α − log σ, the probability-flow ODE has the exact solution (METHOD.md §2)
+λ = log α − log σ, the probability-flow ODE has the exact solution (docs/method.md, 'The bound')
 
     x_t / σ_t = x_s / σ_s + ∫_{λ_s}^{λ_t} e^{λ} x_θ(x_λ, λ) dλ,
 
@@ -22,7 +22,7 @@ of each formula lives here:
   Guided Sampling of Diffusion Probabilistic Models" (arXiv:2211.01095), in the form of the reference
   code (LuChengTHU/dpm-solver) and diffusers.
 
-These are *not* the weights of the step-optimisation objective (METHOD.md §2, exact Lagrange-in-λ
+These are *not* the weights of the step-optimisation objective (docs/method.md, 'The bound': exact Lagrange-in-λ
 weights); that objective lives in the builder.
 """
 

@@ -51,7 +51,7 @@ def make_steps(
 
 
 def vp_linear_log_alpha(t: float) -> float:
-    """log α(t) = −(β1−β0) t²/4 − β0 t/2 (METHOD.md §1.1)."""
+    """log α(t) = −(β1−β0) t²/4 − β0 t/2."""
     return -(BETA_1 - BETA_0) * t * t / 4.0 - BETA_0 * t / 2.0
 
 
@@ -62,7 +62,7 @@ def vp_linear_lambda(t: float) -> float:
 
 
 def vp_linear_t(lam: float) -> float:
-    """Inverse of :func:`vp_linear_lambda` (rationalised root, METHOD.md §1.1)."""
+    """Inverse of :func:`vp_linear_lambda` (rationalised root)."""
     big_l = float(np.logaddexp(-2.0 * lam, 0.0))
     d = BETA_1 - BETA_0
     return 2.0 * d * big_l / (d * (BETA_0 + math.sqrt(BETA_0**2 + 2.0 * d * big_l)))

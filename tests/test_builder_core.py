@@ -45,7 +45,7 @@ def test_lambda_strictly_decreasing_and_consistent(name, params):
 
 
 def test_documented_endpoints():
-    """METHOD.md §1 values (float64; the discrete tables are float64 here, float32 in the released code)."""
+    """Schedule values (float64; the discrete tables are float64 here, float32 in the released code)."""
     vp = get_schedule("vp-linear")
     assert vp.lambda_start == pytest.approx(-5.024978406659204, abs=1e-13)
     assert vp.lambda_end == pytest.approx(4.557714932729866, abs=1e-13)
@@ -93,7 +93,7 @@ def test_bad_schedule_parameters(name, params, message):
 
 
 # -- objective -----------------------------------------------------------------------------------------------
-REFERENCE_VALUES = [  # METHOD.md §8.1: vp-linear, float64 uniform-λ grid
+REFERENCE_VALUES = [  # vp-linear, float64 uniform-λ grid (the paper's released code)
     (5, 2, 3, 231.47846510520728),
     (5, 1, 3, 243.44491078239162),
     (5, 0, 3, 332.80559398300926),

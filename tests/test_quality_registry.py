@@ -19,8 +19,10 @@ from builder.cli import cli  # noqa: E402
 from builder.registry import sweep  # noqa: E402
 from builder.registry.entry import make_entry  # noqa: E402
 from builder.registry.validate import validate_registry  # noqa: E402
-from builder.select import gate  # noqa: E402
-from builder.select import selection as qreg  # noqa: E402
+from builder.select import (
+    gate,  # noqa: E402
+    selection,  # noqa: E402
+)
 from builder.solve.grids import STARTS, baseline_grids, start_grid  # noqa: E402
 from builder.solve.objective import objective  # noqa: E402
 from builder.solve.optimize import solve  # noqa: E402
@@ -47,7 +49,7 @@ def _sig4(x: float) -> bool:
 
 def test_quality_record_is_consistent(solved):
     entry, candidates = solved
-    shipped, q = qreg.choose_and_measure(SCHEDULE, entry, candidates)
+    shipped, q = selection.choose_and_measure(SCHEDULE, entry, candidates)
     assert shipped["quality"] is q
     assert q["benchmark"] == "standard" and q["sampler"] == {
         "name": "unipc",
@@ -67,7 +69,7 @@ def test_quality_record_is_consistent(solved):
     assert all(_sig4(v) for v in (q["mean_l2"], q["median_l2"], q["log_ratio_best_baseline"]))
     json.dumps(q, allow_nan=False)  # JSON-ready
     # measuring the shipped grid again gives the stored figure
-    assert float(f"{qreg.measure(shipped['lambda'], 3).mean_l2:.4g}") == q["mean_l2"]
+    assert float(f"{selection.measure(shipped['lambda'], 3).mean_l2:.4g}") == q["mean_l2"]
 
 
 def test_a_better_local_optimum_is_chosen_and_shown_on_held_out(solved):
@@ -81,8 +83,8 @@ def test_a_better_local_optimum_is_chosen_and_shown_on_held_out(solved):
         {**good, "init": "edm", "fun": 1.0},  # a duplicate: measured once
         {"init": "unif_t", "lambdas": list(uniform), "fun": 2.0, "valid": False},  # invalid: ignored
     ]
-    lowest = qreg.entry_for_candidate(SCHEDULE, entry, fake[0])
-    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, fake)
+    lowest = selection.entry_for_candidate(SCHEDULE, entry, fake[0])
+    shipped, q = selection.choose_and_measure(SCHEDULE, lowest, fake)
     assert q["candidates"] == 2
     assert q["selection"] == "benchmark" and "quad" in q["selection_reason"]
     assert shipped["init"] == "quad" and shipped["objective"] == 1.0
@@ -98,7 +100,7 @@ def test_a_better_local_optimum_is_chosen_and_shown_on_held_out(solved):
 def test_a_single_optimum_stays(solved):
     entry, candidates = solved
     first = min(candidates, key=lambda c: c["fun"])
-    _shipped, q = qreg.choose_and_measure(SCHEDULE, entry, [first, {**first, "init": "quad"}])
+    _shipped, q = selection.choose_and_measure(SCHEDULE, entry, [first, {**first, "init": "quad"}])
     assert q["candidates"] == 1 and q["selection"] == "lowest-bound" and "held_out" not in q
 
 
@@ -108,8 +110,8 @@ def test_a_starting_grid_that_samples_better_is_shipped_instead_of_a_bad_optimum
     lam_t, lam_e = SCHEDULE.lambda_start, SCHEDULE.lambda_end
     crowded = [lam_t, *np.linspace(lam_t + 0.02, lam_t + 0.1 * (lam_e - lam_t), NFE - 1), lam_e]
     bad = {"init": "unif", "lambdas": crowded, "fun": 0.0, "valid": True}
-    lowest = qreg.entry_for_candidate(SCHEDULE, entry, bad)
-    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [bad])
+    lowest = selection.entry_for_candidate(SCHEDULE, entry, bad)
+    shipped, q = selection.choose_and_measure(SCHEDULE, lowest, [bad])
     assert q["selection"] == "start" and q["candidates"] == 1
     assert "unoptimised" in q["selection_reason"] and "4 starting grids" in q["selection_reason"]
     name = STARTS[shipped["init"]]
@@ -127,11 +129,11 @@ def test_a_lowest_bound_grid_with_a_collapsed_step_is_replaced(solved):
     good = min(candidates, key=lambda c: c["fun"])
     collapsed = list(good["lambdas"])
     collapsed[2] = collapsed[1] + 1e-4  # step 1 collapses: the grid spends an evaluation on nothing
-    lowest = qreg.entry_for_candidate(SCHEDULE, entry, {**good, "lambdas": collapsed, "fun": 0.0})
-    assert "collapsed step 1" in qreg.wasted_evaluation(lowest)
-    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [{**good, "lambdas": collapsed, "fun": 0.0}, good])
+    lowest = selection.entry_for_candidate(SCHEDULE, entry, {**good, "lambdas": collapsed, "fun": 0.0})
+    assert "collapsed step 1" in selection.wasted_evaluation(lowest)
+    shipped, q = selection.choose_and_measure(SCHEDULE, lowest, [{**good, "lambdas": collapsed, "fun": 0.0}, good])
     assert q["selection"] in ("benchmark", "start") and "collapsed step 1" in q["selection_reason"]
-    assert qreg.wasted_evaluation(shipped) is None
+    assert selection.wasted_evaluation(shipped) is None
 
 
 def test_an_alternative_that_wastes_an_evaluation_is_never_chosen(solved):
@@ -140,35 +142,35 @@ def test_an_alternative_that_wastes_an_evaluation_is_never_chosen(solved):
     lam_t, lam_e = SCHEDULE.lambda_start, SCHEDULE.lambda_end
     crowded = [lam_t, *np.linspace(lam_t + 0.02, lam_t + 0.1 * (lam_e - lam_t), NFE - 1), lam_e]
     bad = {"init": "unif", "lambdas": crowded, "fun": 0.0, "valid": True}
-    lowest = qreg.entry_for_candidate(SCHEDULE, entry, bad)
+    lowest = selection.entry_for_candidate(SCHEDULE, entry, bad)
     # the good optimum, with one step collapsed, would beat the crowded grid by far; it must not be chosen
     collapsed = list(good["lambdas"])
     collapsed[3] = collapsed[2] + 1e-4
-    shipped, q = qreg.choose_and_measure(SCHEDULE, lowest, [bad, {**good, "lambdas": collapsed, "fun": 1.0}])
+    shipped, q = selection.choose_and_measure(SCHEDULE, lowest, [bad, {**good, "lambdas": collapsed, "fun": 1.0}])
     assert "wasting a model evaluation left out" in q["selection_reason"]
-    assert qreg.wasted_evaluation(shipped) is None and q["selection"] == "start"
+    assert selection.wasted_evaluation(shipped) is None and q["selection"] == "start"
 
 
 def test_repeated_integer_timesteps_waste_an_evaluation_except_at_the_final_node():
     sched = get_schedule("scaled-linear")
     entry = make_entry(sched, solve(sched, 8, p=1.0, tau=0, init="unif"), 0)
-    assert qreg.wasted_evaluation(entry) is None
+    assert selection.wasted_evaluation(entry) is None
     near = dict(entry, timesteps=[999, 999, *entry["timesteps"][2:]], timestep_collisions=[[0, 1]])
-    assert "twice at timestep 999 (nodes 0 and 1)" in qreg.wasted_evaluation(near)
+    assert "twice at timestep 999 (nodes 0 and 1)" in selection.wasted_evaluation(near)
     last = dict(entry, timesteps=[*entry["timesteps"][:-1], 0], timestep_collisions=[[7, 8]])
     last["timesteps"][7] = 0
-    assert qreg.wasted_evaluation(last) is None  # the model is not called at node N
+    assert selection.wasted_evaluation(last) is None  # the model is not called at node N
 
 
 def test_the_best_baseline_is_one_that_wastes_no_evaluation():
     sched = get_schedule("scaled-linear")
     # uniform-λ at NFE 30 rounds nodes 28 and 29 to timestep 1: the model would be called twice there
-    assert "twice at timestep 1" in qreg._grid_wastes(sched, baseline_grids(sched, 30)["uniform-lambda"])
+    assert "twice at timestep 1" in selection._grid_wastes(sched, baseline_grids(sched, 30)["uniform-lambda"])
     errors = {"uniform-lambda": 0.1, "uniform-t": 0.3, "uniform-sqrt-t": 0.2}
-    measured = {name: qreg.Measurement({"p": np.full(4, e)}) for name, e in errors.items()}
-    assert qreg.best_baseline(sched, 30, measured) == "uniform-sqrt-t"
-    assert qreg.best_baseline(sched, 10, measured) == "uniform-lambda"  # no collision at NFE 10
-    assert qreg.best_baseline(sched, 30, {"uniform-lambda": measured["uniform-lambda"]}) == "uniform-lambda"
+    measured = {name: selection.Measurement({"p": np.full(4, e)}) for name, e in errors.items()}
+    assert selection.best_baseline(sched, 30, measured) == "uniform-sqrt-t"
+    assert selection.best_baseline(sched, 10, measured) == "uniform-lambda"  # no collision at NFE 10
+    assert selection.best_baseline(sched, 30, {"uniform-lambda": measured["uniform-lambda"]}) == "uniform-lambda"
 
 
 def test_write_spec_defaults_changes_only_p(tmp_path):

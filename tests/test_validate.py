@@ -324,7 +324,7 @@ def test_endpoint_mismatch_is_refused(reg: Path) -> None:
 
 def test_endpoint_within_tolerance_is_accepted(reg: Path) -> None:
     doc = factory.read_json(reg, VP)
-    doc["schedule"]["t_start"] = 0.9999999999999998  # METHOD.md: what inverse_lambda(λ_T) returns
+    doc["schedule"]["t_start"] = 0.9999999999999998  # what inverse_lambda(λ_T) returns
     for entry in doc["entries"]:  # as the builder would hash them, with this t_start
         entry["input_hash"] = _format.input_hash(inv.input_key(entry, doc["schedule"])[0])
     factory.rewrite(reg, VP, doc)

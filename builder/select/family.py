@@ -23,7 +23,7 @@ nothing but the figures recorded. No (profile, seed, dims, spectrum) is shared; 
 both with different noise seeds (different x_T). The fit ranges bracket the validation ranges in every
 parameter (dimension, spectrum exponent, between-mode fraction, mode count), so validation asks the
 refined grids to interpolate, not to extrapolate. :data:`PROTOTYPE_FIT_SPECS` is the narrower fit split of
-the issue-14 prototype, kept so ``benchmarks/bench_robust.py --fit prototype`` can reproduce the
+an earlier, narrower prototype, kept so ``benchmarks/bench_robust.py --fit prototype`` can reproduce the
 comparison that motivated the widening.
 
 :func:`digest` hashes a split's problems (every parameter array, batch and seed): a cache key and the
@@ -152,7 +152,7 @@ VALIDATION_SPECS: tuple[tuple[str, tuple], ...] = (
     ("lowdim", (5, 8, 0.04, 0.12, 103)),
     ("digits", ()),
 )
-# The issue-14 prototype's fit split: pixel D ≤ 256 and a ≤ 2.2, latent a ≥ 0.2 and f ≥ 0.05, lowdim
+# The earlier prototype's fit split: pixel D ≤ 256 and a ≤ 2.2, latent a ≥ 0.2 and f ≥ 0.05, lowdim
 # K 12–32 — narrower than validation (which has D = 320, a = 2.5; a = 0.1; f = 0.02; K = 8 and 48).
 PROTOTYPE_FIT_SPECS: tuple[tuple[str, tuple], ...] = (
     ("pixel", (64, 4, 1.2, 0.3, 1)),

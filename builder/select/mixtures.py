@@ -16,7 +16,7 @@ and one (B, K·D) × (K·D, D) product to map back.
 
 Why λ alone is enough: the data-prediction UniPC / DPM-Solver++ updates are equivariant under
 (α, σ, x) → c·(α, σ, x), so any schedule's sample error on a λ-grid equals the VP-normalised one (scaled by
-the schedule's α at the last node); ``tests/test_quality_equivariance.py`` checks this.
+the schedule's α at the last node); the tests check this.
 """
 
 from __future__ import annotations

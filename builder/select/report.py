@@ -23,8 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from builder.select import gate
-from builder.select import selection as qreg
+from builder.select import gate, selection
 from builder.solve.grids import baseline_grids
 
 __all__ = ["SOLVER_LABELS", "solver_entry_rows", "solver_entry_table", "write_report"]
@@ -150,7 +149,7 @@ def _summary(root: Path) -> list[str]:
         worse += bool(q["worse_than_best_baseline"])
         bench += q["selection"] == "benchmark"
         start += q["selection"] == "start"
-        replaced += q["selection_reason"].startswith(qreg.REPLACED_WASTEFUL)
+        replaced += q["selection_reason"].startswith(selection.REPLACED_WASTEFUL)
     return [
         f"- {total} measured entries; {worse} measure worse than their best baseline beyond noise (flagged in the "
         "entry: `quality.worse_than_best_baseline`, exposed by the loader as `steps.quality`);",
@@ -209,7 +208,7 @@ def solver_entry_rows(
 
 
 def solver_entry_table(rows: list[dict]) -> list[str]:
-    """Markdown lines: one per row of :func:`solver_entry_rows`, then how many rows meet issue 14's targets."""
+    """Markdown lines: one per row of :func:`solver_entry_rows`, then how many rows meet the ratio targets."""
     reference = "generic entry" if rows and rows[0]["profile"] else "bound entry"
     lines = [
         f"| solver | ending | schedule | vs worst rule or table | vs best rule | >UL | vs {reference} | loses |",

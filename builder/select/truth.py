@@ -1,6 +1,6 @@
 """Ground truth: the probability-flow ODE in λ, solved tightly, cached on disk.
 
-With VP-normalised x = α̂ x₀ + σ̂ ε and y = x / σ̂, the probability-flow ODE is (METHOD.md §2)
+With VP-normalised x = α̂ x₀ + σ̂ ε and y = x / σ̂, the probability-flow ODE is (docs/method.md, 'The setting')
 
     dy/dλ = e^λ · x̂₀(σ̂ y, λ),
 

@@ -1,4 +1,4 @@
-"""The paper's data-free error bound F(λ_1 … λ_{N−1}) and its exact gradient (METHOD.md §2–3).
+"""The paper's data-free error bound F(λ_1 … λ_{N−1}) and its exact gradient (docs/method.md, 'The bound').
 
 Grid: λ_0 = λ_T < λ_1 < … < λ_N = λ_ε (index 0 is the noisiest node), h_i = λ_{i+1} − λ_i.
 
@@ -127,7 +127,7 @@ def node_index(nfe: int) -> Array:
 
 
 def objective(lambdas: ArrayLike, p: float, tau: int, max_order: int = 3) -> float:
-    """F at a full grid λ_0 … λ_N (METHOD.md §3)."""
+    """F at a full grid λ_0 … λ_N (docs/method.md, 'The bound')."""
     return objective_and_gradient(lambdas, p, tau, max_order, need_gradient=False)[0]
 
 

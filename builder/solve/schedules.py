@@ -10,7 +10,7 @@ strictly decreasing in t. Every schedule here gives, as vectorised float64 funct
 its default interval [t_end, t_start] and ``model_time(t)``, the model's time input (continuous t,
 integer DDPM timestep, EDM σ, or 1000·σ for flow models).
 
-Names and parameters follow ``../shared/DESIGN.md``; the formulas follow METHOD.md §1.
+Names and parameters are the registry's (docs/registry-format.md); the formulas are docs/method.md's.
 """
 
 from __future__ import annotations
