@@ -60,7 +60,8 @@ def _step_weights(lam, s: int, k: int, exp=math.exp) -> dict:
 
 
 def _bound_by_loops(lam, p: float, tau: int, max_order: int, exp, sqrt, pooled):
-    """The bound (docs/method.md) step by step; ``exp``/``sqrt`` and the ``pooled`` accumulator set the arithmetic's kind."""
+    """The bound (docs/method.md) step by step; ``exp``/``sqrt`` and the ``pooled`` accumulator set the
+    arithmetic's kind."""
     nfe = len(lam) - 1
     err = [(1 + exp(2 * lam[j])) ** (-p / 2) * sqrt(1 + exp(-2 * lam[j])) for j in range(nfe + 1)]
     total = 0.0

@@ -1,6 +1,6 @@
 """Small, valid registries in the exact format of docs/registry-format.md, for tests and benchmarks.
 
-The schedules are closed-form (no optimizer) from the schedules' formulas (docs/method.md, 'The setting'), independent of
+The schedules are closed-form (no optimizer) from their formulas (docs/method.md, 'The setting'), independent of
 ``builder.solve.schedules``: nodes on a uniform-λ grid, warped by (order, p) so that every entry differs.
 Bytes, sha256 and sizes in the index are written with the registry-format module the builder uses, so the
 loader cannot tell these from a real registry; tests never depend on the committed ``registry/``.
