@@ -1,3 +1,14 @@
-from builder.cli import main
+"""``python -m builder``. Its commands need the builder extra (numpy, scipy, click, …), which a plain
+``pip install optsteps`` does not install: say so instead of a traceback, as the ``optsteps`` command does."""
+
+import sys
+
+try:
+    from builder.cli import main
+except ModuleNotFoundError as err:
+    if err.name not in ("click", "numpy", "scipy", "tqdm", "jsonschema", "threadpoolctl"):
+        raise
+    sys.stderr.write(f"python -m builder needs {err.name}: pip install 'optsteps[builder]'\n")
+    raise SystemExit(2) from None
 
 main()
