@@ -17,7 +17,8 @@ A schedule may be given by a model alias the index lists (``"sdxl"``, ``"sd3"``,
 model alias names, per data profile (``"latent"``: Stable Diffusion, SDXL, SD3, FLUX; ``"pixel"``: DDPM,
 score-SDE). ``profile=None`` takes the alias's profile when the schedule is given by an alias that has one
 (falling back to the generic entry where that profile has none, with a `FallbackWarning`), else the generic
-entry; ``"generic"`` forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an error if there is none).
+entry; ``"generic"`` forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an
+error if there is none).
 A registry written or extended by ``python -m builder calibrate`` also holds *calibrated* entries (steps for
 one model); with ``profile=None`` they come first.
 """
