@@ -1,9 +1,20 @@
+"""``python -m builder``. It runs with the pinned numerical kernels (builder.kernels: re-executed before numpy
+loads, so the registry's bytes are the same on any CPU). Its commands need the builder extra (numpy, scipy,
+click, …), which a plain ``pip install optsteps`` does not install: say so instead of a traceback, as the
+``optsteps`` command does."""
+
 import sys
 
 from builder.kernels import pin_this_process
 
-pin_this_process(["-m", "builder", *sys.argv[1:]])  # before numpy loads: the registry's bytes, on any CPU
+pin_this_process(["-m", "builder", *sys.argv[1:]])
 
-from builder.cli import main  # noqa: E402
+try:
+    from builder.cli import main
+except ModuleNotFoundError as err:
+    if err.name not in ("click", "numpy", "scipy", "tqdm", "jsonschema", "threadpoolctl"):
+        raise
+    sys.stderr.write(f"python -m builder needs {err.name}: pip install 'optsteps[builder]'\n")
+    raise SystemExit(2) from None
 
 main()

@@ -35,6 +35,8 @@ def refine_profile(
     """{relative path: canonical bytes} of the registry ``out`` (new, or an existing one merged into:
     :mod:`builder.registry.merge`) whose ``schedule`` (key or alias) has ``profile`` solver entries for
     (``solver``, ``order``, ``ending``) at ``nfes``, refined on the profile's problems."""
+    import warnings
+
     import torch
 
     import optsteps_loader
@@ -50,9 +52,11 @@ def refine_profile(
     name, params = info["schedule"]["name"], info["params"]
     sched = get_schedule(name, **params)
     generic = {}
-    for n in nfes:
-        steps = optsteps_loader.get(name, n, solver=solver, order=order, ending=ending, profile="generic", **params)
-        if steps.method not in ("bound", "bound+denoise"):
+    for n in nfes:  # the generic solver entries to start from, where they exist (get() falls back to the bound's)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optsteps_loader.FallbackWarning)
+            steps = optsteps_loader.get(name, n, solver=solver, order=order, ending=ending, profile="generic", **params)
+        if steps.requested is None and steps.method not in ("bound", "bound+denoise"):
             generic[n] = list(steps.lambdas)
     torch.set_num_threads(1)
     records = profile_chain(

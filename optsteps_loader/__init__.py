@@ -12,6 +12,7 @@ from ._registry import clear_cache
 from ._verify import verify
 from .errors import (
     EntryNotFoundError,
+    FallbackWarning,
     OptstepsError,
     RegistryIntegrityError,
     RegistryUnavailableError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EntryNotFoundError",
+    "FallbackWarning",
     "OptstepsError",
     "RegistryIntegrityError",
     "RegistryUnavailableError",

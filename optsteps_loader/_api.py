@@ -7,16 +7,18 @@ exists.
 Which entry `get` returns: without ``p``, the *solver entry* for (``solver``, ``order``, ``ending``, ``nfe``) —
 steps refined and measured for that sampler and ending (docs/data-family.md) — where the file has one; else
 the bound's entry at the schedule's default p (the paper's bound is the same for UniPC and DPM-Solver++, so
-both read it): for ``ending="eps"`` the NFE-N entry, for ``"zero"`` the NFE-(N−1) entry followed by a final
-step to σ = 0 (``method="bound+denoise"``: N calls, the last a denoise from t_ε; not measured). With ``p``,
-always the bound's entry (the paper's method, for research).
+both read it), with a `FallbackWarning` where the file has solver entries (a file of bound entries only answers
+every request with them): for ``ending="eps"`` the NFE-N entry, for ``"zero"`` the NFE-(N−1) entry followed by
+a final step to σ = 0 (``method="bound+denoise"``: N calls, the last a denoise from t_ε; not measured). With
+``p``, always the bound's entry (the paper's method, for research), either ending, without a warning.
 A schedule may be given by a model alias the index lists (``"sdxl"``, ``"sd3"``, …).
 
 ``profile``: solver entries come generic (refined on the whole data family) and, for the schedule variants a
 model alias names, per data profile (``"latent"``: Stable Diffusion, SDXL, SD3, FLUX; ``"pixel"``: DDPM,
 score-SDE). ``profile=None`` takes the alias's profile when the schedule is given by an alias that has one
-(falling back to the generic entry where that profile has none), else the generic entry; ``"generic"``
-forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an error if there is none).
+(falling back to the generic entry where that profile has none, with a `FallbackWarning`), else the generic
+entry; ``"generic"`` forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an
+error if there is none).
 A registry written or extended by ``python -m builder calibrate`` also holds *calibrated* entries (steps for
 one model); with ``profile=None`` they come first.
 """
@@ -41,6 +43,19 @@ ENDINGS = ("eps", "zero")
 PROFILES = (*inv.PROFILES, "generic")
 MAX_INT_ARG = 10**6  # nfe and order beyond this are surely mistakes (and too long to echo)
 MAX_NAME = 100  # schedule names longer than this are cut in messages
+# what a builder command in a message needs besides the loader
+BUILDER_EXTRA = "needs the builder extra: pip install 'optsteps[builder]'"
+# solver names people try (lower case, "-" as "_"), and what they are in get()'s terms
+_EULER = "; Euler (DDIM: the same step in sigma/alpha) is DPM-Solver++ order 1: solver='dpmpp', order=1"
+SOLVER_HINTS = {
+    "euler": _EULER,
+    "ddim": _EULER,
+    "dpmpp_2m": "; DPM-Solver++ 2M is solver='dpmpp', order=2",
+    "dpmpp_3m": "; DPM-Solver++ 3M is solver='dpmpp', order=3",
+    "dpm++": "; DPM-Solver++ is solver='dpmpp' (2M: order=2)",
+    "uni_pc": "; UniPC is solver='unipc'",
+    "uni_pc_bh2": "; UniPC bh2 is solver='unipc'",
+}
 
 
 def get(
@@ -61,9 +76,11 @@ def get(
     Args:
         schedule: a schedule key, e.g. ``"vp-linear"``, ``"scaled-linear"``, ``"edm"``, ``"flow"``, or a model
             alias the registry lists (``"sd15"``, ``"sdxl"``, ``"sd3"``, …; ``optsteps list``).
-        nfe: number of model calls N (the result has N+1 nodes, noisiest first).
+        nfe: number of model calls N (the result has N+1 nodes, noisiest first); ``optsteps list`` shows the
+            NFEs each schedule has.
         order: the solver order (1, 2 or 3): DPM-Solver++ 2M is ``solver="dpmpp", order=2``.
-        p: ``None`` (the solver entry, see the module docstring), or the bound's exponent p (the bound's entry).
+        p: ``None`` (the solver entry, see the module docstring), or the bound's exponent p (the bound's entry;
+            with ``ending="zero"`` the bound's NFE-(N−1) entry and a last step to σ = 0).
         solver: ``"unipc"`` (UniPC bh2, with corrector) or ``"dpmpp"`` (DPM-Solver++ multistep).
         ending: ``"eps"`` (the last node is t_ε: the official UniPC / DPM-Solver code) or ``"zero"`` (the last
             step goes to σ = 0: diffusers' ``final_sigmas_type="zero"``, k-diffusion, ComfyUI). Either way N
@@ -77,6 +94,11 @@ def get(
             `optsteps_loader.hub`: fetched, verified and cached).
         revision: with ``source="hub"``: a branch, tag or commit of the Hub dataset repo.
         shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant.
+
+    Warns:
+        FallbackWarning: no solver entry for that request (solver, order, ending, nfe; or the alias's profile),
+            so another entry is returned (the bound's, or the generic one); the message says which, and how to
+            ask for it by name. The record's ``requested`` holds what was asked.
 
     Raises:
         TypeError, ValueError: a bad argument (the message names it).
@@ -92,15 +114,16 @@ def get(
     """
     if not isinstance(schedule, str):
         raise TypeError(f"schedule must be a str such as 'vp-linear', not {_kind(schedule)}")
-    nfe = _int_arg("nfe", nfe)
+    nfe = _int_arg("nfe", nfe, minimum=None)
     order = _int_arg("order", order)
     if order not in ORDERS:
         raise ValueError(f"order must be 1, 2 or 3, got {order}")
     if p is not None:
         p = _real_arg("p", p, minimum=0.0)
     if not isinstance(solver, str) or solver not in SOLVERS:
+        hint = SOLVER_HINTS.get(solver.lower().replace("-", "_")[:20], "") if isinstance(solver, str) else ""
         raise (ValueError if isinstance(solver, str) else TypeError)(
-            f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {_kind(solver)}"
+            f"solver must be one of {', '.join(map(repr, SOLVERS))}, got {_kind(solver)}{hint}"
         )
     if shift is not None:
         shift = _real_arg("shift", shift, minimum=0.0, strict=True)
@@ -108,15 +131,22 @@ def get(
         raise (ValueError if isinstance(ending, str) else TypeError)(
             f"ending must be one of {', '.join(map(repr, ENDINGS))}, got {_kind(ending)}"
         )
-    if p is not None and ending != "eps":
-        raise ValueError("p= selects the bound's entries, which end at t_eps: use ending='eps' with p, or drop p")
     if profile is not None and (not isinstance(profile, str) or profile not in PROFILES):
         raise (ValueError if isinstance(profile, str) else TypeError)(
             f"profile must be None or one of {', '.join(map(repr, PROFILES))}, got {_kind(profile)}"
         )
     if p is not None and profile is not None:
         raise ValueError("p= selects the bound's entries, which have no data profile: drop profile= or p=")
-    return _run(source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift, ending, profile))
+    steps, fallback = _run(
+        source, revision, lambda src: _get(src, schedule, nfe, order, p, solver, shift, ending, profile)
+    )
+    if fallback is not None:
+        import warnings
+
+        from .errors import FallbackWarning
+
+        warnings.warn(FallbackWarning(fallback), stacklevel=_caller_outside_package())
+    return steps
 
 
 def available(source: str | os.PathLike[str] | None = None, *, revision: str | None = None) -> dict:
@@ -195,39 +225,139 @@ def _get(
     shift: float | None,
     ending: str,
     profile: str | None,
-) -> Steps:
+) -> tuple[Steps, str | None]:
+    """The record, and the `FallbackWarning` text where it stands in for another (else None)."""
     index = _r.load_index(src)
     data = _r.load_data(src, select(index, schedule, shift, src.label))
-    if p is None:  # solver entries: calibrated, then the profile's, then generic (their keys cache the Steps)
-        if profile is None:
-            if inv.CALIBRATED in data.tiers:
-                key = (inv.CALIBRATED, solver, order, ending, nfe)
-                if key in data.solver_entries:
-                    return _steps(data, key, data.solver_entries[key], solver, src.label)
-            wanted = alias_profile(index, schedule)
-        else:
-            wanted = None if profile == "generic" else profile
-        if wanted is not None and (wanted in data.tiers or profile is not None):
-            key = (wanted, solver, order, ending, nfe)
-            entry = data.solver_entries.get(key)
-            if entry is not None:
-                return _steps(data, key, entry, solver, src.label)
-            if profile is not None:  # asked for by name: say what exists
-                raise _missing_profile_entry(data, key, src.label)
-        key = ("", solver, order, ending, nfe)
+    _check_nfe(data, nfe, src.label)
+    if p is not None:
+        return _bound(data, nfe, order, p, solver, ending, src.label), None
+    # solver entries: calibrated, then the profile's, then generic (their keys cache the Steps)
+    if profile is None:
+        if inv.CALIBRATED in data.tiers:
+            key = (inv.CALIBRATED, solver, order, ending, nfe)
+            if key in data.solver_entries:
+                return _steps(data, key, data.solver_entries[key], solver, src.label), None
+        wanted = alias_profile(index, schedule)
+    else:
+        wanted = None if profile == "generic" else profile
+    if wanted is not None and (wanted in data.tiers or profile is not None):
+        key = (wanted, solver, order, ending, nfe)
         entry = data.solver_entries.get(key)
         if entry is not None:
-            return _steps(data, key, entry, solver, src.label)
-        p = data.obj["defaults"]["p"]
-        if ending == "zero":  # the bound's NFE-1 entry, then the step to σ = 0
-            base = data.entries.get((nfe - 1, order, p))
-            if base is None:
-                raise _missing_solver_entry(data, (solver, order, ending, nfe), src.label)
-            return _steps(data, ("bound+denoise", nfe, order, p, solver), base, solver, src.label, True)
+            return _steps(data, key, entry, solver, src.label), None
+        if profile is not None:  # asked for by name: say what exists
+            raise _missing_profile_entry(data, key, src.label)
+    key = ("", solver, order, ending, nfe)
+    entry = data.solver_entries.get(key)
+    if entry is not None:
+        steps = _steps(data, key, entry, solver, src.label)
+    else:
+        steps = _bound(data, nfe, order, data.obj["defaults"]["p"], solver, ending, src.label, solver_key=key)
+    if not data.solver_entries or steps.profile == wanted and steps.p is None:
+        return steps, None  # what was asked; a file of bound entries only answers every request with them
+    requested = {"solver": solver, "order": order, "ending": ending, "profile": wanted, "p": None}
+    fallback = data.steps.get(("fallback", nfe, solver, order, ending, wanted))
+    if fallback is None:
+        import dataclasses
+
+        fallback = dataclasses.replace(steps, requested=_r.freeze(requested))
+        data.steps[("fallback", nfe, solver, order, ending, wanted)] = fallback
+    return fallback, _fallback_message(data, schedule, fallback, src.label)
+
+
+def _check_nfe(data: _r.DataFile, nfe: int, label: str) -> None:
+    """An NFE below 1 or absurdly large: a ValueError naming the NFEs the schedule's file has."""
+    if 1 <= nfe <= MAX_INT_ARG:
+        return
+    shown = nfe if nfe.bit_length() < 64 else f"an int of {nfe.bit_length()} bits"
+    solver_nfe = sorted({k[4] for k in data.solver_entries})
+    raise ValueError(
+        f"nfe is the number of model calls, got {shown}; {data.rec['schedule']} ({data.rec['path']} in {label}) "
+        + (f"has solver entries for nfe {ranges(solver_nfe)} and " if solver_nfe else "has ")
+        + f"bound entries for nfe {ranges(data.rec['nfe'])}"
+    )
+
+
+def _caller_outside_package() -> int:
+    """``warnings.warn``'s stacklevel, counted from `get`, of the first frame outside this package: the user's
+    line, or the host's (a diffusers pipeline's) when the glue called `get`."""
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(2), 2  # the caller of get()
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _bound(
+    data: _r.DataFile,
+    nfe: int,
+    order: int,
+    p: float,
+    solver: str,
+    ending: str,
+    label: str,
+    solver_key: tuple | None = None,
+) -> Steps:
+    """The bound's entry (``"eps"``), or the bound's NFE-(N−1) entry and a last step to σ = 0 (``"zero"``);
+    ``solver_key``: the solver entry this stands in for, named in the error if the bound's entry is missing."""
+    if ending == "zero":
+        base = data.entries.get((nfe - 1, order, p))
+        if base is None:
+            if solver_key is not None:
+                raise _missing_solver_entry(data, solver_key[1:], label)
+            raise _missing_entry(data, nfe - 1, order, p, label, zero=True)
+        return _steps(data, ("bound+denoise", nfe, order, p, solver), base, solver, label, True)
     entry = data.entries.get((nfe, order, p))
     if entry is None:
-        raise _missing_entry(data, nfe, order, p, src.label)
-    return _steps(data, ("bound", nfe, order, p, solver), entry, solver, src.label)
+        raise _missing_entry(data, nfe, order, p, label)
+    return _steps(data, ("bound", nfe, order, p, solver), entry, solver, label)
+
+
+def _fallback_message(data: _r.DataFile, asked: str, steps: Steps, label: str) -> str:
+    """What a `FallbackWarning` says: what was asked, what is returned instead and why, and the call that asks
+    for the returned entry by name (which does not warn)."""
+    req = steps.requested
+    solver, order, ending, wanted = req["solver"], req["order"], req["ending"], req["profile"]
+    request = f"get({asked!r}, {steps.nfe}, solver={solver!r}, order={order}, ending={ending!r})" + (
+        f" (profile {wanted!r})" if wanted else ""
+    )
+    here = [k for k in data.solver_entries if k[0] == (wanted or "")]
+    same = sorted({k[4] for k in here if k[1:4] == (solver, order, ending)})
+    combos = sorted({(k[1], k[2]) for k in here if k[3] == ending})
+    grid = (
+        f"nfe {ranges(same)} for that solver, order and ending"
+        if same
+        else "no nfe for that solver, order and ending; "
+        + ", ".join(f"{s} order {o}" for s, o in combos)
+        + f" have ending={ending!r} entries"
+    )
+    where = f"{data.rec['schedule']} ({data.rec['path']} in {label})"
+    if steps.p is None:  # a generic solver entry for lack of the profile's
+        return (
+            f"{request}: {where} has no {wanted!r} entry ({grid}); returned the generic entry (refined on every "
+            f"data profile, steps.profile None). get(..., profile='generic') asks for it without this warning."
+        )
+    euler = (
+        " UniPC order 1 was not measured; Euler / DDIM is solver='dpmpp', order=1."
+        if (solver, order) == ("unipc", 1)
+        else ""
+    )
+    if steps.method == "bound+denoise":
+        what = (
+            f"the paper's bound entry for nfe {steps.nfe - 1} and a last step to sigma = 0 "
+            f"(method='bound+denoise', p={_num(steps.p)})"
+        )
+    else:
+        what = f"the paper's bound entry (method='bound', p={_num(steps.p)})"
+    return (
+        f"{request}: {where} has no solver entry ({grid}); returned {what} instead: the same grid for either "
+        f"solver, no data profile, not refined or measured for a sampler.{euler} "
+        f"get(..., p={_num(steps.p)}{'' if ending == 'eps' else ', ending=' + repr(ending)}) asks for it without "
+        "this warning."
+    )
 
 
 def _steps(data: _r.DataFile, key: tuple, entry: dict, solver: str, label: str, denoise_after: bool = False) -> Steps:
@@ -256,9 +386,8 @@ def _missing_profile_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNo
     )
     return EntryNotFoundError(
         f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no profile={profile!r} entry for"
-        f" solver={solver!r}, "
-        f"order={order}, ending={ending!r}, nfe={nfe}; {have}. Use profile='generic' (or None), or compute it: "
-        f"{command}"
+        f" solver={solver!r}, order={order}, ending={ending!r}, nfe={nfe}; {have}. Use profile='generic' (or None),"
+        f" or compute it ({BUILDER_EXTRA}): {command}"
     )
 
 
@@ -271,9 +400,9 @@ def _missing_solver_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNot
     have = f"nfe {ranges(same)}" if same else f"no nfe (it has {', '.join(others) or 'no ' + ending + ' entries'})"
     return EntryNotFoundError(
         f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no ending={ending!r} entry for"
-        f" solver={solver!r}, "
-        f"order={order}, nfe={nfe}; for that solver and order: {have}. The bound's entries (ending='eps') "
-        f"cover nfe {ranges(rec['nfe'])}."
+        f" solver={solver!r}, order={order}, nfe={nfe}; for that solver and order: {have}. Nor is there a bound"
+        f" entry for nfe {nfe - 1} to end with a step to sigma = 0 (the bound's entries cover nfe"
+        f" {ranges(rec['nfe'])})."
     )
 
 
@@ -332,8 +461,11 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
     )
 
 
-def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str) -> EntryNotFoundError:
-    """The error for an (nfe, order, p) the file lacks: what exists, and how to compute the missing entry."""
+def _missing_entry(
+    data: _r.DataFile, nfe: int, order: int, p: float, label: str, zero: bool = False
+) -> EntryNotFoundError:
+    """The error for an (nfe, order, p) the file lacks: what exists, and how to compute the missing entry
+    (``zero``: it was wanted as the first nfe steps of an nfe + 1 call σ = 0-ending record)."""
     rec = data.rec
     here = [key[0] for key in data.entries if key[1] == order and key[2] == p]
     shift = rec["params"].get("shift")
@@ -341,11 +473,12 @@ def _missing_entry(data: _r.DataFile, nfe: int, order: int, p: float, label: str
         f"python -m builder solve --schedule {rec['schedule']} --nfe {nfe} --order {order}"
         f" --p {_num(p)}" + (f" --shift {_num(shift)}" if shift is not None else "") + " --json"
     )
+    why = f" (ending='zero' at nfe {nfe + 1} is the nfe-{nfe} entry and a step to sigma = 0)" if zero else ""
     return EntryNotFoundError(
         f"{fmt.short(rec['schedule'])} ({fmt.short(rec['path'])} in {label}) has no entry nfe={nfe}, order={order},"
-        f" p={_num(p)}."
+        f" p={_num(p)}{why}."
         f" It has orders {', '.join(map(str, rec['orders']))} and p {', '.join(_num(x) for x in rec['p'])};"
-        f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand: {command}"
+        f" for order={order}, p={_num(p)}: nfe {ranges(here)}. Compute it on demand ({BUILDER_EXTRA}): {command}"
     )
 
 
@@ -372,12 +505,14 @@ def _kind(value: object) -> str:
     return f"{type(value).__name__}{shown}"
 
 
-def _int_arg(name: str, value: object) -> int:
+def _int_arg(name: str, value: object, minimum: int | None = 1) -> int:
+    """An int argument (numpy integers too); ``minimum`` None leaves the range to the lookup (nfe: its
+    message names the NFEs the file has)."""
     if type(value) is not int:
         if isinstance(value, bool) or not hasattr(type(value), "__index__"):
             raise TypeError(f"{name} must be an int, not {_kind(value)}")
         value = value.__index__()  # numpy integers and friends
-    if not 1 <= value <= MAX_INT_ARG:
+    if minimum is not None and not minimum <= value <= MAX_INT_ARG:
         shown = value if value.bit_length() < 64 else f"an int of {value.bit_length()} bits"
         raise ValueError(f"{name} must be between 1 and {MAX_INT_ARG}, got {shown}")
     return value

@@ -12,6 +12,7 @@ from ._coefficients import schedule_family
 from ._endings import evaluated
 
 __all__ = [
+    "LOWER_ORDER_FINAL_BELOW",
     "check_convention",
     "check_order",
     "check_same_schedule",
@@ -25,7 +26,7 @@ __all__ = [
     "time_convention",
 ]
 
-_LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps
+LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
 _SIGMA_MAX_RTOL = 1e-3  # an EDM scheduler's sigma_max vs the entry's first σ (it scales the initial noise)
 # The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
@@ -169,17 +170,31 @@ def check_same_schedule(scheduler: Any, steps: Any, timesteps: list[int]) -> Non
         )
 
 
-def check_order(scheduler: Any, steps: Any, order: int, set_order: bool) -> None:
+def check_order(scheduler: Any, steps: Any, order: int, set_order: bool | None) -> None:
+    """Refuse an entry of another order than the ``order`` the scheduler's ``step()`` runs, naming the fix
+    that applies to this path and class. ``set_order``: `configure_scheduler`'s flag (``True`` sets
+    ``solver_order`` to the entry's instead of refusing); ``None`` on the standard path (`pipeline_kwargs`),
+    which leaves the scheduler as it is: Euler-type schedulers run order 1 only, DPM-Solver is rebuilt with
+    the entry's ``solver_order``."""
     if steps.order == order:
         return
     if set_order:
         scheduler.register_to_config(solver_order=steps.order)
         return
-    raise ValueError(
-        f"{type(scheduler).__name__} has solver_order={order} but the entry was optimized for order "
-        f"{steps.order}: ask for optsteps_loader.get(..., order={order}) (DPM-Solver++ 2M: order=2), or pass "
-        f"set_order=True to run the scheduler at order {steps.order}"
-    )
+    name = type(scheduler).__name__
+    ask = f"ask for optsteps_loader.get(..., solver={runs_solver(scheduler)!r}, order={order})"
+    if "solver_order" not in scheduler.config:  # Euler, FlowMatchEuler, EDMEuler: first order only
+        raise ValueError(
+            f"{name} takes first-order (Euler) steps, which are DPM-Solver++ order 1, but the entry was optimized "
+            f"for order {steps.order}: {ask}"
+        )
+    if set_order is not None:
+        fix = f"{ask}, or pass set_order=True to run the scheduler at order {steps.order}"
+    elif "DPMSolverSinglestepScheduler" in class_names(scheduler):
+        fix = f"{ask} (single-step DPM-Solver above order 1 is another solver than the entries')"
+    else:
+        fix = f"{ask}, or build the scheduler with solver_order={steps.order}"
+    raise ValueError(f"{name} has solver_order={order} but the entry was optimized for order {steps.order}: {fix}")
 
 
 def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
@@ -198,7 +213,7 @@ def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
         return tuple(min(order, i + 1, n - i) if lower else min(order, i + 1) for i in range(n))
     if not names & {"DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler"}:
         return None
-    short = lower and n < _LOWER_ORDER_FINAL_BELOW
+    short = lower and n < LOWER_ORDER_FINAL_BELOW
     first_final = bool(config.get("euler_at_final")) or short or config.get("final_sigmas_type", "zero") == "zero"
     out = []
     for i in range(n):
@@ -255,10 +270,10 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
     runs = run_step_orders(scheduler, steps.nfe)
     measured = tuple(steps.step_orders)[: steps.nfe]
     if runs is not None and runs != measured:
-        if own == "unipc" or steps.nfe < _LOWER_ORDER_FINAL_BELOW:
+        if own == "unipc" or steps.nfe < LOWER_ORDER_FINAL_BELOW:
             fix = "build it with lower_order_final=True" + ("" if own == "unipc" else ", euler_at_final=False")
         else:
-            fix = f"no setting matches (diffusers lowers the last orders below {_LOWER_ORDER_FINAL_BELOW} steps only)"
+            fix = f"no setting matches (diffusers lowers the last orders below {LOWER_ORDER_FINAL_BELOW} steps only)"
         out.append(f"step orders {_orders(runs)} (measured: {_orders(measured)}): {fix}")
     return out
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from contextlib import contextmanager
 
 FORMATS = ("table", "json", "diffusers", "k-diffusion")
+# `show`'s --solver, --order, --ending when not given: the package's default entry, and for --format
+# k-diffusion what k-diffusion users run (DPM++ 2M to sigma = 0: sample_dpmpp_2m)
+SHOW_DEFAULTS = {
+    False: {"solver": "unipc", "order": 3, "ending": "eps"},
+    True: {"solver": "dpmpp", "order": 2, "ending": "zero"},
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +49,7 @@ def build_cli():
     """The click group (built on call, so that importing this module does not need click)."""
     import click
 
-    from . import __version__, aliases, available, get, verify
+    from . import FallbackWarning, __version__, aliases, available, get, verify
 
     source_option = click.option(
         "--source",
@@ -92,19 +99,25 @@ def build_cli():
     @cli.command("show")
     @click.argument("schedule")
     @click.option("--nfe", type=int, required=True, help="Number of steps N (N+1 nodes).")
-    @click.option("--order", type=int, default=3, show_default=True, help="Solver order (1, 2 or 3).")
+    @click.option(
+        "--order", type=int, default=None, help="Solver order (1, 2 or 3) [default: 3; k-diffusion format: 2]."
+    )
     @click.option(
         "--p", type=float, default=None, help="The bound's exponent p: the bound's entry [default: the solver entry]."
     )
     @click.option("--shift", type=float, default=None, help="Flow schedules: the time shift [default: 1].")
-    @click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+    @click.option(
+        "--solver",
+        type=click.Choice(["unipc", "dpmpp"]),
+        default=None,
+        help="[default: unipc; k-diffusion format: dpmpp, which with --order 2 is k-diffusion's sample_dpmpp_2m].",
+    )
     @click.option(
         "--ending",
         type=click.Choice(["eps", "zero"]),
-        default="eps",
-        show_default=True,
+        default=None,
         help="eps: end at t_eps (official UniPC/DPM-Solver); zero: the last step goes to sigma = 0 (diffusers "
-        "final_sigmas_type='zero', k-diffusion, ComfyUI).",
+        "final_sigmas_type='zero', k-diffusion, ComfyUI) [default: eps; k-diffusion format: zero].",
     )
     @click.option(
         "--profile",
@@ -119,18 +132,24 @@ def build_cli():
     def show_command(
         schedule: str,
         nfe: int,
-        order: int,
+        order: int | None,
         p: float | None,
         shift: float | None,
-        solver: str,
-        ending: str,
+        solver: str | None,
+        ending: str | None,
         profile: str | None,
         fmt: str,
         source: str | None,
         revision: str | None,
     ) -> None:
-        """Print the optimized steps of SCHEDULE at --nfe N."""
-        with _reported():
+        """Print the optimized steps of SCHEDULE at --nfe N (--format k-diffusion: by default the sigma = 0
+        DPM++ 2M entry, what k-diffusion's sample_dpmpp_2m runs)."""
+        defaults = SHOW_DEFAULTS[fmt == "k-diffusion"]
+        order = defaults["order"] if order is None else order
+        solver = solver or defaults["solver"]
+        ending = ending or defaults["ending"]
+        with _reported(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FallbackWarning)
             steps = get(
                 schedule,
                 nfe,
@@ -143,6 +162,8 @@ def build_cli():
                 ending=ending,
                 profile=profile,
             )
+        for warning in caught:  # a fallback: said on stderr, before the entry
+            click.echo(f"{warning.category.__name__}: {warning.message}", err=True)
         if fmt == "diffusers":
             click.echo(format_diffusers(steps, source))
         else:
@@ -257,33 +278,90 @@ def _flow(steps) -> bool:
 
 
 def _get_call(
-    steps, source: str | None, solver: str | None = None, order: int | None = None, ending: str | None = None
+    steps, source: str | None, solver: str, order: int, ending: str, p: float | None, profile: str | None
 ) -> str:
-    """The ``optsteps_loader.get(...)`` call that returns ``steps`` again (or the entry for another solver,
-    order or ending: the bound's ``p`` is then dropped, so the solver entry is asked for; a ``bound+denoise``
-    record is asked for as ``ending="zero"`` without ``p``, which is how ``get`` returns it)."""
-    solver, order, ending = solver or steps.solver, order or steps.order, ending or steps.ending
+    """``optsteps_loader.get(...)`` for ``steps``'s schedule and NFE with this solver, order, ending, ``p``
+    (the bound's entry, by name) and ``profile``."""
     args = [repr(steps.schedule), str(steps.nfe), f"order={order}"]
-    if steps.method == "bound" and (solver, order, ending) == (steps.solver, steps.order, steps.ending):
-        args.append(f"p={_g(steps.p)}")
+    if p is not None:
+        args.append(f"p={_g(p)}")
     if "shift" in steps.params:
         args.append(f"shift={_g(steps.params['shift'])}")
     if solver != "unipc":
         args.append(f"solver={solver!r}")
     if ending != "eps":
         args.append(f"ending={ending!r}")
-    if steps.profile:
-        args.append(f"profile={steps.profile!r}")
+    if profile:
+        args.append(f"profile={profile!r}")
     if source is not None:
         args.append(f"source={source!r}")
     return f"optsteps_loader.get({', '.join(args)})"
 
 
+def _entry_call(steps, source: str | None, solver: str, order: int, ending: str) -> tuple[str | None, list[str]]:
+    """The ``optsteps_loader.get(...)`` call a block prints for ``solver``, ``order`` and ``ending`` next to
+    ``steps``, and comment lines about the entry it loads. The call returns, without a warning, the entry
+    `get` gives for that request and ``steps``'s profile — else for the generic profile (noted) — or where
+    `get` would fall back to the bound's entry, that entry by its p (noted as not measured); the shown record
+    itself where it is the bound's entry asked for by name. Where there is no entry at all: None, and why."""
+    from . import EntryNotFoundError, FallbackWarning, get
+
+    if steps.method.startswith("bound") and steps.requested is None and steps.p is not None:
+        if (solver, order, ending) == (steps.solver, steps.order, steps.ending):  # the entry shown, by name
+            return _get_call(steps, source, solver, order, ending, steps.p, None), []
+    notes = []
+    for profile in dict.fromkeys([steps.profile, None]):
+        kwargs = {"order": order, "solver": solver, "ending": ending, "source": source, "profile": profile}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FallbackWarning)
+                entry = get(steps.schedule, steps.nfe, shift=steps.params.get("shift"), **kwargs)
+            break
+        except EntryNotFoundError as err:
+            missing = err
+            notes = [f"there is no {profile!r} entry for this solver, order and ending: the generic one."]
+    else:
+        return None, _comment(f"no entry to load: {missing}")
+    if entry.requested is None:
+        return _get_call(steps, source, solver, order, ending, None, profile), _comment(" ".join(notes))
+    notes.append(
+        f"Not measured: there is no solver entry for this solver, order and ending at nfe {steps.nfe}, so this is "
+        f"the paper's bound entry (method={entry.method!r}), asked for by its p."
+    )
+    return _get_call(steps, source, solver, order, ending, entry.p, None), _comment(" ".join(notes))
+
+
+def _comment(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text[:1].upper() + text[1:], 110, initial_indent="# ", subsequent_indent="# ")
+
+
+def _block(title: list[str], steps, source: str | None, solver: str, order: int, ending: str, body: list[str]):
+    """One block of `format_diffusers`: its title comment, the imports, ``steps = <the entry's get call>`` and
+    ``body``; where no entry exists for its solver, order and ending, the title and why instead of code."""
+    from ._scheduler_fit import LOWER_ORDER_FINAL_BELOW
+
+    call, notes = _entry_call(steps, source, solver, order, ending)
+    name = title[0].removeprefix("# --- ").split(":")[0]
+    if call is None:
+        return "\n".join([f"# --- {name}: not printed, as no entry fits it", *notes])
+    if "DPMSolverMultistep" in name and order > 1 and steps.nfe >= LOWER_ORDER_FINAL_BELOW:
+        notes += _comment(
+            f"At {LOWER_ORDER_FINAL_BELOW} steps or more diffusers' DPM-Solver does not lower its last steps' "
+            "order as the entries do; where its step orders then differ from the entry's it warns "
+            "SolverMismatchWarning (no setting undoes it)."
+        )
+    imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
+    return "\n".join([*title, *notes, *imports, f"steps = {call}", *body])
+
+
 def format_diffusers(steps, source: str | None = None) -> str:
     """Python for a diffusers pipeline ``pipe``, one block per scheduler family; run one block, then
-    ``pipe(prompt, **kwargs)``. Each block loads the entry measured for its scheduler's solver and order and
-    makes exactly N model calls on its nodes; families that cannot (Heun, continuous-time and EDM entries)
-    get a comment saying why instead of code."""
+    ``pipe(prompt, **kwargs)``. Each block loads the entry measured for its scheduler's solver, order and
+    ending (`_entry_call`: the bound's entry by its p where there is none, said in a comment) and makes
+    exactly N model calls on its nodes; where no entry fits a family (Heun; continuous-time entries; no entry
+    for that solver and order), a comment says why instead of code."""
     from ._endings import ending_of
 
     n, order, ending = steps.nfe, steps.order, ending_of(steps)
@@ -293,30 +371,46 @@ def format_diffusers(steps, source: str | None = None) -> str:
         f"# {n} model calls, ending at {last}. Each block is Python for a diffusers pipeline `pipe` whose model",
         "# uses this schedule: run ONE block, then image = pipe(prompt, **kwargs).images[0]",
     ]
-    imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
-    blocks: list[list[str]] = []
+    configured = ["configure_scheduler(pipe.scheduler, steps)", f'kwargs = {{"num_inference_steps": {n}}}']
     if steps.time_input == "sigma":
-        configured = [
-            "# --- EDMDPMSolverMultistepScheduler (EDM-parameterised pipelines): the scheduler follows the entry;",
-            "# diffusers' 1000-step schedulers do not run EDM entries",
-            *imports,
-            "from diffusers import EDMDPMSolverMultistepScheduler",
-            f"steps = {_get_call(steps, source, 'dpmpp')}",
-            f"pipe.scheduler = EDMDPMSolverMultistepScheduler.from_config(pipe.scheduler.config, solver_order={order})",
-            "configure_scheduler(pipe.scheduler, steps)",
-            f'kwargs = {{"num_inference_steps": {n}}}',
+        blocks = [
+            _block(
+                [
+                    "# --- EDMDPMSolverMultistepScheduler (EDM-parameterised pipelines): the scheduler follows the "
+                    "entry;",
+                    "# diffusers' 1000-step schedulers do not run EDM entries",
+                ],
+                steps,
+                source,
+                "dpmpp",
+                order,
+                ending,
+                [
+                    "from diffusers import EDMDPMSolverMultistepScheduler",
+                    "pipe.scheduler = EDMDPMSolverMultistepScheduler.from_config(pipe.scheduler.config, "
+                    f"solver_order={order})",
+                    *configured,
+                ],
+            ),
+            _block(
+                [
+                    "# --- EDMEulerScheduler: Euler, ending with a step to sigma = 0, pipe(sigmas=...)",
+                ],
+                steps,
+                source,
+                "dpmpp",
+                1,
+                "zero",
+                [
+                    "from diffusers import EDMEulerScheduler",
+                    "pipe.scheduler = EDMEulerScheduler.from_config(",
+                    '    pipe.scheduler.config, sigma_schedule="karras", final_sigmas_type="zero"',
+                    ")",
+                    "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': positions on its Karras map}",
+                ],
+            ),
         ]
-        euler = [
-            "# --- EDMEulerScheduler: Euler, ending with a step to sigma = 0, pipe(sigmas=...)",
-            *imports,
-            "from diffusers import EDMEulerScheduler",
-            f"steps = {_get_call(steps, source, 'dpmpp', 1, 'zero')}",
-            "pipe.scheduler = EDMEulerScheduler.from_config(",
-            '    pipe.scheduler.config, sigma_schedule="karras", final_sigmas_type="zero"',
-            ")",
-            "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': positions on its Karras map}",
-        ]
-        return "\n\n".join(["\n".join(head), "\n".join(configured), "\n".join(euler)])
+        return "\n\n".join(["\n".join(head), *blocks])
     if steps.time_input == "t":
         return "\n".join(
             [
@@ -328,75 +422,116 @@ def format_diffusers(steps, source: str | None = None) -> str:
         )
     flow = _flow(steps)
     flow_args = ', use_flow_sigmas=True, prediction_type="flow_prediction"' if flow else ""
+    blocks = []
     for name in ("UniPCMultistepScheduler", "DPMSolverMultistepScheduler"):
         blocks.append(
-            [
-                f"# --- {name}: the scheduler follows the entry",
-                *imports,
-                f"from diffusers import {name}",
-                f"steps = {_get_call(steps, source, 'unipc' if name.startswith('UniPC') else 'dpmpp')}",
-                f"pipe.scheduler = {name}.from_config(pipe.scheduler.config, solver_order={order}{flow_args})",
-                "configure_scheduler(pipe.scheduler, steps)",
-                f'kwargs = {{"num_inference_steps": {n}}}',
-            ]
+            _block(
+                [f"# --- {name}: the scheduler follows the entry"],
+                steps,
+                source,
+                "unipc" if name.startswith("UniPC") else "dpmpp",
+                order,
+                ending,
+                [
+                    f"from diffusers import {name}",
+                    f"pipe.scheduler = {name}.from_config(pipe.scheduler.config, solver_order={order}{flow_args})",
+                    *configured,
+                ],
+            )
         )
     if flow:
         blocks.append(
-            [
-                "# --- FlowMatchEulerDiscreteScheduler (SD3, FLUX): Euler, ending with a step to sigma = 0;",
-                "# the sigmas are unshifted here so the scheduler shifts them once (FLUX: pass mu=...)",
-                *imports,
-                "from diffusers import FlowMatchEulerDiscreteScheduler",
-                f"steps = {_get_call(steps, source, 'dpmpp', 1, 'zero')}",
-                "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': [...]}",
-            ]
+            _block(
+                [
+                    "# --- FlowMatchEulerDiscreteScheduler (SD3, FLUX): Euler, ending with a step to sigma = 0;",
+                    "# the sigmas are unshifted here so the scheduler shifts them once",
+                ],
+                steps,
+                source,
+                "dpmpp",
+                1,
+                "zero",
+                [
+                    "mu = None  # FLUX.1 [dev] shifts by image size (use_dynamic_shifting): the mu its pipeline uses",
+                    'if pipe.scheduler.config.get("use_dynamic_shifting"):',
+                    "    height, width, c = 1024, 1024, pipe.scheduler.config  # the size you will ask pipe() for",
+                    "    slope = (c.max_shift - c.base_shift) / (c.max_image_seq_len - c.base_image_seq_len)",
+                    "    mu = c.base_shift + slope * ((height // 16) * (width // 16) - c.base_image_seq_len)",
+                    "kwargs = pipeline_kwargs(pipe.scheduler, steps, mu=mu)  # {'sigmas': [...]}",
+                ],
+            )
         )
     else:
         final = "zero" if ending == "zero" else "sigma_min"
         for name, comment, block_order in (
-            ("DPMSolverMultistepScheduler", "the standard path, pipe(timesteps=...)", order),
+            ("DPMSolverMultistepScheduler", ["the standard path, pipe(timesteps=...)"], order),
             (
                 "DPMSolverSinglestepScheduler",
-                "order 1 (DDIM: the DPM-Solver++ order-1 entry), pipe(timesteps=...);\n# its single-step "
-                "orders 2 and 3 are other solvers than the multistep one the entries were measured with",
+                [
+                    "order 1 (DDIM: the DPM-Solver++ order-1 entry), pipe(timesteps=...);",
+                    "# its single-step orders 2 and 3 are other solvers than the multistep one the entries were "
+                    "measured with",
+                ],
                 1,
             ),
         ):
             blocks.append(
-                [
-                    f"# --- {name}: {comment}",
-                    *imports,
-                    f"from diffusers import {name}",
-                    f"steps = {_get_call(steps, source, 'dpmpp', block_order)}",
-                    f"pipe.scheduler = {name}.from_config(",
-                    f'    pipe.scheduler.config, solver_order={block_order}, final_sigmas_type="{final}"',
-                    ")",
-                    "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'timesteps': [...]}",
-                ]
+                _block(
+                    [f"# --- {name}: {comment[0]}", *comment[1:]],
+                    steps,
+                    source,
+                    "dpmpp",
+                    block_order,
+                    ending,
+                    [
+                        f"from diffusers import {name}",
+                        f"pipe.scheduler = {name}.from_config(",
+                        f'    pipe.scheduler.config, solver_order={block_order}, final_sigmas_type="{final}"',
+                        ")",
+                        "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'timesteps': [...]}",
+                    ],
+                )
             )
         blocks.append(
-            [
-                "# --- EulerDiscreteScheduler: first order (DPM-Solver++ order 1), the standard path, pipe(sigmas=...)",
-                *imports,
-                "from diffusers import EulerDiscreteScheduler",
-                f"steps = {_get_call(steps, source, 'dpmpp', 1)}",
-                "pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)",
-                "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': [...]}",
-            ]
+            _block(
+                [
+                    "# --- EulerDiscreteScheduler: first order (DPM-Solver++ order 1), the standard path, "
+                    "pipe(sigmas=...)",
+                ],
+                steps,
+                source,
+                "dpmpp",
+                1,
+                ending,
+                [
+                    "from diffusers import EulerDiscreteScheduler",
+                    "pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)",
+                    "kwargs = pipeline_kwargs(pipe.scheduler, steps)  # {'sigmas': [...]}",
+                ],
+            )
         )
-    blocks.append(["# HeunDiscreteScheduler calls the model twice per step: no registry entry fits it."])
-    return "\n\n".join(["\n".join(head), *("\n".join(b) for b in blocks)])
+    blocks.append("# HeunDiscreteScheduler calls the model twice per step: no registry entry fits it.")
+    return "\n\n".join(["\n".join(head), *blocks])
 
 
 def format_k_diffusion(steps) -> str:
     """The k-diffusion ``sigmas`` list (:func:`optsteps_loader.kdiffusion.sigmas` without torch): N + 1
-    values, N model calls; for a t_ε entry the last value is its last node, not 0 (see that module)."""
+    values, N model calls; for a t_ε entry the last value is its last node, not 0 (see that module). A
+    comment names the entry and the samplers that run it (`optsteps_loader.kdiffusion.RUN_WITH`)."""
     from ._endings import ending_of
+    from .kdiffusion import RUN_WITH, sampler_for
 
     column = steps.sigma_t if _flow(steps) else steps.sigmas
     values = [*column[: steps.nfe], column[steps.nfe] if ending_of(steps) == "eps" else 0.0]
     note = "ends at t_eps: no trailing 0" if ending_of(steps) == "eps" else "ends at sigma = 0"
-    return f"# optsteps {_title(steps)}; {steps.nfe} model calls, {note}\nsigmas={values!r}"
+    name = sampler_for(steps.solver, steps.order)
+    run = RUN_WITH[name] if name else f"optsteps_loader.{steps.solver}.sample(..., order={steps.order})"
+    return (
+        f"# optsteps {_title(steps)}; {steps.nfe} model calls, {note}\n"
+        f"# the {steps.solver} order-{steps.order} entry: run it with {run}; --solver, --order, --ending pick "
+        "another\n"
+        f"sigmas={values!r}"
+    )
 
 
 _FORMATTERS = {

@@ -181,7 +181,7 @@ def _standard_kwargs(scheduler: Any, steps: Any, mu: float | None, check_schedul
     convention = check_convention(scheduler, steps)
 
     if "FlowMatchEulerDiscreteScheduler" in names:
-        check_order(scheduler, steps, 1, set_order=False)
+        check_order(scheduler, steps, 1, set_order=None)
         if config.get("invert_sigmas") or config.get("shift_terminal"):
             raise ValueError(f"{name} with invert_sigmas or shift_terminal is not supported")
         if ending != "zero":
@@ -195,12 +195,12 @@ def _standard_kwargs(scheduler: Any, steps: Any, mu: float | None, check_schedul
         check_same_schedule(scheduler, steps, timesteps)
 
     if "EulerDiscreteScheduler" in names:
-        check_order(scheduler, steps, 1, set_order=False)
+        check_order(scheduler, steps, 1, set_order=None)
         if config.get("timestep_type") == "continuous":
             raise ValueError(f"{name} with timestep_type='continuous' is not supported")
         return {"sigmas": [*evaluated(steps.sigmas, steps), final_value(steps.sigmas, steps)]}
 
-    check_order(scheduler, steps, config.solver_order, set_order=False)
+    check_order(scheduler, steps, config.solver_order, set_order=None)
     final = config.get("final_sigmas_type", "zero")
     if ending == "zero":
         if final != "zero":
@@ -236,7 +236,7 @@ def _edm_euler_kwargs(scheduler: Any, steps: Any, ending: str) -> dict:
     name = type(scheduler).__name__
     config = scheduler.config
     check_convention(scheduler, steps)
-    check_order(scheduler, steps, 1, set_order=False)
+    check_order(scheduler, steps, 1, set_order=None)
     schedule = config.get("sigma_schedule", "karras")
     if schedule != "karras":
         raise ValueError(

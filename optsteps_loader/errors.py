@@ -6,9 +6,12 @@ precision catch ours. Bad argument *types* and *values* are plain ``TypeError`` 
 argument. Everything else about the data is a ``RegistryIntegrityError``; a registry that cannot be reached at
 all (missing folder, Hub down, offline with nothing cached) is a ``RegistryUnavailableError``.
 
-One warning: ``SolverMismatchWarning``, when a host (a diffusers scheduler) will run an entry with another
-solver than the one it was optimized and measured with. The steps still run; what was measured about them
-does not describe that solver.
+Two warnings. ``FallbackWarning``: `get()` (and the glue, which calls it) returns another entry than the one
+asked for, because the registry has none for that request (no solver entry for the solver, order, ending or
+NFE, or none for the model alias's data profile); the record's ``requested`` says what was asked.
+``SolverMismatchWarning``: a host (a diffusers scheduler) will run an entry with another solver than the one
+it was optimized and measured with. Either way the steps still run; what was measured about them does not
+describe what runs.
 """
 
 from __future__ import annotations
@@ -47,3 +50,11 @@ class SolverMismatchWarning(UserWarning):
     """A scheduler runs the entry with another solver, solver setting or step-order pattern than the entry
     was optimized and measured with (the message lists each difference and the setting that removes it).
     Silence it with ``warnings.filterwarnings("ignore", category=SolverMismatchWarning)``."""
+
+
+class FallbackWarning(UserWarning):
+    """`get()` returned another entry than the one asked for: the paper's bound entry where no solver entry
+    exists for the solver, order, ending and NFE, or the generic entry where a model alias's data profile has
+    none. The message says what was asked, what was returned and how to ask for it explicitly (which does not
+    warn); the record's ``requested`` holds the request. Silence it with
+    ``warnings.filterwarnings("ignore", category=FallbackWarning)``."""

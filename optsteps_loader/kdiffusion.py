@@ -1,7 +1,10 @@
 """k-diffusion glue: a registry entry as the descending σ tensor k-diffusion's samplers take.
 
-k-diffusion samplers (``sample_dpmpp_2m(model, x, sigmas)``, …) make one model call per interval of
-``sigmas`` (DPM++ 2M, Euler, UniPC-style multistep) and return x at the last value. Their σ is σ_t/α_t (the
+k-diffusion's one-call-per-step samplers (``k_diffusion.sampling.sample_euler``, ``sample_dpmpp_2m``; checked
+against k-diffusion 0.1.1) make one model call per interval of ``sigmas`` and return x at the last value.
+The samplers an entry was measured for, by the names :func:`get_sigmas` and the ComfyUI node take, and what
+runs them: :data:`SAMPLERS`, :data:`RUN_WITH`; samplers no entry was measured for (SDE, ancestral, two calls
+per step): :data:`UNMEASURED`. Their σ is σ_t/α_t (the
 EDM / variance-exploding noise level, e^{−λ}); ComfyUI's flow models (SD3, FLUX: ``CONST`` model sampling)
 take the flow σ_t itself.
 
@@ -27,14 +30,34 @@ from typing import Any
 from ._coefficients import schedule_family
 from ._endings import ending_of, evaluated, final_value, no_zero_entries
 
-__all__ = ["KINDS", "SAMPLERS", "get_sigmas", "sigmas"]
+__all__ = ["KINDS", "RUN_WITH", "SAMPLERS", "UNMEASURED", "get_sigmas", "sampler_for", "sigmas"]
 
-# k-diffusion sampler -> the loader's (solver, order) measured for it
+# sampler name (get_sigmas, the ComfyUI node) -> the loader's (solver, order) measured for it
 SAMPLERS = {
     "euler": ("dpmpp", 1),  # Euler in σ/α is DDIM, DPM-Solver++'s first order
     "dpmpp_2m": ("dpmpp", 2),
     "dpmpp_3m": ("dpmpp", 3),
     "unipc": ("unipc", 3),
+}
+# what runs each: k-diffusion 0.1.1 (k_diffusion.sampling), ComfyUI's sampler names, this package's samplers
+RUN_WITH = {
+    "euler": "k-diffusion's sample_euler, ComfyUI's euler",
+    "dpmpp_2m": "k-diffusion's sample_dpmpp_2m, ComfyUI's dpmpp_2m",
+    "dpmpp_3m": "optsteps_loader.dpmpp.sample(..., order=3) (k-diffusion and ComfyUI have only the SDE dpmpp_3m_sde)",
+    "unipc": "ComfyUI's uni_pc_bh2, optsteps_loader.unipc.sample (k-diffusion has no UniPC)",
+}
+# k-diffusion / ComfyUI samplers no entry was measured for: why, and the closest measured sampler (None: none
+# fits, as the sampler calls the model twice per step)
+UNMEASURED = {
+    "dpmpp_2m_sde": ("it adds noise at every step (with eta=0 it is DPM++ 2M)", "dpmpp_2m"),
+    "dpmpp_3m_sde": ("it adds noise at every step", "dpmpp_3m"),
+    "euler_ancestral": ("it adds noise at every step", "euler"),
+    "lms": ("it is a linear multistep method in sigma, which was not measured", "dpmpp_2m"),
+    "heun": ("it calls the model twice per step", None),
+    "dpm_2": ("it calls the model twice per step", None),
+    "dpm_2_ancestral": ("it calls the model twice per step and adds noise", None),
+    "dpmpp_2s_ancestral": ("it calls the model twice per step and adds noise", None),
+    "dpmpp_sde": ("it calls the model twice per step and adds noise", None),
 }
 
 KINDS = ("auto", "ratio", "flow")
@@ -70,6 +93,36 @@ def sigmas(steps: Any, *, device: Any = None, dtype: Any = None, kind: str = "au
     return torch.tensor(values, dtype=torch.float32 if dtype is None else dtype, device=device)
 
 
+def sampler_for(solver: str, order: int) -> str | None:
+    """The :data:`SAMPLERS` name whose entries are ``solver`` at ``order``, or None."""
+    return next((name for name, key in SAMPLERS.items() if key == (solver, order)), None)
+
+
+def _sampler(name: str) -> str:
+    """A :data:`SAMPLERS` name (k-diffusion's ``sample_`` prefix allowed), or a ValueError that says what to use."""
+    short = name.removeprefix("sample_") if isinstance(name, str) else name
+    if short in SAMPLERS:
+        return short
+    if short in UNMEASURED:
+        why, closest = UNMEASURED[short]
+        if closest is None:
+            raise ValueError(
+                f"sampler {short!r} was not measured and no entry fits it: {why}, and an NFE-N entry is N calls of "
+                f"a one-call-per-step sampler; use one of {', '.join(SAMPLERS)}"
+            )
+        solver, order = SAMPLERS[closest]
+        use = (
+            f"the closest measured entry is {closest}'s sigma = 0 one: get_sigmas(schedule, nfe, sampler={closest!r}) "
+            f"(optsteps_loader.get(schedule, nfe, solver={solver!r}, order={order}, ending='zero')), run with "
+            f"{RUN_WITH[closest]}; run with {short} its measured quality does not describe what runs"
+        )
+        raise ValueError(
+            f"sampler {short!r} was not measured: {why}, and the entries were refined for the deterministic "
+            f"probability-flow ODE; {use}"
+        )
+    raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+
+
 def get_sigmas(
     schedule: str,
     nfe: int,
@@ -80,13 +133,13 @@ def get_sigmas(
     kind: str = "auto",
     **get_kwargs: Any,
 ) -> Any:
-    """The σ = 0-ending entry for k-diffusion's ``sampler`` (:data:`SAMPLERS`) as its ``sigmas`` tensor:
-    ``nfe`` + 1 values ending in 0, ``nfe`` model calls. ``get_kwargs`` go to :func:`optsteps_loader.get`
-    (``shift``, ``source``, …)."""
+    """The σ = 0-ending entry for ``sampler`` (:data:`SAMPLERS`: ``"dpmpp_2m"`` for k-diffusion's
+    ``sample_dpmpp_2m``, ``"euler"`` for ``sample_euler``; the ``sample_`` prefix may be given) as its
+    ``sigmas`` tensor: ``nfe`` + 1 values ending in 0, ``nfe`` model calls. A sampler no entry was measured
+    for (:data:`UNMEASURED`: SDE, ancestral, two calls per step) is refused with the closest measured entry
+    and how to get it. ``get_kwargs`` go to :func:`optsteps_loader.get` (``shift``, ``source``, …)."""
     from ._endings import load
 
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    solver, order = SAMPLERS[sampler]
+    solver, order = SAMPLERS[_sampler(sampler)]
     steps = load(schedule, nfe, ending="zero", solver=solver, order=order, **get_kwargs)
     return sigmas(steps, device=device, dtype=dtype, kind=kind)

@@ -19,6 +19,12 @@ generic grid).
 ``profile``: the data profile a solver entry was refined on (``"latent"``, ``"pixel"``), or None for a generic
 entry (refined on the whole data family) and for the bound's entries. A model alias that carries a profile
 (``get("sdxl", 8)``: latent) returns that profile's entry where the registry has one.
+
+``requested``: None when the record is what `get()` was asked for. Where `get()` had to return another entry
+(a `~optsteps_loader.FallbackWarning`: the bound's entry for lack of a solver entry, or the generic entry for
+lack of the alias's profile), the request it stands in for, as ``{"solver", "order", "ending", "profile",
+"p"}`` to compare with the record's own fields: ``p`` None asked for a solver entry, ``profile`` is the
+profile asked for (an alias's own, or ``profile=``; None for generic).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class Steps:
     variant: str | None = None  # UniPC's B(h) for solver entries ("bh2")
     calibration: dict[str, Any] | None = None
     profile: str | None = None
+    requested: dict[str, Any] | None = None  # what get() was asked for, where this record stands in for it
 
     def __repr__(self) -> str:
         """One line: what identifies the entry, and its first and last ``t`` (``print(steps)`` stays short;
@@ -75,8 +82,11 @@ class Steps:
         return f"Steps({', '.join(who)}, t=({self.t[0]!r}, …, {self.t[-1]!r}))"
 
     def sigmas_with_zero(self) -> tuple[float, ...]:
-        """σ/α ending in 0.0: the k-diffusion / ComfyUI ``SIGMAS`` convention (``"zero"``: ``sigmas`` as they
-        are, N calls; ``"eps"``: with a 0 appended, which costs one more call than the entry was made for)."""
+        """σ/α ending in 0.0 (the k-diffusion / ComfyUI ``SIGMAS`` shape): for a ``"zero"`` entry ``sigmas`` as
+        they are, N model calls. For an ``"eps"`` entry a 0 is appended, so a sampler makes N + 1 calls, the last
+        a step to σ = 0 the entry was not optimized with: not what the entry was measured as. For k-diffusion and
+        ComfyUI ask for the σ = 0 entry (``get(..., ending="zero")``, or
+        `optsteps_loader.kdiffusion.get_sigmas`)."""
         return self.sigmas if self.ending == "zero" else (*self.sigmas, 0.0)
 
     def to_numpy(self) -> dict[str, Any]:

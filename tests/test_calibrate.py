@@ -236,3 +236,27 @@ def test_restarts_keep_the_best_held_out_grid(digits_model, calibrated):
     assert more.fits[5].held_out <= one.fits[5].held_out * (1 + 1e-12) and more.fits[5].restart in (0, 1, 2)
     assert more.fits[5].iterations > one.fits[5].iterations
     assert more.entries[0]["calibration"]["restart"] == more.fits[5].restart
+
+
+def test_runs_with_the_threads_it_is_given_and_restores_them(tmp_path):
+    """torch's intra-op threads and the BLAS pools are the run's ``threads`` while the model is called (not
+    one per core: on a busy machine that made a run 10x slower), and torch's count is restored after."""
+    from threadpoolctl import threadpool_info
+
+    class Recording(DigitsModel):
+        seen: set = set()
+
+        def __call__(self, x, t):
+            if len(self.seen) < 3:  # threadpool_info scans the loaded libraries: look a few times only
+                blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+                self.seen.add((torch.get_num_threads(), max(blas, default=1)))
+            return super().__call__(x, t)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        calibrate(Recording(), schedule="vp-linear", nfe=4, cache=tmp_path, threads=1, **{**FAST, "maxiter": 2})
+        assert Recording.seen == {(1, 1)}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

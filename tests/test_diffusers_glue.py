@@ -391,7 +391,8 @@ def test_solver_mismatch_in_the_standard_path_and_edm():
     from optsteps_loader.diffusers import pipeline_kwargs
     from optsteps_loader.errors import SolverMismatchWarning
 
-    unipc_1 = optsteps_loader.get("scaled-linear", 8, order=1, ending="zero")  # UniPC-1 has a corrector; Euler not
+    # UniPC-1 has a corrector, Euler not (UniPC-1 has no solver entries: the bound's entry, by its p)
+    unipc_1 = optsteps_loader.get("scaled-linear", 8, order=1, ending="zero", p=1)
     with pytest.warns(
         SolverMismatchWarning, match=r"EulerDiscreteScheduler runs DPM-Solver\+\+ \(Euler = DDIM\) updates"
     ) as record:

@@ -7,10 +7,12 @@ the shipped registry's t_ε and σ = 0-ending entries; the hosts that end at σ 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
 import types
+import warnings
 
 import pytest
 import torch
@@ -19,7 +21,7 @@ import optsteps_loader
 from optsteps_loader import dpmpp, unipc
 from optsteps_loader._endings import EndingUnavailableError
 from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs, release
-from optsteps_loader.errors import SolverMismatchWarning
+from optsteps_loader.errors import FallbackWarning, SolverMismatchWarning
 from tests._sampler_fixtures import SD_BETAS, flow_steps, toy_model, vp_uniform_lambda
 
 diffusers = pytest.importorskip("diffusers")
@@ -139,8 +141,10 @@ def test_configure_with_a_key_follows_any_num_inference_steps():
     scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2), "sd15")
     for n in (8, 12, 8):  # 12: beyond the solver entries, the bound's NFE-11 entry then the step to σ = 0
         model = Counting()
-        run_pipeline_loop(scheduler, model, _x(), num_inference_steps=n)
-        assert model.timesteps == list(sd_zero(n, 2).timesteps) and float(scheduler.sigmas[-1]) == 0.0
+        with pytest.warns(FallbackWarning, match=r"bound\+denoise") if n > 10 else contextlib.nullcontext():
+            run_pipeline_loop(scheduler, model, _x(), num_inference_steps=n)
+        want = optsteps_loader.get("sd15", n, order=2, ending="zero", **({"p": 1} if n > 10 else {}))
+        assert model.timesteps == list(want.timesteps) and float(scheduler.sigmas[-1]) == 0.0
     dpm = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
     model = Counting()
     run_pipeline_loop(configure_scheduler(dpm, "sdxl"), model, _x(), num_inference_steps=6)
@@ -264,7 +268,7 @@ def test_euler_sigmas_path():
 def test_flow_match_euler_shifts_once(shift):
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
     with pytest.raises(EndingUnavailableError, match="ends with a step to sigma = 0"):
-        pipeline_kwargs(scheduler, optsteps_loader.get("flow", 8, order=1, shift=3.0))
+        pipeline_kwargs(scheduler, optsteps_loader.get("flow", 8, order=1, solver="dpmpp", shift=3.0))
     steps = zero = optsteps_loader.get("sd3", 8, order=1, solver="dpmpp", ending="zero")
     model = Counting()
     run_pipeline_loop(scheduler, model, _x(), **pipeline_kwargs(scheduler, zero))
@@ -293,9 +297,38 @@ def test_pipeline_kwargs_refusals():
     with pytest.raises(ValueError, match=r"continuous-time.*'scaled-linear'"):
         pipeline_kwargs(dpm, optsteps_loader.get("vp-linear", 8))
     with pytest.raises(ValueError, match="use_karras_sigmas"):
-        pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS, use_karras_sigmas=True), sd(8, 1))
+        pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS, use_karras_sigmas=True), sd(8, 1, "dpmpp"))
     with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler"):
         pipeline_kwargs(diffusers.EulerDiscreteScheduler(**SD_BETAS), flow_steps([0.99, 0.5, 0.1], order=1))
+
+
+def test_pipeline_kwargs_order_errors_name_the_fix_for_each_scheduler():
+    """pipeline_kwargs leaves the scheduler as it is, so its advice never names configure_scheduler's
+    set_order; Euler-type schedulers are told to take the DPM-Solver++ order-1 entry."""
+    euler = r"takes first-order \(Euler\) steps.*optimized for order 2: ask for .*solver='dpmpp', order=1\)$"
+    cases = [
+        (diffusers.EulerDiscreteScheduler(**SD_BETAS), sd_zero(8, 2, "dpmpp"), euler),
+        (
+            diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+            optsteps_loader.get("sd3", 8, solver="dpmpp", order=2, ending="zero"),
+            euler,
+        ),
+        (
+            diffusers.EDMEulerScheduler(),
+            optsteps_loader.get("edm2-img512", 8, solver="dpmpp", order=2, ending="zero"),
+            euler,
+        ),
+        (
+            diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=2),
+            sd_zero(8, 3, "dpmpp"),
+            r"solver_order=2 but .* order 3: ask for .*solver='dpmpp', order=2\), or build the scheduler with "
+            r"solver_order=3$",
+        ),
+    ]
+    for scheduler, steps, message in cases:
+        with pytest.raises(ValueError, match=message) as err:
+            pipeline_kwargs(scheduler, steps)
+        assert "set_order" not in str(err.value), type(scheduler).__name__
 
 
 # ---- k-diffusion and ComfyUI --------------------------------------------------------------------------------
@@ -397,34 +430,89 @@ def _blocks(text: str) -> list[str]:
     return [b for b in text.split("\n\n") if b.startswith("# --- ") and "\nkwargs = " in b]
 
 
-@pytest.mark.parametrize("order", [1, 2, 3])
-def test_show_diffusers_snippets_run_as_printed(order):
+# The pipeline scheduler each alias's model ships with: what a printed block's from_config starts from.
+FLUX_DEV = {"shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15}
+STAND_IN_SCHEDULERS = {
+    "sd15": lambda: diffusers.PNDMScheduler(**SD_BETAS, skip_prk_steps=True),
+    "sd2": lambda: diffusers.DDIMScheduler(**SD_BETAS, prediction_type="v_prediction"),
+    "sdxl": lambda: diffusers.EulerDiscreteScheduler(**SD_BETAS, timestep_spacing="leading", steps_offset=1),
+    "ddpm-cifar10": lambda: diffusers.DDPMScheduler(),
+    "sd3": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
+    "flux": lambda: diffusers.FlowMatchEulerDiscreteScheduler(**FLUX_DEV),
+    "flux-schnell": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=1.0),
+    "edm2-img512": lambda: diffusers.EDMDPMSolverMultistepScheduler(),
+    "edm-cifar10": lambda: diffusers.EDMDPMSolverMultistepScheduler(),
+    "score-sde-vp": None,  # continuous time: no diffusers scheduler runs it
+    "iddpm": None,
+}
+SHOW_REQUESTS = [
+    (solver, order, ending) for solver in ("unipc", "dpmpp") for order in (1, 2, 3) for ending in ("eps", "zero")
+]
+_ran: dict[tuple[str, str], None] = {}  # (alias, block) already executed: aliases and requests share blocks
+
+
+def _run_block(alias: str, block: str) -> None:
+    """Execute a printed block on the alias's stand-in pipeline, then the pipeline's loop with a counting
+    model: N calls at the entry's nodes (σ-preconditioned for EDM, 1000 σ for flow, integer timesteps). Above
+    8 steps only the timesteps the loop would call the model at (``retrieve_timesteps``), to stay fast."""
+    if (alias, block) in _ran:
+        return
+    pipe = types.SimpleNamespace(scheduler=STAND_IN_SCHEDULERS[alias]())
+    namespace = {"pipe": pipe}
+    with warnings.catch_warnings(record=True) as caught:  # only what the block's comment announces
+        warnings.simplefilter("always")
+        exec(compile(block, "optsteps show", "exec"), namespace)  # noqa: S102 - the printed snippet
+    mismatches = [str(w.message) for w in caught if w.category is SolverMismatchWarning]
+    assert [str(w.message) for w in caught if w.category is not SolverMismatchWarning] == [], block
+    if mismatches:  # only diffusers' own order rule at 15+ steps, announced in the block's comment
+        assert "SolverMismatchWarning" in block and len(mismatches) == 1, block
+        assert "no setting matches" in mismatches[0] and "\n- step orders" in mismatches[0], mismatches
+    steps, model, name = namespace["steps"], Counting(), re.match(r"# --- (\w+)", block).group(1)
+    assert type(pipe.scheduler).__name__ == name
+    mu = namespace.get("mu")  # FLUX's pipeline passes the mu of its image size along with the sigmas
+    kwargs = {**namespace["kwargs"], **({"mu": mu} if mu else {})}
+    n = steps.nfe
+    if n <= 8:
+        run_pipeline_loop(pipe.scheduler, model, _x()[:1, :1], **kwargs)
+    else:
+        model.timesteps = [float(t) for t in retrieve_timesteps(pipe.scheduler, device="cpu", **kwargs)[0]]
+    if name.startswith("EDM"):
+        assert model.timesteps == pytest.approx([0.25 * math.log(s) for s in steps.sigmas[:n]], abs=1e-5), block
+    elif steps.time_input == "1000*sigma":
+        assert model.timesteps == pytest.approx(list(steps.timesteps[:n]), rel=1e-5), block
+    else:
+        assert model.timesteps == pytest.approx(list(steps.timesteps[:n]), abs=1.0), block
+    _ran[alias, block] = None
+
+
+@pytest.mark.parametrize("nfe", [3, 8, 10, 20])
+@pytest.mark.parametrize("alias", list(STAND_IN_SCHEDULERS))
+def test_every_block_show_prints_runs_as_printed(alias, nfe):
+    """`optsteps show ALIAS --nfe N --solver S --order K --ending E --format diffusers`, for every request it
+    accepts: each printed block runs on the alias's pipeline scheduler with N model calls at its entry's nodes,
+    with no warning (a block that falls back names the bound's p); a family no entry fits gets a comment."""
     from click.testing import CliRunner
 
     from optsteps_loader.cli import build_cli
 
-    result = CliRunner().invoke(
-        build_cli(),
-        ["show", "scaled-linear", "--nfe", "8", "--order", str(order)]
-        + [
-            "--format",
-            "diffusers",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    blocks = _blocks(result.output)
-    assert len(blocks) == 5  # UniPC, DPM-Solver++ (configured), DPM-Solver++ and single-step (timesteps=), Euler
-    for block in blocks:
-        pipe = types.SimpleNamespace(scheduler=diffusers.PNDMScheduler(**SD_BETAS))  # an SD pipeline's default
-        namespace = {"pipe": pipe}
-        exec(compile(block, "optsteps show", "exec"), namespace)  # noqa: S102 - the printed snippet
-        model = Counting()
-        run_pipeline_loop(pipe.scheduler, model, _x(), **namespace["kwargs"])
-        name = re.match(r"# --- (\w+)", block).group(1)
-        steps = namespace["steps"]  # the entry this block loads: its scheduler's solver
-        assert type(pipe.scheduler).__name__ == name and steps.nfe == 8
-        assert steps.solver == ("unipc" if name.startswith("UniPC") else "dpmpp"), name
-        assert model.timesteps == pytest.approx(list(steps.timesteps[:8]), abs=1.0), name
+    cli, schedule = build_cli(), optsteps_loader.aliases()[alias]["schedule"]
+    families = {"edm": 2, "flow": 3}.get(schedule, 5)  # the scheduler families `show` prints for, Heun aside
+    for solver, order, ending in SHOW_REQUESTS:
+        args = ["show", alias, "--nfe", str(nfe), "--solver", solver, "--order", str(order), "--ending", ending]
+        result = CliRunner().invoke(cli, [*args, "--format", "diffusers"])
+        if result.exit_code:  # the request itself has no entry (e.g. sigma = 0 at NFE 3 from the bound's NFE 2)
+            assert result.exit_code == 1 and result.output.startswith("Error: ") and "no " in result.output, args
+            continue
+        if STAND_IN_SCHEDULERS[alias] is None:
+            assert not _blocks(result.output) and "do not run it" in result.output
+            continue
+        blocks = [b for b in result.output.split("\n\n") if b.startswith("# --- ")]
+        assert len(blocks) == families, args
+        for block in blocks:
+            if "\nkwargs = " in block:
+                _run_block(alias, block)
+            else:
+                assert "not printed" in block and "No entry to load" in block, block
 
 
 def test_show_diffusers_flow_and_continuous():

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -107,24 +108,36 @@ def test_show_diffusers_discrete_and_flow(reg):
 
 
 def test_show_diffusers_get_call_loads_the_entry_it_shows():
-    """The printed get() of a bound+denoise record (σ = 0 beyond the solver entries) runs as printed."""
-    out = run("show", "sd15", "--nfe", "12", "--order", "2", "--ending", "zero", "--format", "diffusers").output
-    calls = sorted(set(re.findall(r"optsteps_loader\.get\([^)]*\)", out)))
-    assert calls and all("p=" not in c for c in calls)
-    shown = get("sd15", 12, order=2, ending="zero")
+    """Beyond the solver entries `show` says so (FallbackWarning, on stderr), and each printed get() asks for
+    the bound+denoise record it falls back to by its p, so it runs as printed without a warning."""
+    result = run("show", "sd15", "--nfe", "12", "--order", "2", "--ending", "zero", "--format", "diffusers")
+    assert result.exit_code == 0 and "FallbackWarning: get('sd15', 12" in result.stderr
+    calls = sorted(set(re.findall(r"optsteps_loader\.get\([^)]*\)", result.stdout)))
+    assert calls and all("p=1" in c and "ending='zero'" in c for c in calls)
+    with pytest.warns(optsteps_loader.FallbackWarning):
+        shown = get("sd15", 12, order=2, ending="zero")
     assert shown.method == "bound+denoise"
     unipc_call = next(c for c in calls if "order=2" in c and "solver" not in c)
-    assert eval(unipc_call, {"optsteps_loader": optsteps_loader}) == shown  # noqa: S307 - the printed call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = eval(unipc_call, {"optsteps_loader": optsteps_loader})  # noqa: S307 - the printed call
+    assert (loaded.sigmas, loaded.method, loaded.requested) == (shown.sigmas, shown.method, None)
 
 
 def test_show_k_diffusion(reg):
-    """N + 1 values and N calls: a t_eps entry's own nodes, no trailing 0 (one call more)."""
-    out = run("show", "vp-linear", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
+    """N + 1 values and N calls: by default the sigma = 0 DPM++ 2M entry (k-diffusion's sample_dpmpp_2m),
+    named; a t_eps entry gives its own nodes, no trailing 0 (one call more)."""
+    out = run("show", "vp-linear", "--nfe", "4", "--source", str(reg), "--format", "k-diffusion").output
     name, sigmas = _assignment(out.splitlines()[-1])
-    assert name == "sigmas" and sigmas == list(get("vp-linear", 3, source=reg).sigmas)
-    assert "3 model calls" in out and "no trailing 0" in out
-    out = run("show", "flow", "--nfe", "3", "--source", str(reg), "--format", "k-diffusion").output
-    assert _assignment(out.splitlines()[-1])[1] == list(get("flow", 3, source=reg).sigma_t)
+    dpmpp_2m = get("vp-linear", 4, solver="dpmpp", order=2, ending="zero", source=reg)
+    assert name == "sigmas" and sigmas == list(dpmpp_2m.sigmas)
+    assert "solver=dpmpp" in out and "ending=zero" in out and "sample_dpmpp_2m" in out and sigmas[-1] == 0.0
+    out = run("show", "vp-linear", "--nfe", "3", "--ending", "eps", "--source", str(reg), "--format", "k-diffusion")
+    name, sigmas = _assignment(out.output.splitlines()[-1])
+    assert sigmas == list(get("vp-linear", 3, solver="dpmpp", order=2, source=reg).sigmas)
+    assert "3 model calls" in out.output and "no trailing 0" in out.output
+    out = run("show", "flow", "--nfe", "3", "--ending", "eps", "--source", str(reg), "--format", "k-diffusion").output
+    assert _assignment(out.splitlines()[-1])[1] == list(get("flow", 3, solver="dpmpp", order=2, source=reg).sigma_t)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +145,7 @@ def test_show_k_diffusion(reg):
     [
         (("show", "vp-lineer", "--nfe", "6"), "Did you mean 'vp-linear'"),
         (("show", "vp-linear", "--nfe", "7"), "python -m builder solve --schedule vp-linear --nfe 7"),
-        (("show", "vp-linear", "--nfe", "0"), "nfe must be between 1 and"),
+        (("show", "vp-linear", "--nfe", "0"), "nfe is the number of model calls, got 0; vp-linear"),
         (("show", "vp-linear", "--nfe", "6", "--order", "5"), "order must be 1, 2 or 3"),
         (("show", "vp-linear", "--nfe", "6", "--shift", "3"), "only applies to flow"),
     ],
@@ -192,7 +205,7 @@ def test_python_dash_m(reg):
         "show",
         "vp-linear",
         "--nfe",
-        "3",
+        "4",
         "--source",
         str(reg),
         "--format",

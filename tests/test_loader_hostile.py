@@ -193,7 +193,9 @@ def test_padded_file_with_a_consistent_hash_is_refused(work, monkeypatch):
 
 
 def test_absurd_arguments_give_clean_errors(work):
-    assert "nfe must be between 1 and" in refused(lambda: get("vp-linear", 10**5000, source=work), ValueError)
+    assert "nfe is the number of model calls, got an int of" in refused(
+        lambda: get("vp-linear", 10**5000, source=work), ValueError
+    )
     assert "embedded" not in refused(lambda: get("vp-linear", 4, source="\0"), ValueError, "source must name")
     refused(lambda: get("vp-linear", 4, source=""), ValueError, "source must name")
     text = refused(lambda: get("x" * 100_000, 4, source=work), ScheduleNotFoundError, "100000 characters")

@@ -67,6 +67,23 @@ def test_readme_has_a_user_install_line_and_no_pointers_outside_the_repository()
         assert row.split("|")[4].strip().startswith(a.get("profile", "—")), row
 
 
+def test_install_lines_install_what_they_say() -> None:
+    """Each `pip install ".[EXTRA]"` of the Quick start names an extra of pyproject.toml that holds the
+    packages the line says it adds; the diffusers glue is the extra with diffusers; a CPU torch line exists."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    packages = {name: {re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in reqs} for name, reqs in extras.items()}
+    quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    claims = re.findall(r'"\.\[(\w+)\]"`?:? adds ([^()]*)\(([^)]*)\)', quick)
+    assert {extra for extra, _, _ in claims} >= {"torch", "diffusers", "cli", "builder"}, claims
+    for extra, what, listed in claims:
+        assert extra in extras, extra
+        assert set(re.split(r",\s+|\s+and\s+", listed.strip())) <= packages[extra], (extra, listed)
+        if "diffusers glue" in what:
+            assert "diffusers" in packages[extra], extra
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in quick
+
+
 def test_diffusers_snippet_runs_on_a_stand_in_pipeline() -> None:
     """The snippet as printed, with the two lines that need a downloaded model replaced: a stand-in `pipe`
     holding Stable Diffusion's scheduler, and the pipeline call replaced by its scheduler loop."""

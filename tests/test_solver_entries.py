@@ -69,16 +69,17 @@ def test_get_returns_the_solver_entry_for_each_solver_and_ending(reg):
 
 
 @pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
-def test_p_selects_the_bound_entry_and_ends_at_t_eps(reg):
+def test_p_selects_the_bound_entry_either_ending(reg):
     bound = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
     assert bound.method == "bound" and bound.p == 1.0 and bound.objective is not None
-    with pytest.raises(ValueError, match="p= selects the bound's entries"):
-        optsteps_loader.get("edm", 4, order=2, p=1, ending="zero", source=reg)
+    zero = optsteps_loader.get("edm", 5, order=2, p=1, ending="zero", source=reg)  # asked by name: no warning
+    assert zero.method == "bound+denoise" and zero.sigmas == (*bound.sigmas, 0.0) and zero.requested is None
 
 
 @pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
 def test_zero_beyond_the_solver_entries_is_the_bound_entry_then_a_denoise(reg):
-    zero = optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
+    with pytest.warns(optsteps_loader.FallbackWarning, match=r"nfe 3, 4.*get\(\.\.\., p=1, ending='zero'\)"):
+        zero = optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
     base = optsteps_loader.get("edm", 4, order=2, p=1, source=reg)
     assert zero.method == "bound+denoise" and zero.ending == "zero" and zero.nfe == 5 and zero.quality is None
     assert zero.sigmas == (*base.sigmas, 0.0) and zero.lambdas == base.lambdas and zero.timesteps == base.timesteps
@@ -181,8 +182,12 @@ def test_an_alias_with_a_profile_returns_that_profile_s_entries(reg):
             assert pixel.method in ("refined", "rule", "generic") and pixel.provenance["init"] != "bound"
     assert optsteps_loader.available(reg)["edm"][0]["solver_profiles"] == ["pixel"]
     # beyond the solver entries an alias falls back as a schedule key does (here: the bound's entry, then σ = 0)
-    zero = optsteps_loader.get("karras", 5, order=2, ending="zero", source=reg)
-    assert zero.method == "bound+denoise" and zero == optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
+    with pytest.warns(optsteps_loader.FallbackWarning, match="profile 'pixel'"):
+        zero = optsteps_loader.get("karras", 5, order=2, ending="zero", source=reg)
+    with pytest.warns(optsteps_loader.FallbackWarning):
+        key_zero = optsteps_loader.get("edm", 5, order=2, ending="zero", source=reg)
+    assert zero.method == key_zero.method == "bound+denoise" and zero.sigmas == key_zero.sigmas
+    assert (zero.requested["profile"], key_zero.requested["profile"]) == ("pixel", None)
 
 
 @pytest.mark.slow  # the module's tiny solver sweep (about two minutes on 2 cores)
@@ -373,7 +378,8 @@ def test_model_aliases_of_the_shipped_registry():
     sdxl = optsteps_loader.get("sdxl", 8)
     assert sdxl.profile == "latent" and sdxl == optsteps_loader.get("scaled-linear", 8, profile="latent")
     assert optsteps_loader.get("sdxl", 8, profile="generic") == optsteps_loader.get("scaled-linear", 8)
-    assert optsteps_loader.get("sdxl", 8, order=1).method == "bound"  # no UniPC-1 solver entries: the bound's
+    with pytest.warns(optsteps_loader.FallbackWarning, match="UniPC order 1 was not measured"):
+        assert optsteps_loader.get("sdxl", 8, order=1).method == "bound"  # no UniPC-1 solver entries: the bound's
     sd3 = optsteps_loader.get("sd3", 8, ending="zero")
     assert sd3 == optsteps_loader.get("flow", 8, shift=3.0, ending="zero", profile="latent")
     assert optsteps_loader.get("score-sde-vp", 6).profile == "pixel"

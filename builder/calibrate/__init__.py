@@ -21,6 +21,7 @@ loss evaluations per Nelder–Mead iteration, 1–2 on average). Every call is c
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -124,20 +125,51 @@ def _quality(errs: dict[str, np.ndarray], solver: dict, model_id: str, held_out:
     }
 
 
+@contextlib.contextmanager
+def thread_limits(threads: int):
+    """torch's intra-op threads and the BLAS and OpenMP thread pools (threadpoolctl) at ``threads`` while the
+    block runs, torch's count restored after.
+
+    A calibration is thousands of small model calls and optimiser steps: pools of one thread per core spin
+    against each other and against other processes. On a busy 2-core machine the digits calibration at NFE 5
+    and 8 took 42-87 s with torch's default count and 6-14 s with one thread (docs/calibrate.md, "Threads").
+    Raise it for a large model on the CPU, where one call is big enough to share.
+    """
+    from threadpoolctl import threadpool_limits
+
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise CalibrationError(f"threads must be a positive int, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _registry_start(
     schedule: Schedule, nfe: int, order: int, solver: str, ending: str, profile: str | None, source: Any
 ) -> tuple[Any, str | None]:
-    """(loader Steps or None, why not) of the registry entry the calibration starts from: the one ``get()``
-    returns for the solver, order, ending and ``profile`` (never an earlier calibration's)."""
+    """(loader Steps or None, a note) of the registry entry the calibration starts from: the one ``get()``
+    returns for the solver, order, ending and ``profile`` (never an earlier calibration's); the note says why
+    there is none, or that it is the bound's entry (``get()``'s fallback where no solver entry exists)."""
+    import warnings
+
     import optsteps_loader
-    from optsteps_loader.errors import OptstepsError
+    from optsteps_loader.errors import FallbackWarning, OptstepsError
 
     shift = schedule.variant_params.get("shift")
     kw = {"order": order, "solver": solver, "ending": ending, "source": source, "shift": shift}
     try:
-        return optsteps_loader.get(schedule.name, nfe, profile=profile or "generic", **kw), None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FallbackWarning)  # said in the note instead
+            steps = optsteps_loader.get(schedule.name, nfe, profile=profile or "generic", **kw)
     except OptstepsError as err:
         return None, f"no registry entry to start from at NFE {nfe}: {err}"
+    if steps.requested is not None:
+        return steps, f"the registry start at NFE {nfe} is the bound's entry ({steps.method}): no solver entry there"
+    return steps, None
 
 
 def teacher_answers(
@@ -183,6 +215,7 @@ def calibrate(
     registry: Any = None,
     cache: bool | str | Path = True,
     progress: bool = True,
+    threads: int = 1,
 ) -> CalibrationResult:
     """Calibrate ``schedule``'s steps at each ``nfe`` for ``model`` and write them to ``out`` (docs/calibrate.md).
 
@@ -194,151 +227,153 @@ def calibrate(
     ``"pixel"``; default the generic one). ``held_out`` noises (default half) are never fitted. ``out``: a new
     folder, or an existing registry folder the entries are merged into (a vendored copy).
     ``method``: ``"auto"`` (measured), ``"gradient"`` or ``"derivative-free"``; ``restarts``: more runs from
-    perturbed starts, the best held-out one kept (:func:`~builder.calibrate.optimize.optimise`). Raises
+    perturbed starts, the best held-out one kept (:func:`~builder.calibrate.optimize.optimise`). ``threads``:
+    torch's intra-op threads and the BLAS / OpenMP pools during the run (:func:`thread_limits`). Raises
     :class:`CalibrationError` subclasses naming the problem; on any error ``out`` is left as it was.
     """
-    t0 = time.perf_counter()
-    prediction = prediction or getattr(model, "prediction", None)
-    shape = shape if shape is not None else getattr(model, "shape", None)
-    if prediction is None or shape is None:
-        raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
-    if ending not in ENDINGS:
-        raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
-    if solver not in ("unipc", "dpmpp") or order not in (1, 2, 3):
-        raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
-    nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
-    if not nfes or nfes[0] < 2:
-        raise CalibrationError(f"nfe must be at least 2, got {nfes}")
-    held_out = noises // 2 if held_out is None else int(held_out)
-    if not 1 <= held_out < noises:
-        raise CalibrationError(f"need 1 <= held_out < noises, got held_out={held_out}, noises={noises}")
-    sched = get_schedule(schedule, **({} if shift is None else {"shift": float(shift)}))
-    shape = tuple(int(s) for s in shape)
-    dtype = dtype or probe_dtype(model, shape, device)
-    denoise = ModelDenoiser(model, sched, prediction, shape, dtype=dtype, device=device)
-    model_id = model_id or f"{type(model).__module__}.{type(model).__qualname__}"
-    lam0, lam1 = sched.lambda_start, sched.lambda_end
-    tch = teacher(
-        denoise,
-        lambda_start=lam0,
-        lambda_end=lam1,
-        noises=noises,
-        seed=seed,
-        steps=teacher_steps,
-        rtol=teacher_rtol,
-        batch=batch,
-        model_id=model_id,
-        weights_hash=weights_hash,
-        cache=cache,
-    )
-    n_fit = noises - held_out
-    answers = teacher_answers(denoise, tch, lam1, ending, batch)
-    fit = (tch.x_start[:n_fit], answers[:n_fit])
-    ho = (tch.x_start[n_fit:], answers[n_fit:])
-    spec = {"solver": solver, "order": order, "ending": ending} | ({"variant": "bh2"} if solver == "unipc" else {})
-    scale = 1.0  # "zero": x̂₀ is in data coordinates for every family
-    if ending == "eps":  # VP-normalised x at t_ε → the schedule's own coordinates
-        scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
-            family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
+    with thread_limits(threads):
+        t0 = time.perf_counter()
+        prediction = prediction or getattr(model, "prediction", None)
+        shape = shape if shape is not None else getattr(model, "shape", None)
+        if prediction is None or shape is None:
+            raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
+        if ending not in ENDINGS:
+            raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
+        if solver not in ("unipc", "dpmpp") or order not in (1, 2, 3):
+            raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
+        nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
+        if not nfes or nfes[0] < 2:
+            raise CalibrationError(f"nfe must be at least 2, got {nfes}")
+        held_out = noises // 2 if held_out is None else int(held_out)
+        if not 1 <= held_out < noises:
+            raise CalibrationError(f"need 1 <= held_out < noises, got held_out={held_out}, noises={noises}")
+        sched = get_schedule(schedule, **({} if shift is None else {"shift": float(shift)}))
+        shape = tuple(int(s) for s in shape)
+        dtype = dtype or probe_dtype(model, shape, device)
+        denoise = ModelDenoiser(model, sched, prediction, shape, dtype=dtype, device=device)
+        model_id = model_id or f"{type(model).__module__}.{type(model).__qualname__}"
+        lam0, lam1 = sched.lambda_start, sched.lambda_end
+        tch = teacher(
+            denoise,
+            lambda_start=lam0,
+            lambda_end=lam1,
+            noises=noises,
+            seed=seed,
+            steps=teacher_steps,
+            rtol=teacher_rtol,
+            batch=batch,
+            model_id=model_id,
+            weights_hash=weights_hash,
+            cache=cache,
         )
-    identity = {"model": model_id, "weights_sha256": weights_hash, "noises": noises, "seed": seed}
-    fits, figures, entries, notes = {}, {}, [], []
-    for n in nfes:
-        steps, why = _registry_start(sched, n, order, solver, ending, profile, registry)
-        grids: dict[str, np.ndarray] = {}
-        if steps is not None:
-            lam = np.array(steps.lambdas, dtype=np.float64)
-            lam[0] = lam0
-            if ending == "eps":
-                lam[-1] = lam1
-            grids["registry"] = lam
-        else:
-            notes.append(why)
-        rules = rule_starts(sched, n, ending)
-        wanted = ["registry", *rules] if start is None else ([start] if isinstance(start, str) else list(start))
-        starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
-        if not starts:
-            raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
-        tables = rule_grids(sched, n, ending)
-        baselines = {**grids, **tables}
-        errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
-        best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())
-        bar = _progress_bar(progress, n, maxiter, errs, best_rule, scale)
-        try:
-            result = optimise(
-                starts,
-                denoise,
-                fit,
-                ho,
-                ends=(lam0, lam1, ending),
-                solver=spec,
-                batch=batch,
-                method=method,
-                maxiter=maxiter,
-                patience=patience,
-                restarts=restarts,
-                restart_seed=seed,
-                progress=None if bar is None else bar[1],
+        n_fit = noises - held_out
+        answers = teacher_answers(denoise, tch, lam1, ending, batch)
+        fit = (tch.x_start[:n_fit], answers[:n_fit])
+        ho = (tch.x_start[n_fit:], answers[n_fit:])
+        spec = {"solver": solver, "order": order, "ending": ending} | ({"variant": "bh2"} if solver == "unipc" else {})
+        scale = 1.0  # "zero": x̂₀ is in data coordinates for every family
+        if ending == "eps":  # VP-normalised x at t_ε → the schedule's own coordinates
+            scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
+                family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
             )
-        finally:
-            if bar is not None:
-                bar[0].close()
-        errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
-        fits[n] = result
-        figures[n] = {k: float(e.mean()) for k, e in errs.items()}
-        calibration = {
-            "identity": identity,
-            "model": model_id,
-            "weights_sha256": weights_hash,
-            "prediction": prediction,
-            "shape": list(shape),
-            "dtype": str(dtype).removeprefix("torch."),
-            "noises": {"fit": n_fit, "held_out": held_out, "seed": seed, "start": "sigma_T * randn"},
-            "teacher": {
-                "solver": "unipc",
-                "variant": "bh2",
-                "order": 3,
-                "grid": "uniform-lambda",
-                "steps": tch.steps,
-                "answer": "x at t_eps" if ending == "eps" else "the model's x0-prediction at the answer at t_eps",
-                "error_estimate": _sig(scale * tch.error),
-                "relative_error_estimate": _sig(tch.relative_error),
-            },
-            "start": result.start,
-            "method": result.method,
-            "method_reason": result.method_reason,
-            "iterations": result.iterations,
-            "stopped": result.message,
-            "restarts": restarts,
-            "restart": result.restart,
-            "starts": len(starts),
-            "held_out_start": _sig(scale * result.held_out_start),
-        }
-        quality = _quality(errs, spec, model_id, held_out)
-        entries.append(
-            calibrated_entry(
-                sched,
-                result.lambdas,
-                nfe=n,
-                order=order,
-                solver=solver,
-                ending=ending,
-                init=result.start,
-                optimizer=optimizer_record(result),
-                quality=quality,
-                calibration=calibration,
+        identity = {"model": model_id, "weights_sha256": weights_hash, "noises": noises, "seed": seed}
+        fits, figures, entries, notes = {}, {}, [], []
+        for n in nfes:
+            steps, why = _registry_start(sched, n, order, solver, ending, profile, registry)
+            grids: dict[str, np.ndarray] = {}
+            if steps is not None:
+                lam = np.array(steps.lambdas, dtype=np.float64)
+                lam[0] = lam0
+                if ending == "eps":
+                    lam[-1] = lam1
+                grids["registry"] = lam
+            if why is not None:
+                notes.append(why)
+            rules = rule_starts(sched, n, ending)
+            wanted = ["registry", *rules] if start is None else ([start] if isinstance(start, str) else list(start))
+            starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
+            if not starts:
+                raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
+            tables = rule_grids(sched, n, ending)
+            baselines = {**grids, **tables}
+            errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
+            best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())
+            bar = _progress_bar(progress, n, maxiter, errs, best_rule, scale)
+            try:
+                result = optimise(
+                    starts,
+                    denoise,
+                    fit,
+                    ho,
+                    ends=(lam0, lam1, ending),
+                    solver=spec,
+                    batch=batch,
+                    method=method,
+                    maxiter=maxiter,
+                    patience=patience,
+                    restarts=restarts,
+                    restart_seed=seed,
+                    progress=None if bar is None else bar[1],
+                )
+            finally:
+                if bar is not None:
+                    bar[0].close()
+            errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
+            fits[n] = result
+            figures[n] = {k: float(e.mean()) for k, e in errs.items()}
+            calibration = {
+                "identity": identity,
+                "model": model_id,
+                "weights_sha256": weights_hash,
+                "prediction": prediction,
+                "shape": list(shape),
+                "dtype": str(dtype).removeprefix("torch."),
+                "noises": {"fit": n_fit, "held_out": held_out, "seed": seed, "start": "sigma_T * randn"},
+                "teacher": {
+                    "solver": "unipc",
+                    "variant": "bh2",
+                    "order": 3,
+                    "grid": "uniform-lambda",
+                    "steps": tch.steps,
+                    "answer": "x at t_eps" if ending == "eps" else "the model's x0-prediction at the answer at t_eps",
+                    "error_estimate": _sig(scale * tch.error),
+                    "relative_error_estimate": _sig(tch.relative_error),
+                },
+                "start": result.start,
+                "method": result.method,
+                "method_reason": result.method_reason,
+                "iterations": result.iterations,
+                "stopped": result.message,
+                "restarts": restarts,
+                "restart": result.restart,
+                "starts": len(starts),
+                "held_out_start": _sig(scale * result.held_out_start),
+            }
+            quality = _quality(errs, spec, model_id, held_out)
+            entries.append(
+                calibrated_entry(
+                    sched,
+                    result.lambdas,
+                    nfe=n,
+                    order=order,
+                    solver=solver,
+                    ending=ending,
+                    init=result.start,
+                    optimizer=optimizer_record(result),
+                    quality=quality,
+                    calibration=calibration,
+                )
             )
+        path = None
+        if out is not None:
+            path = Path(out)
+            try:
+                write_folder(path, calibrated_files(path, sched, entries, base=registry))
+            except MergeError as err:
+                raise CalibrationError(str(err)) from None
+        return CalibrationResult(
+            fits, figures, entries, tch, path, denoise.calls, time.perf_counter() - t0, str(dtype), notes
         )
-    path = None
-    if out is not None:
-        path = Path(out)
-        try:
-            write_folder(path, calibrated_files(path, sched, entries, base=registry))
-        except MergeError as err:
-            raise CalibrationError(str(err)) from None
-    return CalibrationResult(
-        fits, figures, entries, tch, path, denoise.calls, time.perf_counter() - t0, str(dtype), notes
-    )
 
 
 def _progress_bar(enabled: bool, nfe: int, maxiter: int, errs: dict, best_rule: str, scale: float):

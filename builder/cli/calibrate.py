@@ -73,6 +73,13 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="A new registry folder, or an existing (vendored) registry to merge the entries into.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="torch and BLAS threads for the run; more only pays for a large model on the CPU (docs/calibrate.md).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...], out: Path, **options) -> None:
     """Optimise the steps for your own model against an accurate solve of it; write a registry folder."""
