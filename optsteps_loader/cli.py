@@ -91,8 +91,13 @@ def build_cli():
         if names:
             click.echo("\nmodel aliases (get(alias, nfe) reads the schedule, and the profile's solver entries):")
             alias_rows = [("alias", "schedule", "profile", "")]
+            shipped = [v["params"]["shift"] for v in listing.get("flow", ()) if "shift" in v["params"]]
             for alias, a in names.items():
                 shift = f" shift={_g(a['shift'])}" if "shift" in a else ""
+                if shift and a["schedule"] == "flow" and a["shift"] not in shipped:  # optsteps_loader/_shift.py
+                    from ._shift import nearest
+
+                    shift += f" (served from {_g(nearest(shipped, a['shift']))})"
                 alias_rows.append((alias, a["schedule"] + shift, a.get("profile", "-"), a["description"]))
             click.echo(_table(alias_rows))
 
