@@ -188,6 +188,16 @@ def test_list_shows_aliases_at_served_shifts(aliased):
     assert "flow shift=3 " in row and "served" not in row
 
 
+def test_show_says_served():
+    from click.testing import CliRunner
+
+    from optsteps_loader.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["show", "flow", "--nfe", "6", "--shift", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("flow shift=5 (served from shift 3) nfe=6 ")
+
+
 def test_alias_below_shift_1_is_refused_by_the_index_checks():
     files = [{"schedule": "flow", "params": {"shift": 1.0}}, {"schedule": "flow", "params": {"shift": 3.0}}]
     bad = {"x": {"schedule": "flow", "shift": 0.5, "description": "d"}}
