@@ -47,6 +47,8 @@ BENCHES = (
     Bench("hosts", "optsteps through diffusers' schedulers and k-diffusion loops against every recipe they "
           "offer, on held-out kinds of data",
           ("benchmarks/bench_hosts.py", "--by-kind"), ("benchmarks/bench_hosts.py", "--quick")),
+    Bench("flow-shift", "the shipped flow variants against each other, and the shifts the loader serves from them",
+          ("benchmarks/bench_flow_shift.py",), ("benchmarks/bench_flow_shift.py",)),
     Bench("calibrate", "calibrate on the learned digits network",
           ("benchmarks/bench_calibrate.py",), ("benchmarks/bench_calibrate.py", "--quick")),
     Bench("sweep-slice", "a cold `sweep --check` of a one-schedule slice (every stage honours the slice)",

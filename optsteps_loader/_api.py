@@ -93,7 +93,10 @@ def get(
             with the registry layout (a folder named ``hub``: pass ``"./hub"``), or ``"hub"`` (see
             `optsteps_loader.hub`: fetched, verified and cached).
         revision: with ``source="hub"``: a branch, tag or commit of the Hub dataset repo.
-        shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant.
+        shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant. Any shift
+            ≥ 1 is served: a shift no file holds takes the nearest shipped variant's grid (in log shift) with
+            its interior nodes' σ kept and its end nodes moved to that shift's t_start / t_end (no warning;
+            ``steps.served_from`` names the source, ``steps.params`` the shift asked for; `optsteps_loader._shift`).
 
     Warns:
         FallbackWarning: no solver entry for that request (solver, order, ending, nfe; or the alias's profile),
@@ -180,7 +183,9 @@ def info(
     revision: str | None = None,
 ) -> dict:
     """A schedule's parameters and defaults: its file's ``schedule`` and ``defaults`` blocks, plus
-    ``params``, ``path``, ``data_version``, ``provenance`` and the ``variants`` (params) that exist."""
+    ``params``, ``path``, ``data_version``, ``provenance`` and the ``variants`` (params) that exist. A flow
+    shift no file holds (served, see `get`): the nearest variant's, with ``served_from`` ``{"shift", "file"}``
+    and the ``schedule`` block and ``params`` at the shift asked for."""
     if not isinstance(schedule, str):
         raise TypeError(f"schedule must be a str such as 'vp-linear', not {_kind(schedule)}")
     if shift is not None:
@@ -188,9 +193,9 @@ def info(
 
     def describe(src: _r.Source) -> dict:
         index = _r.load_index(src)
-        rec = select(index, schedule, shift, src.label)
+        rec, served = select(index, schedule, shift, src.label)
         obj = _r.load_data(src, rec).obj
-        return {
+        out = {
             "schedule": _copy(obj["schedule"]),
             "defaults": _copy(obj["defaults"]),
             "params": _copy(rec["params"]),
@@ -199,6 +204,13 @@ def info(
             "provenance": _copy(obj.get("provenance", {})),
             "variants": [_copy(r["params"]) for r in index.by_schedule[rec["schedule"]]],
         }
+        if served is not None:  # the nearest variant's file, its schedule block at the shift asked for
+            from . import _shift
+
+            out["served_from"] = {"shift": rec["params"]["shift"], "file": rec["path"]}
+            out["schedule"] = _shift.schedule_block(out["schedule"], served)
+            out["params"] = {"shift": served}
+        return out
 
     return _run(source, revision, describe)
 
@@ -228,16 +240,35 @@ def _get(
 ) -> tuple[Steps, str | None]:
     """The record, and the `FallbackWarning` text where it stands in for another (else None)."""
     index = _r.load_index(src)
-    data = _r.load_data(src, select(index, schedule, shift, src.label))
-    _check_nfe(data, nfe, src.label)
+    rec, served = select(index, schedule, shift, src.label)
+    data = _r.load_data(src, rec)
+    steps, fallback = _lookup(data, index, schedule, nfe, order, p, solver, ending, profile, src.label, served)
+    return (steps if served is None else _at_shift(data, steps, served)), fallback
+
+
+def _lookup(
+    data: _r.DataFile,
+    index: _r.Index,
+    schedule: str,
+    nfe: int,
+    order: int,
+    p: float | None,
+    solver: str,
+    ending: str,
+    profile: str | None,
+    label: str,
+    served: float | None,
+) -> tuple[Steps, str | None]:
+    """`_get` within one file: the record, and the `FallbackWarning` text where it stands in for another."""
+    _check_nfe(data, nfe, label)
     if p is not None:
-        return _bound(data, nfe, order, p, solver, ending, src.label), None
+        return _bound(data, nfe, order, p, solver, ending, label), None
     # solver entries: calibrated, then the profile's, then generic (their keys cache the Steps)
     if profile is None:
         if inv.CALIBRATED in data.tiers:
             key = (inv.CALIBRATED, solver, order, ending, nfe)
             if key in data.solver_entries:
-                return _steps(data, key, data.solver_entries[key], solver, src.label), None
+                return _steps(data, key, data.solver_entries[key], solver, label), None
         wanted = alias_profile(index, schedule)
     else:
         wanted = None if profile == "generic" else profile
@@ -245,15 +276,15 @@ def _get(
         key = (wanted, solver, order, ending, nfe)
         entry = data.solver_entries.get(key)
         if entry is not None:
-            return _steps(data, key, entry, solver, src.label), None
+            return _steps(data, key, entry, solver, label), None
         if profile is not None:  # asked for by name: say what exists
-            raise _missing_profile_entry(data, key, src.label)
+            raise _missing_profile_entry(data, key, label)
     key = ("", solver, order, ending, nfe)
     entry = data.solver_entries.get(key)
     if entry is not None:
-        steps = _steps(data, key, entry, solver, src.label)
+        steps = _steps(data, key, entry, solver, label)
     else:
-        steps = _bound(data, nfe, order, data.obj["defaults"]["p"], solver, ending, src.label, solver_key=key)
+        steps = _bound(data, nfe, order, data.obj["defaults"]["p"], solver, ending, label, solver_key=key)
     if not data.solver_entries or steps.profile == wanted and steps.p is None:
         return steps, None  # what was asked; a file of bound entries only answers every request with them
     requested = {"solver": solver, "order": order, "ending": ending, "profile": wanted, "p": None}
@@ -263,7 +294,7 @@ def _get(
 
         fallback = dataclasses.replace(steps, requested=_r.freeze(requested))
         data.steps[("fallback", nfe, solver, order, ending, wanted)] = fallback
-    return fallback, _fallback_message(data, schedule, fallback, src.label)
+    return fallback, _fallback_message(data, schedule, fallback, label, served)
 
 
 def _check_nfe(data: _r.DataFile, nfe: int, label: str) -> None:
@@ -316,7 +347,7 @@ def _bound(
     return _steps(data, ("bound", nfe, order, p, solver), entry, solver, label)
 
 
-def _fallback_message(data: _r.DataFile, asked: str, steps: Steps, label: str) -> str:
+def _fallback_message(data: _r.DataFile, asked: str, steps: Steps, label: str, served: float | None = None) -> str:
     """What a `FallbackWarning` says: what was asked, what is returned instead and why, and the call that asks
     for the returned entry by name (which does not warn)."""
     req = steps.requested
@@ -334,7 +365,8 @@ def _fallback_message(data: _r.DataFile, asked: str, steps: Steps, label: str) -
         + ", ".join(f"{s} order {o}" for s, o in combos)
         + f" have ending={ending!r} entries"
     )
-    where = f"{data.rec['schedule']} ({data.rec['path']} in {label})"
+    at = "" if served is None else f", served at shift={_num(served)}"
+    where = f"{data.rec['schedule']} ({data.rec['path']} in {label}{at})"
     if steps.p is None:  # a generic solver entry for lack of the profile's
         return (
             f"{request}: {where} has no {wanted!r} entry ({grid}); returned the generic entry (refined on every "
@@ -366,6 +398,35 @@ def _steps(data: _r.DataFile, key: tuple, entry: dict, solver: str, label: str, 
     if steps is None:
         steps = data.steps[key] = _r.make_steps(data, entry, solver, label, denoise_after=denoise_after)
     return steps
+
+
+def _at_shift(data: _r.DataFile, steps: Steps, shift: float) -> Steps:
+    """``steps`` (a record of the flow file ``data``) served at a ``shift`` no file holds (`_shift`), cached on
+    the file under the source record (which the file's cache keeps alive) and the shift."""
+    key = ("served", shift, id(steps))
+    out = data.steps.get(key)
+    if out is None:
+        import dataclasses
+
+        from . import _shift
+
+        if steps.p is not None:
+            command = (
+                f"python -m builder solve --schedule flow --shift {_num(shift)}"
+                f" --nfe {steps.nfe - (steps.method == 'bound+denoise')} --order"
+                f" {steps.order} --p {_num(steps.p)} --json"
+            )
+        else:
+            command = (
+                f"python -m builder refine --schedule flow --shift {_num(shift)} --nfe {steps.nfe} --profile"
+                f" {steps.profile or 'latent'} --solver {steps.solver} --order {steps.order} --ending {steps.ending}"
+                " --out FOLDER"
+            )
+        nodes = _shift.served(steps, data.obj["schedule"], shift, command)
+        source = {"shift": data.rec["params"]["shift"], "file": data.rec["path"]}
+        out = dataclasses.replace(steps, **nodes, params=_r.freeze({"shift": shift}), served_from=_r.freeze(source))
+        data.steps[key] = out
+    return out
 
 
 def _missing_profile_entry(data: _r.DataFile, key: tuple, label: str) -> EntryNotFoundError:
@@ -428,9 +489,10 @@ def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[
     return alias["schedule"], shift if shift is not None else want
 
 
-def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> dict:
-    """The index record of a schedule key (or alias) and (flow only) shift; ``None`` means shift 1.0 or the
-    only one."""
+def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> tuple[dict, float | None]:
+    """The index record of a schedule key (or alias) and (flow only) shift, ``None`` meaning shift 1.0 or the
+    only one; and the shift it is served at where no file holds the one asked for (a flow shift ≥ 1: the
+    nearest variant's record, `_shift`), else None."""
     schedule, shift = resolve_alias(index, schedule, shift)
     recs = index.by_schedule.get(schedule)
     if recs is None:
@@ -450,12 +512,19 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> d
     if shift is not None and all(s is None for s in shifts):
         raise ValueError(f"shift= only applies to flow schedules; {fmt.short(schedule)!r} has no shift parameter")
     if shift is None and len(recs) == 1:
-        return recs[0]
+        return recs[0], None
     want = 1.0 if shift is None else shift
     for rec in recs:
         if rec["params"].get("shift", 1.0) == want:
-            return rec
+            return rec, None
     have = ", ".join(_num(s) for s in shifts if s is not None)
+    if shift is not None and schedule == "flow":
+        from . import _shift
+
+        source = _shift.nearest([s for s in shifts if s is not None], shift)
+        if source is not None:
+            return next(rec for rec in recs if rec["params"].get("shift") == source), shift
+        have += f" ({_shift.RULE}; a shift below 1 is not served)"
     raise EntryNotFoundError(
         f"{fmt.short(schedule)!r} in {label} has no variant with shift={_num(want)}; shifts available: {have}"
     )

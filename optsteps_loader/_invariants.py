@@ -82,7 +82,10 @@ def index_problems(obj: dict) -> list[str]:
 
 def alias_problems(aliases: object, files: list) -> list[str]:
     """Each alias (``{name: {schedule, shift?, profile?, description}}``) names a schedule variant the index
-    lists, and a data profile of :data:`PROFILES` where it has one."""
+    lists, or a flow shift the loader serves from one (`_shift`: shift ≥ 1, a flow file listed), and a data
+    profile of :data:`PROFILES` where it has one."""
+    from ._shift import nearest
+
     if not isinstance(aliases, dict):
         return ["'aliases' must be an object"]
     have = {
@@ -93,6 +96,7 @@ def alias_problems(aliases: object, files: list) -> list[str]:
         and isinstance(r.get("params"), dict)
         and (r["params"].get("shift") is None or is_num(r["params"]["shift"]))  # a bad shift is reported elsewhere
     }
+    shifts = [float(s) for n, s in have if n == "flow" and s is not None]
     out = []
     for name, a in aliases.items():
         if not (isinstance(a, dict) and isinstance(a.get("schedule"), str) and isinstance(a.get("description"), str)):
@@ -103,8 +107,15 @@ def alias_problems(aliases: object, files: list) -> list[str]:
             out.append(f"aliases[{short(name)!r}]: 'profile' must be one of {PROFILES}, got {short(a['profile'])!r}")
         if shift is not None and not is_num(shift):
             out.append(f"aliases[{short(name)!r}]: 'shift' must be a number")
-        elif (a["schedule"], shift) not in have and not (shift is None and (a["schedule"], 1.0) in have):
-            out.append(f"aliases[{short(name)!r}] names {short(a['schedule'])!r} shift={shift!r}, which no file holds")
+        elif (
+            (a["schedule"], shift) not in have
+            and not (shift is None and (a["schedule"], 1.0) in have)
+            and not (a["schedule"] == "flow" and shift is not None and nearest(shifts, float(shift)) is not None)
+        ):
+            served = " and the loader does not serve (a flow shift below 1)" if a["schedule"] == "flow" else ""
+            out.append(
+                f"aliases[{short(name)!r}] names {short(a['schedule'])!r} shift={shift!r}, which no file holds{served}"
+            )
     return out
 
 

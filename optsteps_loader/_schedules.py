@@ -18,7 +18,8 @@ ddpm-linear,   vp-discrete    timestep    log α_n = ½ Σ_{i≤n} log(1 − β_
 scaled-linear                             linear in t (extended linearly past the ends); β linear or
                                           √-linear ("scaled_linear") from beta_start to beta_end
 edm            edm            sigma       α = 1, σ = t
-flow           flow           1000*sigma  σ = s·t / (1 + (s−1)·t), α = 1 − σ (s: shift)
+flow           flow           1000*sigma  σ = s·t / (1 + (s−1)·t), α = 1 − σ (s: shift); inverse:
+                                          t = σ / (σ + s·α) (`flow_time`)
 =============  =============  ==========  ===============================================================
 """
 
@@ -147,6 +148,12 @@ def _at(name: str, items: tuple):
         return 1.0 - sigma, sigma
 
     return flow
+
+
+def flow_time(shift: float, alpha: float, sigma: float) -> float:
+    """The flow schedule's t at a node (α, σ = 1 − α), inverting σ = s·t / (1 + (s − 1)·t):
+    t = σ / (σ + s·α), from both coefficients so that neither end loses digits to 1 − σ."""
+    return sigma / (sigma + shift * alpha)
 
 
 def _vp(log_alpha: float) -> tuple[float, float]:

@@ -91,8 +91,13 @@ def build_cli():
         if names:
             click.echo("\nmodel aliases (get(alias, nfe) reads the schedule, and the profile's solver entries):")
             alias_rows = [("alias", "schedule", "profile", "")]
+            shipped = [v["params"]["shift"] for v in listing.get("flow", ()) if "shift" in v["params"]]
             for alias, a in names.items():
                 shift = f" shift={_g(a['shift'])}" if "shift" in a else ""
+                if shift and a["schedule"] == "flow" and a["shift"] not in shipped:  # optsteps_loader/_shift.py
+                    from ._shift import nearest
+
+                    shift += f" (served from {_g(nearest(shipped, a['shift']))})"
                 alias_rows.append((alias, a["schedule"] + shift, a.get("profile", "-"), a["description"]))
             click.echo(_table(alias_rows))
 
@@ -201,6 +206,9 @@ def _table(rows: list[tuple]) -> str:
 
 def _title(steps) -> str:
     params = "".join(f" {k}={_g(v)}" for k, v in steps.params.items())
+    served = getattr(steps, "served_from", None)  # a flow shift no file holds (optsteps_loader/_shift.py)
+    if served is not None:
+        params += f" (served from shift {_g(served['shift'])})"
     p = f" p={_g(steps.p)}" if steps.p is not None else ""
     return (
         f"{steps.schedule}{params} nfe={steps.nfe} order={steps.order}{p} solver={steps.solver}"

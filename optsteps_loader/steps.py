@@ -25,6 +25,12 @@ entry (refined on the whole data family) and for the bound's entries. A model al
 lack of the alias's profile), the request it stands in for, as ``{"solver", "order", "ending", "profile",
 "p"}`` to compare with the record's own fields: ``p`` None asked for a solver entry, ``profile`` is the
 profile asked for (an alias's own, or ``profile=``; None for generic).
+
+``served_from``: None for a record read from the registry. A flow record at a shift no file holds
+(``get("flow", 8, shift=5)``) is *served* from the shipped variant nearest in log(shift): its interior
+nodes keep that entry's σ, its end nodes sit at the requested shift's t_start / t_end, every sequence is
+recomputed at the requested shift (``params``), and ``served_from`` says ``{"shift", "file"}`` of the source;
+``objective`` and ``quality`` are the source entry's, measured at its shift (`optsteps_loader._shift`).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class Steps:
     calibration: dict[str, Any] | None = None
     profile: str | None = None
     requested: dict[str, Any] | None = None  # what get() was asked for, where this record stands in for it
+    served_from: dict[str, Any] | None = None  # flow at a shift no file holds: the source {"shift", "file"}
 
     def __repr__(self) -> str:
         """One line: what identifies the entry, and its first and last ``t`` (``print(steps)`` stays short;
@@ -79,6 +86,8 @@ class Steps:
         who += [f"ending={self.ending!r}", f"method={self.method!r}"]
         if self.params:
             who.append(f"params={dict(self.params)!r}")
+        if self.served_from is not None:
+            who.append(f"served_from={dict(self.served_from)!r}")
         return f"Steps({', '.join(who)}, t=({self.t[0]!r}, …, {self.t[-1]!r}))"
 
     def sigmas_with_zero(self) -> tuple[float, ...]:

@@ -152,6 +152,21 @@ def test_flow_entry_needs_flow_scheduler():
         configure_scheduler(scheduler, vp_uniform_lambda(5))
 
 
+def test_flow_entry_at_a_served_shift_in_unipc():
+    """A served flow entry (shift 5, from the shift-3 variant) configures UniPC with use_flow_sigmas=True and
+    flow_shift=5.0: the scheduler runs the entry's flow σ's, and its samples are the reference sampler's."""
+    steps = optsteps_loader.get("flow", 8, shift=5.0)
+    assert steps.served_from["shift"] == 3.0 and steps.ending == "eps"
+    scheduler = diffusers.UniPCMultistepScheduler(
+        solver_order=3, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+    )
+    assert configure_scheduler(scheduler, steps) is scheduler
+    assert scheduler.sigmas.tolist() == list(steps.sigma_t)
+    x = _x(2, 6)
+    ours = unipc.sample(toy_model, x, steps, prediction="flow")
+    assert relative_error(run_diffusers(scheduler, toy_model, x), ours) < 1e-6
+
+
 def test_rejections():
     steps = _sd_steps(order=2)
     with pytest.raises(ValueError, match="scheduler must be one of"):

@@ -278,6 +278,20 @@ def test_flow_match_euler_shifts_once(shift):
     assert scheduler.sigmas[-1] == 0.0
 
 
+def test_flow_match_euler_at_a_served_shift():
+    """A flow entry at a shift no file holds (Wan's 5: served from the shift-3 variant) runs in diffusers'
+    FlowMatchEuler built with that shift: its N σ's exactly, shifted once, then σ = 0, in N calls."""
+    zero = optsteps_loader.get("flow", 8, shift=5, order=1, solver="dpmpp", ending="zero")
+    assert zero.served_from["shift"] == 3.0 and zero.params["shift"] == 5.0
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=5.0)
+    model = Counting()
+    run_pipeline_loop(scheduler, model, _x(), **pipeline_kwargs(scheduler, zero))
+    assert len(model.timesteps) == 8
+    assert scheduler.sigmas[:8].tolist() == pytest.approx(list(zero.sigma_t[:8]), rel=1e-5)
+    assert model.timesteps == pytest.approx(list(zero.timesteps), rel=1e-5)
+    assert scheduler.sigmas[-1] == 0.0
+
+
 def test_flow_match_euler_dynamic_shift_needs_mu():
     zero = optsteps_loader.get("flux", 8, order=1, solver="dpmpp", ending="zero")
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)  # FLUX

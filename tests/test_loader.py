@@ -91,8 +91,10 @@ def test_flow_variants_by_shift(reg):
     assert default is s1 and dict(s3.params) == {"shift": 3.0} and s3.t != s1.t
     assert s3.time_input == "1000*sigma"
     assert s3.timesteps == tuple(1000 * x for x in s3.sigma_t)
-    with pytest.raises(EntryNotFoundError, match=r"shift=2.*shifts available: 1, 3"):
-        get("flow", 5, source=reg, shift=2)
+    served = get("flow", 5, source=reg, shift=2)  # no file: the nearest in log(shift), tests/test_loader_shift.py
+    assert dict(served.params) == {"shift": 2.0} and dict(served.served_from)["shift"] == 3.0
+    with pytest.raises(EntryNotFoundError, match=r"shift=0.5.*shifts available: 1, 3 \(flow shifts ≥ 1 are served"):
+        get("flow", 5, source=reg, shift=0.5)
     with pytest.raises(ValueError, match="only applies to flow"):
         get("vp-linear", 5, source=reg, shift=3)
 
