@@ -128,16 +128,26 @@ def alias_names(alias: dict[str, Any], name: str, shift: float | None) -> bool:
 
 
 def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
-    """The optional ``aliases`` block, checked: each names a schedule variant of the spec, and a data
-    ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
+    """The optional ``aliases`` block, checked: each names a schedule variant of the spec, or a flow shift
+    the loader serves from one (optsteps_loader/_shift.py: shift ≥ 1; it adds no variant and no profile
+    chain, `alias_names`), and a data ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
     from builder.select.profile import PROFILES
+    from optsteps_loader._shift import nearest
 
     if not isinstance(aliases, dict):
         raise bad("'aliases' must be an object")
     have = {(s["name"], (s.get("params") or {}).get("shift")) for s in schedules}
+    flow_shifts = [float(s) for n, s in have if n == "flow" and s is not None]
     for name, a in aliases.items():
         ok = isinstance(a, dict) and set(a) <= {"schedule", "shift", "profile", "description"} and "description" in a
-        if not ok or (a.get("schedule"), a.get("shift")) not in have | {(n, 1.0) for n, _ in have}:
+        served = (
+            ok
+            and a.get("schedule") == "flow"
+            and type(a.get("shift")) in (int, float)
+            and nearest(flow_shifts, float(a["shift"])) is not None
+        )
+        named = ok and (a.get("schedule"), a.get("shift")) in have | {(n, 1.0) for n, _ in have}
+        if not (named or served):
             raise bad(
                 f"alias {name!r} must be {{schedule, shift?, profile?, description}} naming a schedule of the spec"
             )
