@@ -167,7 +167,8 @@ def test_kdiffusion_loops_reproduce_the_reference_samplers():
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
 
 
-def test_a_wrong_call_count_fails_loudly(monkeypatch):
+def test_a_wrong_call_count_fails_loudly(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPTSTEPS_QUALITY_CACHE", str(tmp_path))
     bench = _bench()
     problem = kinds.kind_problems("lowdim")[:1]
     original = bench.Runner.run
