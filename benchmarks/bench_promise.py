@@ -48,7 +48,8 @@ def _schedule(obj: dict):
     from builder.solve.schedules import get_schedule
 
     rec = obj["schedule"]
-    schedule = get_schedule(rec["name"], **rec["params"])
+    # the variant's own parameters (flow: shift); the others are the schedule's defaults, checked below
+    schedule = get_schedule(rec["name"], **{k: v for k, v in rec["params"].items() if k == "shift"})
     for end in ("lambda_start", "lambda_end"):
         if not math.isclose(getattr(schedule, end), rec[end], rel_tol=0, abs_tol=1e-9):
             raise RuntimeError(f"{rec['name']}: builder's {end} {getattr(schedule, end)} != file's {rec[end]}")
