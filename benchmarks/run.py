@@ -49,6 +49,8 @@ BENCHES = (
           ("benchmarks/bench_hosts.py", "--by-kind"), ("benchmarks/bench_hosts.py", "--quick")),
     Bench("flow-shift", "the shipped flow variants against each other, and the shifts the loader serves from them",
           ("benchmarks/bench_flow_shift.py",), ("benchmarks/bench_flow_shift.py",)),
+    Bench("promise", "the held-out-kinds selection (builder.select.promise) over the shipped registry: what it "
+          "would ship, and its figures on REPORT problems before and after", ("benchmarks/bench_promise.py",), None),
     Bench("calibrate", "calibrate on the learned digits network",
           ("benchmarks/bench_calibrate.py",), ("benchmarks/bench_calibrate.py", "--quick")),
     Bench("sweep-slice", "a cold `sweep --check` of a one-schedule slice (every stage honours the slice)",
