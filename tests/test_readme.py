@@ -35,7 +35,8 @@ def test_figures_live_in_the_generated_benchmarks_page() -> None:
     """The README is a user guide: measured timings live in docs/benchmarks.md, each section with the command
     that printed it (written by benchmarks/run.py), not as dated notes here."""
     assert len(README.splitlines()) <= 250
-    assert not re.search(r"\d+ min \d+ s|\d(\.\d+)? ?(ms|µs)\b", README), "a timing figure belongs in docs/benchmarks.md"
+    timing = re.search(r"\d+ min \d+ s|\d(\.\d+)? ?(ms|µs)\b", README)
+    assert not timing, f"{timing.group(0)!r}: a timing figure belongs in docs/benchmarks.md"
     page = (REPO / "docs" / "benchmarks.md").read_text()
     sections = re.findall(r"<!-- bench:([\w-]+) -->(.*?)<!-- /bench:\1 -->", page, flags=re.S)
     assert sections and all(re.search(r"Command: `python [^`]+` — \d{4}-\d\d-\d\d, ", body) for _, body in sections)
