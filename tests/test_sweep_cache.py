@@ -54,6 +54,13 @@ def test_stage_keys_cover_the_code_each_stage_runs(tmp_path, change, solve_chang
     assert (after[1] != before[1]) is entry_changes
 
 
+def test_an_import_spelled_relative_is_the_same_code():
+    absolute = "from builder.select.truth import solve_truth\nfrom builder import __version__\n"
+    relative = "from .truth import solve_truth\nfrom .. import __version__\n"
+    assert cache.code_of(relative, "builder.select.evaluate") == cache.code_of(absolute, "builder.select.evaluate")
+    assert cache.code_of(relative, "builder.solve.grids") != cache.code_of(absolute, "builder.select.evaluate")
+
+
 def test_prose_is_not_code(tmp_path):
     before = _keys(_source_copy(tmp_path / "before"))
     root = _source_copy(tmp_path / "after")

@@ -87,24 +87,34 @@ def code_fingerprint(root: Path, files: tuple[str, ...], extra_code: str = "") -
     for rel in files:
         data = (root / rel).read_bytes()
         if rel.endswith(".py"):
-            data = code_of(data.decode()).encode()
+            data = code_of(data.decode(), _module_name(rel)).encode()
         digest.update(f"{rel}\0{len(data)}\0".encode() + data)
-    digest.update(code_of(extra_code).encode() if extra_code else b"")
+    digest.update(extra_code.encode())
     return digest.hexdigest()
 
 
-def code_of(source: str) -> str:
-    """What Python runs of ``source``: its syntax tree without docstrings (comments never reach the tree), so
-    an edit to the prose leaves every key alone and an edit to the code changes it."""
+def code_of(source: str, module: str) -> str:
+    """What Python runs of ``source``, the code of ``module``: its syntax tree without docstrings (comments never
+    reach the tree), relative imports written out absolute, so an edit to the prose, or an import spelled
+    relative instead of absolute, leaves every key alone and an edit to the code changes it."""
     import textwrap
 
     tree = ast.parse(textwrap.dedent(source))
+    package = module.split(".")[:-1]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
             if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            node.module, node.level = ".".join(base + ([node.module] if node.module else [])), 0
     return ast.dump(tree)
+
+
+def _module_name(rel: str) -> str:
+    """``builder/select/truth.py`` → ``builder.select.truth``."""
+    return rel[: -len(".py")].replace("/", ".")
 
 
 def stage_keys(
@@ -126,12 +136,14 @@ def stage_keys(
 
 @functools.cache
 def _source_of(function: Callable[..., Any]) -> str:
-    """The function's source plus that of the module-level functions it calls by name (one level)."""
+    """The code (:func:`code_of`) of the function plus that of the module-level functions it calls by name
+    (one level)."""
     module = inspect.getmodule(function)
     names = function.__code__.co_names
     helpers = [getattr(module, n) for n in names if inspect.isfunction(getattr(module, n, None))]
     same_module = [h for h in helpers if h.__module__ == function.__module__]
-    return "\n".join(inspect.getsource(f) for f in [function, *same_module])
+    module_file = Path(inspect.getfile(function)).resolve().relative_to(SOURCE_ROOT).as_posix()
+    return code_of("\n".join(inspect.getsource(f) for f in [function, *same_module]), _module_name(module_file))
 
 
 def read_cached(folder: Path, key: str) -> dict[str, Any] | None:
