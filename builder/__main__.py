@@ -5,12 +5,12 @@ click, …), which a plain ``pip install optsteps`` does not install: say so ins
 
 import sys
 
-from builder.kernels import pin_this_process
+from .kernels import pin_this_process
 
 pin_this_process(["-m", "builder", *sys.argv[1:]])
 
 try:
-    from builder.cli import main
+    from .cli import main
 except ModuleNotFoundError as err:
     if err.name not in ("click", "numpy", "scipy", "tqdm", "jsonschema", "threadpoolctl"):
         raise

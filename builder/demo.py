@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from builder.select.evaluate import Problem, compare
-from builder.select.mixtures import digits_mixture
-from builder.solve.grids import baseline_grids
-from builder.solve.optimize import solve
-from builder.solve.schedules import get_schedule
+from .select.evaluate import Problem, compare
+from .select.mixtures import digits_mixture
+from .solve.grids import baseline_grids
+from .solve.optimize import solve
+from .solve.schedules import get_schedule
 
 
 def run_demo(schedule_name: str = "vp-linear", nfe: int = 6, *, variant: str = "bh2") -> dict[str, Any]:

@@ -15,7 +15,7 @@ import types
 from collections.abc import Sequence
 from pathlib import Path
 
-from builder.select.profile import PROFILES
+from .select.profile import PROFILES
 
 __all__ = ["PROFILES", "refine_profile"]
 
@@ -40,11 +40,12 @@ def refine_profile(
     import torch
 
     import optsteps_loader
-    from builder import __version__
-    from builder.registry.entry import solver_entry
-    from builder.registry.merge import merged_files
-    from builder.select.profile import profile_chain
-    from builder.solve.schedules import get_schedule
+
+    from . import __version__
+    from .registry.entry import solver_entry
+    from .registry.merge import merged_files
+    from .select.profile import profile_chain
+    from .solve.schedules import get_schedule
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")

@@ -59,6 +59,8 @@ def test_an_import_spelled_relative_is_the_same_code():
     relative = "from .truth import solve_truth\nfrom .. import __version__\n"
     assert cache.code_of(relative, "builder.select.evaluate") == cache.code_of(absolute, "builder.select.evaluate")
     assert cache.code_of(relative, "builder.solve.grids") != cache.code_of(absolute, "builder.select.evaluate")
+    swapped = "from builder import __version__\nfrom builder.select.truth import solve_truth\n"
+    assert cache.code_of(swapped, "builder.select.evaluate") == cache.code_of(absolute, "builder.select.evaluate")
 
 
 def test_prose_is_not_code(tmp_path):

@@ -32,7 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from builder.calibrate.model import (
+from ..registry.merge import MergeError, write_folder
+from ..select.evaluate import paired
+from ..select.refine import rule_grids, rule_starts
+from ..solve.schedules import Schedule, get_schedule
+from .model import (
     DT,
     CalibrationError,
     ModelDenoiser,
@@ -43,13 +47,9 @@ from builder.calibrate.model import (
     load_factory,
     probe_dtype,
 )
-from builder.calibrate.optimize import Fit, grid_errors, optimise
-from builder.calibrate.teacher import Teacher, teacher
-from builder.calibrate.write import calibrated_entry, calibrated_files, optimizer_record
-from builder.registry.merge import MergeError, write_folder
-from builder.select.evaluate import paired
-from builder.select.refine import rule_grids, rule_starts
-from builder.solve.schedules import Schedule, get_schedule
+from .optimize import Fit, grid_errors, optimise
+from .teacher import Teacher, teacher
+from .write import calibrated_entry, calibrated_files, optimizer_record
 
 __all__ = [
     "CalibrationError",

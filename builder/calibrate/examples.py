@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from builder.select.learned import load_denoiser
+from ..select.learned import load_denoiser
 
 __all__ = ["DigitsModel", "digits"]
 

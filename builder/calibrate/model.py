@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from builder.solve.schedules import Schedule
 from optsteps_loader._model_io import PREDICTIONS, model_output
+
+from ..solve.schedules import Schedule
 
 __all__ = [
     "CalibrationError",

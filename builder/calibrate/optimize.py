@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from builder.calibrate.model import DT, ModelDenoiser
-from builder.select.differentiable import make_plan, sample
-from builder.select.refine import grid_from_q, q_from_grid, unsaturated
+from ..select.differentiable import make_plan, sample
+from ..select.refine import grid_from_q, q_from_grid, unsaturated
+from .model import DT, ModelDenoiser
 
 __all__ = ["RESTART_SCALE", "Fit", "choose_method", "grid_errors", "optimise"]
 

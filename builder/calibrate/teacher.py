@@ -39,7 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from builder.calibrate.model import (
+from optsteps_loader._format import atomic_write_bytes
+
+from ..select.differentiable import make_plan, sample
+from .model import (
     DT,
     ModelDenoiser,
     PredictionTypeError,
@@ -47,8 +50,6 @@ from builder.calibrate.model import (
     family_alpha_sigma,
     fingerprint,
 )
-from builder.select.differentiable import make_plan, sample
-from optsteps_loader._format import atomic_write_bytes
 
 __all__ = ["JENSEN_FACTOR", "Teacher", "cache_dir", "initial_noise", "solve_teacher", "teacher"]
 

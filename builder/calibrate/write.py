@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from builder import __version__
-from builder.registry.entry import solver_entry
-from builder.registry.merge import merged_files
-from builder.solve.schedules import Schedule
+from .. import __version__
+from ..registry.entry import solver_entry
+from ..registry.merge import merged_files
+from ..solve.schedules import Schedule
 
 __all__ = ["calibrated_entry", "calibrated_files", "optimizer_record"]
 

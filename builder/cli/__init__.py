@@ -7,8 +7,8 @@ library functions.
 - :mod:`.calibrate`: ``calibrate``.
 """
 
-from builder.cli import build, calibrate, quality  # noqa: F401 - importing registers the commands
-from builder.cli._common import DEFAULT_REGISTRY, REPO_ROOT, SPEC_PATH, cli
+from . import build, calibrate, quality  # noqa: F401 - importing registers the commands
+from ._common import DEFAULT_REGISTRY, REPO_ROOT, SPEC_PATH, cli
 
 __all__ = ["DEFAULT_REGISTRY", "REPO_ROOT", "SPEC_PATH", "cli", "main"]
 

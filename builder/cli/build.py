@@ -8,16 +8,17 @@ from pathlib import Path
 
 import click
 
-from builder.cli._common import (
+from optsteps_loader.errors import ScheduleNotFoundError
+
+from ..solve.optimize import INIT_CHOICES, MAX_NFE, METHODS
+from ..solve.schedules import SCHEDULE_NAMES
+from ._common import (
     DEFAULT_REGISTRY,
     INIT_NAMES,
     cli,
     parse_tau,
     registry_option,
 )
-from builder.solve.optimize import INIT_CHOICES, MAX_NFE, METHODS
-from builder.solve.schedules import SCHEDULE_NAMES
-from optsteps_loader.errors import ScheduleNotFoundError
 
 # ---- build: solve one grid, sweep the registry, validate, publish, demo
 
@@ -57,9 +58,9 @@ def solve(
     as_json: bool,
 ) -> None:
     """Optimise one step grid and print it next to the uniform-λ baseline."""
-    from builder.solve.grids import start_grid
-    from builder.solve.optimize import solve as solve_grid
-    from builder.solve.schedules import get_schedule
+    from ..solve.grids import start_grid
+    from ..solve.optimize import solve as solve_grid
+    from ..solve.schedules import get_schedule
 
     tau_value = parse_tau(tau)
     try:
@@ -77,7 +78,7 @@ def solve(
         raise click.ClickException(str(exc)) from None
     shipped = _shipped_difference(sched, result)
     if as_json:
-        from builder.registry.entry import make_entry
+        from ..registry.entry import make_entry
 
         entry = make_entry(sched, result, tau_value)
         payload = {
@@ -203,7 +204,7 @@ def sweep(
     if shard is not None:
         _sweep_shard(shard, cache_dir, spec_path, workers, no_progress, only or schedules or check)
         return
-    from builder.registry import sweep as sweep_mod
+    from ..registry import sweep as sweep_mod
 
     try:
         selection = sweep_mod.parse_only([*only, *(f"schedule={s}" for s in schedules)])
@@ -211,7 +212,7 @@ def sweep(
         raise click.BadParameter(str(exc), param_hint="--only") from None
     for name in selection.get("schedule", ()):
         if name not in SCHEDULE_NAMES:
-            from builder.solve.schedules import get_schedule
+            from ..solve.schedules import get_schedule
 
             try:
                 get_schedule(name)
@@ -238,7 +239,7 @@ def sweep(
 def _sweep_shard(
     shard: str, cache_dir: Path | None, spec_path: Path | None, workers: int | None, no_progress: bool, other: object
 ) -> None:
-    from builder.registry import sweep as sweep_mod
+    from ..registry import sweep as sweep_mod
 
     k, sep, n = shard.partition("/")
     if not (sep and k.isdigit() and n.isdigit()):
@@ -260,7 +261,7 @@ def _sweep_shard(
 @click.option("--allow-missing", is_flag=True, help="Accept files listed in the index but absent (vendored subset).")
 def validate(path: Path, allow_missing: bool) -> None:
     """Check a registry folder: schemas, hashes, canonical bytes and invariants."""
-    from builder.registry.validate import format_report, validate_registry
+    from ..registry.validate import format_report, validate_registry
 
     report = validate_registry(path, allow_missing=allow_missing)
     click.echo(format_report(report))
@@ -274,8 +275,9 @@ def validate(path: Path, allow_missing: bool) -> None:
 @click.option("--variant", default="bh2", show_default=True, type=click.Choice(["bh1", "bh2"]), help="UniPC B(h).")
 def demo(schedule: str, nfe: int, variant: str) -> None:
     """Solve, load the shipped entry, and measure its sample error against baselines."""
-    from builder.demo import format_demo, run_demo
     from optsteps_loader import OptstepsError
+
+    from ..demo import format_demo, run_demo
 
     try:
         click.echo(format_demo(run_demo(schedule, nfe, variant=variant)))
@@ -292,8 +294,8 @@ def demo(schedule: str, nfe: int, variant: str) -> None:
 @click.option("--endpoint", default=None, help="Hub endpoint [default: $HF_ENDPOINT or https://huggingface.co].")
 def publish(registry: Path, repo_id: str, revision: str, dry_run: bool, force: bool, endpoint: str | None) -> None:
     """Upload the registry to a Hub dataset repo and tag it (token: $HF_TOKEN or `hf auth login`)."""
-    from builder.registry.publish import PublishError
-    from builder.registry.publish import publish as publish_registry
+    from ..registry.publish import PublishError
+    from ..registry.publish import publish as publish_registry
 
     try:
         result = publish_registry(registry, repo_id, revision, dry_run=dry_run, endpoint=endpoint, force=force)

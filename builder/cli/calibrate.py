@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from builder.cli._common import (
+from optsteps_loader.errors import ScheduleNotFoundError
+
+from ..select.profile import PROFILES
+from ..solve.optimize import MAX_NFE
+from ..solve.schedules import SCHEDULE_NAMES
+from ._common import (
     cli,
 )
-from builder.select.profile import PROFILES
-from builder.solve.optimize import MAX_NFE
-from builder.solve.schedules import SCHEDULE_NAMES
-from optsteps_loader.errors import ScheduleNotFoundError
 
 # ---- calibrate: optimised steps for the user's own model
 
@@ -83,7 +84,7 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...], out: Path, **options) -> None:
     """Optimise the steps for your own model against an accurate solve of it; write a registry folder."""
-    from builder.calibrate import CalibrationError, calibrate, load_factory
+    from ..calibrate import CalibrationError, calibrate, load_factory
 
     progress = not options.pop("no_progress")
     try:
@@ -136,8 +137,9 @@ def refine_command(schedule, shift, nfes, profile, solver, order, ending, maxite
     import math
 
     import optsteps_loader
-    from builder.profiles import refine_profile
-    from builder.registry.merge import MergeError, write_folder
+
+    from ..profiles import refine_profile
+    from ..registry.merge import MergeError, write_folder
 
     try:
         files = refine_profile(

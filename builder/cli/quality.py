@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from builder.cli._common import (
+from ._common import (
     REPO_ROOT,
     SPEC_PATH,
     cli,
@@ -28,8 +28,9 @@ def quality(registry: Path, tier: str) -> None:
     Standard set, UniPC bh2 at the entry's order, corrector on; paired log-ratios on the same noises.
     """
     import optsteps_loader
-    from builder.select import gate
-    from builder.solve.schedules import get_schedule
+
+    from ..select import gate
+    from ..solve.schedules import get_schedule
 
     click.echo(gate.ROW_HEADER)
     failures: list[str] = []
@@ -72,7 +73,7 @@ def quality(registry: Path, tier: str) -> None:
 @click.option("--nfe", "nfes", multiple=True, type=int, help="NFE to average over (repeatable; default 5–10).")
 def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[int, ...]) -> None:
     """Pick each schedule's default p by measured error at NFE 5–10 (order 3, standard set)."""
-    from builder.select import gate
+    from ..select import gate
 
     nfe = tuple(sorted(set(nfes))) or gate.DEFAULTS_NFE
     span = ", ".join(map(str, nfe))
@@ -115,7 +116,7 @@ def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[in
 )
 def report(registry: Path, out: Path, held_out: bool) -> None:
     """Write docs/report.md and PNG plots (step locations, error vs NFE) from the registry's quality figures."""
-    from builder.select.report import write_report
+    from ..select.report import write_report
 
     written = write_report(registry, out, held_out=held_out)
     for path in written:
@@ -173,8 +174,9 @@ def learned_check(
     """Sample the learned digits denoiser with the default steps and the baselines; L2 to its own exact flow."""
     import torch
 
-    from builder.select import learned
     from optsteps_loader import OptstepsError
+
+    from ..select import learned
 
     torch.set_num_threads(1)
     model = learned.load_denoiser(learned.WEIGHTS_PATH if weights is None else weights)

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from optsteps_loader import _format as fmt
-from builder.solve.schedules import Schedule
+from ..solve.schedules import Schedule
 
 
 def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | str) -> dict[str, Any]:

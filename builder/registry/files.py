@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from builder import __version__
-from builder.registry._canonical import canonical_bytes, sha256_of
-from builder.solve.schedules import Schedule
+from .. import __version__
+from ._canonical import canonical_bytes, sha256_of
+from ..solve.schedules import Schedule
 from optsteps_loader._invariants import solver_entry_key  # a solver entry's key and sort order, one place
 
 SCHEMA_VERSION = 1

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from builder.registry.files import data_file, index_file, index_record, solver_entry_key
+from .files import data_file, index_file, index_record, solver_entry_key
 
 __all__ = ["MergeError", "merged_files", "write_folder"]
 
@@ -54,8 +54,8 @@ def merged_files(
     """{relative path: canonical bytes} of the whole registry ``out`` with the solver entries ``new`` of
     ``schedule`` (a :class:`~builder.solve.schedules.Schedule`) merged in (module docstring); ``base``: the
     loader's ``source`` of the registry a new folder starts from (None: the bundled one)."""
-    from builder.registry.sweep.spec import SweepError, alias_names
-    from builder.registry.sweep.write import read_snapshot
+    from .sweep.spec import SweepError, alias_names
+    from .sweep.write import read_snapshot
 
     out = Path(out)
     variant = (schedule.name, tuple(sorted(schedule.variant_params.items())))
@@ -138,9 +138,9 @@ def _base(source: Any) -> tuple[dict[str, Any], Any]:
 
 def write_folder(out: str | os.PathLike[str], files: dict[str, bytes]) -> None:
     """Validate ``files`` (a whole registry), then make ``out`` hold them (module docstring: atomically)."""
-    from builder.registry.sweep.spec import SweepError
-    from builder.registry.sweep.write import check_target, write_registry
-    from builder.registry.validate import validate_registry
+    from .sweep.spec import SweepError
+    from .sweep.write import check_target, write_registry
+    from .validate import validate_registry
 
     out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.registry.card import CARD_NAME, dataset_card
+from .card import CARD_NAME, dataset_card
 
 from optsteps_loader import _format as fmt
 
@@ -135,7 +135,7 @@ class PublishResult:
 
 def plan(registry: str | Path, repo_id: str, revision: str, *, branch: str = "main") -> PublishPlan:
     """Validate ``registry`` and list what would be uploaded. Raises `PublishError` if it is invalid."""
-    from builder.registry.validate import format_report, validate_registry
+    from .validate import format_report, validate_registry
 
     root = Path(registry)
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id or ""):
@@ -187,7 +187,7 @@ def publish(
         from huggingface_hub.hf_api import RepoFile
     except ImportError:
         raise PublishError("publishing needs huggingface_hub: pip install 'optsteps[hub]'") from None
-    from builder import __version__
+    from .. import __version__
 
     api = HfApi(endpoint=endpoint, token=token, library_name="optsteps-builder", library_version=__version__)
     kw = {"repo_type": REPO_TYPE}

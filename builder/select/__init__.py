@@ -13,13 +13,14 @@ which also builds the optimiser's starts; they are re-exported here.
 
 Typical use (one process, many grids)::
 
-    from builder.select import baseline_grids, compare, evaluate_grid, standard_problems
+    from . import baseline_grids, compare, evaluate_grid, standard_problems
     problems = standard_problems()                 # built once; truths cached on disk
     evaluate_grid(entry_lambdas, problems)         # {"mean_l2", "median_l2", "sw", "problems": {...}}
     compare({"optimized": entry_lambdas, **baseline_grids(schedule, nfe)}, problems)
 """
 
-from builder.select.evaluate import (
+from ..solve.grids import applicable_baselines, baseline_grids, baseline_lambdas
+from .evaluate import (
     Benchmark,
     Problem,
     ProblemSet,
@@ -28,9 +29,8 @@ from builder.select.evaluate import (
     held_out_problems,
     standard_problems,
 )
-from builder.select.mixtures import GaussianMixture, digits_mixture, random_mixture
-from builder.select.truth import ground_truth
-from builder.solve.grids import applicable_baselines, baseline_grids, baseline_lambdas
+from .mixtures import GaussianMixture, digits_mixture, random_mixture
+from .truth import ground_truth
 
 __all__ = [
     "Benchmark",

@@ -30,8 +30,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from builder.select.mixtures import GaussianMixture
 from optsteps_loader._coefficients import step_orders
+
+from .mixtures import GaussianMixture
 
 __all__ = ["DT", "ENDINGS", "SOLVERS", "TorchMixture", "make_plan", "phi", "sample", "vp"]
 

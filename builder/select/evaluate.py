@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from builder.select.mixtures import Array, GaussianMixture, digits_mixture, random_mixture, vp_alpha_sigma
-from builder.select.truth import Truth, ground_truth
+from .mixtures import Array, GaussianMixture, digits_mixture, random_mixture, vp_alpha_sigma
+from .truth import Truth, ground_truth
 
 __all__ = [
     "Problem",

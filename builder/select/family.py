@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builder.select.mixtures import GaussianMixture, digits_mixture
+from .mixtures import GaussianMixture, digits_mixture
 
 __all__ = [
     "FIT_SPECS",

@@ -32,9 +32,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.select import selection as qreg
-from builder.select.evaluate import paired
-from builder.solve.schedules import Schedule, get_schedule
+from ..solve.schedules import Schedule, get_schedule
+from . import selection as qreg
+from .evaluate import paired
 
 __all__ = [
     "GATE_MAX_RATIO",

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from builder.select.family import FamilyProblem, latent_mixture, lowdim_mixture, pixel_mixture
-from builder.select.mixtures import Array, GaussianMixture, digits_mixture
+from .family import FamilyProblem, latent_mixture, lowdim_mixture, pixel_mixture
+from .mixtures import Array, GaussianMixture, digits_mixture
 
 __all__ = [
     "GUIDANCE_SCALES",

@@ -38,12 +38,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from builder.select.evaluate import ENDPOINT_TOL, paired, sample_grid, single_threaded_blas
-from builder.select.mixtures import DATA_DIR, Array, digits_mixture
-from builder.select.selection import SAMPLER, Measurement
-from builder.select.truth import Truth, initial_batch, solve_truth
-from builder.solve.grids import baseline_grids
-from builder.solve.schedules import Schedule, get_schedule
+from ..solve.grids import baseline_grids
+from ..solve.schedules import Schedule, get_schedule
+from .evaluate import ENDPOINT_TOL, paired, sample_grid, single_threaded_blas
+from .mixtures import DATA_DIR, Array, digits_mixture
+from .selection import SAMPLER, Measurement
+from .truth import Truth, initial_batch, solve_truth
 
 __all__ = [
     "WEIGHTS_PATH",
@@ -338,7 +338,7 @@ def registry_grid(
 def sweep_problem(schedule: str, shift: float | None = None) -> tuple[float, int | str]:
     """(default p, τ) the sweep solves ``schedule`` with (``builder/registry/spec.json``; flow: the first listed shift
     when ``shift`` is None)."""
-    from builder.registry.sweep import load_spec
+    from ..registry.sweep import load_spec
 
     spec = load_spec()
     for entry in spec.schedules:
@@ -355,7 +355,7 @@ def solved_grid(
 ) -> SubjectGrid:
     """The lowest-bound grid of the sweep's problem, solved live by :func:`builder.solve.optimize.solve` (for when no
     registry exists): the spec's τ, and its default p unless ``p`` is given (multi-start "best")."""
-    from builder.solve.optimize import solve
+    from ..solve.optimize import solve
 
     default_p, tau = sweep_problem(schedule, shift)
     p = default_p if p is None else float(p)

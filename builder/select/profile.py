@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from builder.select import family
-from builder.select.family import FamilyProblem
+from . import family
+from .family import FamilyProblem
 
 __all__ = ["GENERIC", "PROFILES", "problems", "profile_chain"]
 
@@ -67,8 +67,8 @@ def profile_chain(
 ) -> list[dict[str, Any]]:
     """The records of :func:`~builder.select.robust.refine_chain` on the ``profile``'s problems, started from
     (and compared with) ``generic``: {N: λ of the generic solver entry}; ``bound`` renamed ``generic``."""
-    from builder.select.refine import bind  # torch: imported when a chain runs, not with PROFILES
-    from builder.select.robust import refine_chain
+    from .refine import bind  # torch: imported when a chain runs, not with PROFILES
+    from .robust import refine_chain
 
     ends = (schedule.lambda_start, schedule.lambda_end, ending)
     records = refine_chain(

@@ -73,8 +73,8 @@ from typing import Any
 
 import numpy as np
 
-from builder.select import kinds as kinds_mod
-from builder.select.robust import solver_spec
+from . import kinds as kinds_mod
+from .robust import solver_spec
 
 __all__ = [
     "METHODS",
@@ -177,7 +177,7 @@ def _to_grid(table: Callable[[int], np.ndarray], schedule, nfe: int, ending: str
 def host_rules(schedule, nfe: int, ending: str = "eps") -> dict[str, np.ndarray]:
     """{rule: λ-grid} of every host rule that applies to ``schedule`` at ``nfe`` calls, in the registry's
     convention for ``ending`` (N + 1 nodes for ``"eps"``, N for ``"zero"``); module docstring for the formulas."""
-    from builder.select.refine import rule_grids  # torch: not needed for the formulas
+    from .refine import rule_grids  # torch: not needed for the formulas
 
     out = dict(rule_grids(schedule, nfe, ending))
     for name, table in _tables(schedule).items():
@@ -207,7 +207,7 @@ class _TorchGuided:
     """D_u + w (D_c − D_u) with torch mixtures (the refine samplers' denoiser for a :class:`GuidedMixture`)."""
 
     def __init__(self, guided) -> None:
-        from builder.select.differentiable import TorchMixture
+        from .differentiable import TorchMixture
 
         self.u, self.c, self.w = TorchMixture(guided.unconditional), TorchMixture(guided.conditional), guided.scale
 
@@ -230,9 +230,9 @@ def split_problems(per_kind: int = 1, batch: int = 16, kinds: Sequence[str] | No
 def _bind(problems: Sequence, schedule, ending: str):
     import torch
 
-    from builder.select.differentiable import TorchMixture
-    from builder.select.refine import Bound
-    from builder.select.truth import ground_truth
+    from .differentiable import TorchMixture
+    from .refine import Bound
+    from .truth import ground_truth
 
     target = schedule.lambda_end if ending == "eps" else math.inf
     truths = [ground_truth(p.mixture, schedule.lambda_start, target, batch=p.batch, seed=p.seed) for p in problems]
@@ -423,7 +423,7 @@ def evaluate(
 ) -> dict[str, list[np.ndarray]]:
     """{grid: per-problem (B,) L2 errors} on ``bound`` with the sampler ``spec`` (:func:`solver_spec`), by
     :func:`builder.select.refine.errors`; ``memo`` (a dict) keeps them by (bound, sampler, grid bytes)."""
-    from builder.select.refine import errors
+    from .refine import errors
 
     out = {}
     for name, g in grids.items():

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult, minimize
 
-from builder.select.differentiable import DT, TorchMixture, make_plan, sample
-from builder.select.truth import ground_truth
-from builder.solve.grids import FORMULA_BASELINES, applicable_baselines, baseline_lambdas
+from ..solve.grids import FORMULA_BASELINES, applicable_baselines, baseline_lambdas
+from .differentiable import DT, TorchMixture, make_plan, sample
+from .truth import ground_truth
 
 __all__ = [
     "MIN_STEP_FRACTION",

@@ -23,8 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from builder.select import gate, selection
-from builder.solve.grids import baseline_grids
+from ..solve.grids import baseline_grids
+from . import gate, selection
 
 __all__ = ["SOLVER_LABELS", "solver_entry_rows", "solver_entry_table", "write_report"]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.select.refine import Bound, errors, insert_node, refine, rule_grids
+from .refine import Bound, errors, insert_node, refine, rule_grids
 
 __all__ = ["figures", "refine_chain", "solver_spec"]
 

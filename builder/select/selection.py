@@ -56,12 +56,12 @@ from typing import Any
 
 import numpy as np
 
-from builder.registry.entry import collisions, node_arrays
-from builder.select.evaluate import held_out_problems, paired, single_threaded_blas, standard_problems
-from builder.solve.grids import STARTS, baseline_grids
-from builder.solve.objective import objective
-from builder.solve.optimize import lowest_bound_index
-from builder.solve.schedules import Schedule
+from ..registry.entry import collisions, node_arrays
+from ..solve.grids import STARTS, baseline_grids
+from ..solve.objective import objective
+from ..solve.optimize import lowest_bound_index
+from ..solve.schedules import Schedule
+from .evaluate import held_out_problems, paired, single_threaded_blas, standard_problems
 
 __all__ = [
     "SAMPLER",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from builder.select.mixtures import Array, GaussianMixture, vp_alpha_sigma
+from .mixtures import Array, GaussianMixture, vp_alpha_sigma
 
 __all__ = ["LAMBDA_INFINITY", "Truth", "cache_dir", "initial_batch", "solve_truth", "ground_truth"]
 

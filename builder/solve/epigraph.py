@@ -35,8 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import LinearConstraint, NonlinearConstraint, OptimizeResult, minimize
 
-from builder.solve.objective import COMPLEX_STEP, error_model, lagrange_weights, node_index, objective
 from optsteps_loader._coefficients import step_orders
+
+from .objective import COMPLEX_STEP, error_model, lagrange_weights, node_index, objective
 
 Array = NDArray[np.float64]
 

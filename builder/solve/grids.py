@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from builder.solve.schedules import Schedule
+from .schedules import Schedule
 
 __all__ = [
     "BLENDS",

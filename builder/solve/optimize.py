@@ -36,11 +36,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import LinearConstraint, OptimizeResult, minimize
 
-from builder.solve.epigraph import minimize_epigraph
-from builder.solve.grids import STARTS, start_grid, start_grids
-from builder.solve.objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau
-from builder.solve.schedules import Schedule, get_schedule
 from optsteps_loader._coefficients import step_orders
+
+from .epigraph import minimize_epigraph
+from .grids import STARTS, start_grid, start_grids
+from .objective import MAX_ORDER, objective, objective_and_gradient, resolve_tau
+from .schedules import Schedule, get_schedule
 
 METHODS = ("direct", "epigraph")
 INITS = tuple(STARTS)

@@ -13,9 +13,9 @@ source code it runs, so a killed sweep rerun does only what is missing and a cha
 re-finalizes without re-optimising.
 """
 
-from builder.registry.files import SCHEMA_VERSION
-from builder.registry.sweep.cache import default_cache_dir
-from builder.registry.sweep.pipeline import (
+from ..files import SCHEMA_VERSION
+from .cache import default_cache_dir
+from .pipeline import (
     assemble,
     build,
     build_shard,
@@ -24,9 +24,9 @@ from builder.registry.sweep.pipeline import (
     kept_entries,
     shard_files,
 )
-from builder.registry.sweep.run import finalize_entry, load_cached, run_tasks, solve_task, task_keys
-from builder.registry.sweep.spec import SPEC_PATH, Spec, SweepError, Task, load_spec, parse_only, slice_of, tasks_of
-from builder.registry.sweep.write import read_snapshot, recover, write_registry
+from .run import finalize_entry, load_cached, run_tasks, solve_task, task_keys
+from .spec import SPEC_PATH, Spec, SweepError, Task, load_spec, parse_only, slice_of, tasks_of
+from .write import read_snapshot, recover, write_registry
 
 __all__ = [
     "SCHEMA_VERSION",

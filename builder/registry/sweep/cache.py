@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from builder import __version__
-from builder.registry._canonical import atomic_write_bytes, canonical_bytes, sha256_of
-from builder.registry.sweep.spec import SweepError, Task
+from ... import __version__
+from .._canonical import atomic_write_bytes, canonical_bytes, sha256_of
+from .spec import SweepError, Task
 
 log = logging.getLogger("builder.sweep")
 
@@ -79,7 +79,7 @@ def code_fingerprint(root: Path, files: tuple[str, ...], extra_code: str = "") -
     never reused."""
     from importlib.metadata import version
 
-    from builder.kernels import PINNED_ENV
+    from ...kernels import PINNED_ENV
 
     versions = " ".join(version(name) for name in ("numpy", "scipy", "torch"))
     python = ".".join(map(str, sys.version_info[:2]))  # ast.dump's form is the interpreter's
@@ -95,8 +95,9 @@ def code_fingerprint(root: Path, files: tuple[str, ...], extra_code: str = "") -
 
 def code_of(source: str, module: str) -> str:
     """What Python runs of ``source``, the code of ``module``: its syntax tree without docstrings (comments never
-    reach the tree), relative imports written out absolute, so an edit to the prose, or an import spelled
-    relative instead of absolute, leaves every key alone and an edit to the code changes it."""
+    reach the tree), relative imports written out absolute and each block of imports in one order, so an edit
+    to the prose, or to how imports are spelled and ordered, leaves every key alone and an edit to the code
+    changes it."""
     import textwrap
 
     tree = ast.parse(textwrap.dedent(source))
@@ -109,7 +110,25 @@ def code_of(source: str, module: str) -> str:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - node.level + 1]
             node.module, node.level = ".".join(base + ([node.module] if node.module else [])), 0
+    for node in ast.walk(tree):  # the order of a block of imports is layout (the linter's), not code
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = _imports_sorted(body)
     return ast.dump(tree)
+
+
+def _imports_sorted(body: list[ast.stmt]) -> list[ast.stmt]:
+    out: list[ast.stmt] = []
+    run: list[ast.stmt] = []
+    for stmt in [*body, None]:
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            run.append(stmt)
+            continue
+        out += sorted(run, key=ast.dump)
+        run = []
+        if stmt is not None:
+            out.append(stmt)
+    return out
 
 
 def _module_name(rel: str) -> str:
@@ -142,8 +161,7 @@ def _source_of(function: Callable[..., Any]) -> str:
     names = function.__code__.co_names
     helpers = [getattr(module, n) for n in names if inspect.isfunction(getattr(module, n, None))]
     same_module = [h for h in helpers if h.__module__ == function.__module__]
-    module_file = Path(inspect.getfile(function)).resolve().relative_to(SOURCE_ROOT).as_posix()
-    return code_of("\n".join(inspect.getsource(f) for f in [function, *same_module]), _module_name(module_file))
+    return code_of("\n".join(inspect.getsource(f) for f in [function, *same_module]), function.__module__)
 
 
 def read_cached(folder: Path, key: str) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.registry.sweep.cache import (
+from .cache import (
     SOURCE_ROOT,
     _source_of,
     code_fingerprint,
@@ -37,8 +37,8 @@ from builder.registry.sweep.cache import (
     read_cached,
     write_cached,
 )
-from builder.registry.sweep.spec import Spec, SweepError, alias_names
-from builder.solve.schedules import Schedule, get_schedule
+from .spec import Spec, SweepError, alias_names
+from ...solve.schedules import Schedule, get_schedule
 
 __all__ = [
     "Chain",
@@ -138,9 +138,9 @@ def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_R
 
 
 def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    from builder.select import family
-    from builder.select.refine import bind
-    from builder.select.robust import refine_chain
+    from ...select import family
+    from ...select.refine import bind
+    from ...select.robust import refine_chain
 
     schedule = chain.make_schedule()
     ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
@@ -161,8 +161,8 @@ def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: s
 
 
 def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    from builder.select import family
-    from builder.select.profile import problems, profile_chain
+    from ...select import family
+    from ...select.profile import problems, profile_chain
 
     records = profile_chain(
         chain.make_schedule(),
@@ -191,7 +191,7 @@ def run_chains(
     progress: bool = True,
 ) -> int:
     """Refine every chain not cached yet (in worker processes); returns how many ran."""
-    from builder.registry.sweep.run import _progress_bar, _worker_init
+    from .run import _progress_bar, _worker_init
 
     prepare_cache(cache_dir)
     todo = [(c, b, chain_key(c, b)) for c, b in chains]

@@ -13,16 +13,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from builder import __version__
-from builder.kernels import require_pinned
-from builder.registry.files import data_file, index_file, index_record
-from builder.registry.sweep.cache import default_cache_dir
-from builder.registry.sweep.chains import Chain, bound_grids, chains_of, generic_grids, load_chain, run_chains
-from builder.registry.sweep.compare import describe
-from builder.registry.sweep.run import load_cached, run_tasks
-from builder.registry.sweep.spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
-from builder.registry.sweep.write import INDEX, check_target, read_snapshot, write_registry
-from builder.solve.schedules import get_schedule
+from ... import __version__
+from ...kernels import require_pinned
+from ..files import data_file, index_file, index_record
+from .cache import default_cache_dir
+from .chains import Chain, bound_grids, chains_of, generic_grids, load_chain, run_chains
+from .compare import describe
+from .run import load_cached, run_tasks
+from .spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
+from .write import INDEX, check_target, read_snapshot, write_registry
+from ...solve.schedules import get_schedule
 
 
 def build(
@@ -135,7 +135,7 @@ def solver_entries(
     default p, the chain's order); each profile chain from its generic chain's grids, so the generic chains
     run first. With ``recompute`` (a slice), a chain outside it keeps its solver entries from the checked
     registry files ``kept`` where they are there."""
-    from builder.registry.entry import solver_entry
+    from ..entry import solver_entry
 
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
     every = [c for c in chains_of(spec) if c.file in entries_by_file]
@@ -197,7 +197,7 @@ def _checked_files(registry: Path) -> dict[str, dict[str, Any]]:
     first: its bytes must hash to what the index lists and pass the data invariants
     (builder.registry.validate), else :class:`SweepError` naming the file and the fix. Nothing unchecked is
     ever written back under a fresh hash."""
-    from builder.registry.validate import validate_file_bytes
+    from ..validate import validate_file_bytes
 
     snapshot = read_snapshot(registry)
     if snapshot is None:
@@ -224,7 +224,7 @@ def _checked_files(registry: Path) -> dict[str, dict[str, Any]]:
 
 def _check_data(files: dict[str, bytes]) -> None:
     """Every data file about to be written passes the data invariants (a damaged entry is never written)."""
-    from builder.registry.validate import validate_file_bytes
+    from ..validate import validate_file_bytes
 
     for rel, data in files.items():
         problems = [] if rel == INDEX else validate_file_bytes(rel, data)

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from builder.kernels import require_pinned
-from builder.registry.entry import make_entry
-from builder.registry.sweep.cache import prepare_cache, read_cached, stage_keys, write_cached
-from builder.registry.sweep.spec import SweepError, Task
-from builder.solve.optimize import solve
+from ...kernels import require_pinned
+from ..entry import make_entry
+from .cache import prepare_cache, read_cached, stage_keys, write_cached
+from .spec import SweepError, Task
+from ...solve.optimize import solve
 
 
 def solve_task(task: Task) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _plain(value: Any) -> Any:
 def finalize_entry(task: Task, solved: dict[str, Any]) -> dict[str, Any]:
     """Stage 2 (cheap): the registry entry of the solved task, measured (builder.select.selection): the
     lowest-bound start, or another local optimum where it measures better beyond noise, with its quality."""
-    from builder.select.selection import choose_and_measure
+    from ...select.selection import choose_and_measure
 
     schedule = task.make_schedule()
     lowest_bound = make_entry(schedule, OptimizeResult(solved["result"]), task.tau)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.solve.schedules import Schedule, get_schedule
+from ...solve.schedules import Schedule, get_schedule
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "spec.json"
 
@@ -131,7 +131,7 @@ def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
     """The optional ``aliases`` block, checked: each names a schedule variant of the spec, or a flow shift
     the loader serves from one (optsteps_loader/_shift.py: shift ≥ 1; it adds no variant and no profile
     chain, `alias_names`), and a data ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
-    from builder.select.profile import PROFILES
+    from ...select.profile import PROFILES
     from optsteps_loader._shift import nearest
 
     if not isinstance(aliases, dict):

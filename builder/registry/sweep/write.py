@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from builder.registry._canonical import atomic_write_bytes, sha256_of
-from builder.registry.sweep.spec import SweepError
+from .._canonical import atomic_write_bytes, sha256_of
+from .spec import SweepError
 from optsteps_loader import _format
 
 INDEX = "index.json"
