@@ -117,18 +117,27 @@ def code_of(source: str, module: str) -> str:
     return ast.dump(tree)
 
 
+OWN_PACKAGES = ("builder", "optsteps_loader")
+
+
 def _imports_sorted(body: list[ast.stmt]) -> list[ast.stmt]:
-    out: list[ast.stmt] = []
-    run: list[ast.stmt] = []
-    for stmt in [*body, None]:
-        if isinstance(stmt, ast.Import | ast.ImportFrom):
-            run.append(stmt)
-            continue
-        out += sorted(run, key=ast.dump)
-        run = []
-        if stmt is not None:
-            out.append(stmt)
+    """``body`` with the project's own ``from … import`` statements of each block of imports in module order,
+    every other statement where it was (a linter puts relative imports in a block of their own)."""
+    out = list(body)
+    start = 0
+    while start < len(out):
+        end = start
+        while end < len(out) and isinstance(out[end], ast.Import | ast.ImportFrom):
+            end += 1
+        own = [i for i in range(start, end) if _own(out[i])]
+        for i, stmt in zip(own, sorted((out[i] for i in own), key=ast.dump), strict=True):
+            out[i] = stmt
+        start = end + 1
     return out
+
+
+def _own(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and (stmt.module or "").split(".")[0] in OWN_PACKAGES
 
 
 def _module_name(rel: str) -> str:
