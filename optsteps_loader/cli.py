@@ -1,4 +1,5 @@
-"""The ``optsteps`` command (``python -m optsteps_loader``): ``list``, ``show``, ``verify``.
+"""The ``optsteps`` command (``python -m optsteps_loader``): ``list``, ``show``, ``verify``, and ``calibrate``
+(the builder's, installed as ``optsteps_builder``).
 
 A thin click layer: each command parses its options and calls one library function. Library errors are
 printed as ``Error: <message>`` without a traceback and exit with status 1; bad usage exits with 2 (click).
@@ -192,7 +193,36 @@ def build_cli():
             if report[key]:
                 click.echo(f"{key}: {', '.join(report[key])}")
 
+    @cli.command(
+        "calibrate",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+        add_help_option=False,
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def calibrate_command(args: tuple[str, ...]) -> None:
+        """Tune the steps to your own model (`optsteps calibrate --help`; needs optsteps[builder])."""
+        builder_cli = _builder_cli()
+        builder_cli.main(args=["calibrate", *args], prog_name="optsteps", standalone_mode=True)
+
     return cli
+
+
+def _builder_cli():
+    """The builder's click group: installed as ``optsteps_builder`` (a wheel), or ``builder`` in a checkout."""
+    import importlib
+
+    import click
+
+    for name in ("optsteps_builder.cli", "builder.cli"):
+        try:
+            return importlib.import_module(name).cli
+        except ModuleNotFoundError as err:
+            if err.name not in (name, name.split(".")[0]):
+                missing = err.name
+                raise click.ClickException(
+                    f"optsteps calibrate needs {missing}: pip install 'optsteps[builder]'"
+                ) from None
+    raise click.ClickException("optsteps calibrate needs the builder: pip install 'optsteps[builder]'")
 
 
 def _g(x: object) -> str:

@@ -14,4 +14,4 @@ __all__ = ["DEFAULT_REGISTRY", "REPO_ROOT", "SPEC_PATH", "cli", "main"]
 
 
 def main() -> None:
-    cli(prog_name="python -m builder")
+    cli(prog_name=f"python -m {__package__.split('.')[0]}")  # builder in a checkout, optsteps_builder installed
