@@ -20,6 +20,8 @@ def test_the_wheel_maps_the_builder_to_the_projects_name():
     wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
     assert wheel["sources"] == {"builder": "optsteps_builder"}
     assert set(wheel["packages"]) == {"optsteps_loader", "builder"}
+    # an editable install cannot rename a package (hatch refuses): it puts the checkout on sys.path instead
+    assert wheel["dev-mode-dirs"] == ["."]
 
 
 def test_the_builder_runs_under_another_name(tmp_path):
