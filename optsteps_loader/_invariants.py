@@ -403,6 +403,12 @@ def _timestep_problems(ts: list, collisions: object, t: list, sigma: list, sigma
     if (i := _first(zip(ts, expected, strict=True), ok)) is not None:
         out.append(f"timesteps[{i}] = {ts[i]!r} does not match time_input {time_input!r} (expected {expected[i]!r})")
     want = [[i, j] for i in range(len(ts)) for j in range(i + 1, len(ts)) if ts[i] == ts[j]]
+    if want and schedule["family"] == "vp-discrete":
+        i, j = want[0]
+        out.append(
+            f"nodes {i} and {j} share timestep {ts[i]!r}: on a discrete schedule every node needs its own (diffusers "
+            "derives σ from the integer timestep, so a shared one is a second model call or a zero-length step)"
+        )
     if isinstance(collisions, list) and collisions != want:
         out.append(
             f"timestep_collisions is {short(str(collisions))}, expected {short(str(want))}"

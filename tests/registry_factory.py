@@ -8,8 +8,8 @@ loader cannot tell these from a real registry; tests never depend on the committ
 - ``vp-linear``: DPM-Solver's continuous VP, β(t) = β0 + t(β1 − β0), log α = −(β1−β0)t²/4 − β0 t/2,
   t ∈ [1e-3, 1], ``time_input`` "t".
 - ``ddpm-linear``: the 1000-step DDPM table (β linear 1e-4 → 0.02) in DPM-Solver's embedding, log α
-  piecewise linear in t between t_n = (n+1)/1000; integer ``timesteps`` round((t − 1/1000)·1000) and their
-  collisions (at NFE 40, near t_end), ``time_input`` "timestep".
+  piecewise linear in t between t_n = (n+1)/1000; integer ``timesteps`` round((t − 1/1000)·1000), one
+  apart near t_end at NFE 30 (none shared), ``time_input`` "timestep".
 - ``edm``: σ from 80 to 0.002, α = 1, t = σ, ``time_input`` "sigma".
 - ``flow``: rectified flow with the SD3/FLUX shift s: σ = s t / (1 + (s − 1) t), α = 1 − σ; one file per
   shift, ``params`` {"shift": s}, ``time_input`` "1000*sigma".
@@ -269,9 +269,10 @@ def make_registry(
 
 def standard_files() -> dict[str, dict]:
     """path -> document of the small standard registry: VP-linear (orders 2, 3 × p 0, 1 × NFE 3, 5, 10),
-    EDM (order 3, p 1, NFE 4, 6) and DDPM-linear (order 3, p 1, NFE 5 and 40, the latter with collisions)."""
+    EDM (order 3, p 1, NFE 4, 6) and DDPM-linear (order 3, p 1, NFE 5 and 30, the latter with nodes one
+    timestep apart near t_end)."""
     return {
-        "v1/ddpm-linear.json": make_file("ddpm-linear", (5, 40), (3,), (1,)),
+        "v1/ddpm-linear.json": make_file("ddpm-linear", (5, 30), (3,), (1,)),
         "v1/edm.json": make_file("edm", (4, 6), (3,), (1,)),
         "v1/vp-linear.json": make_file("vp-linear", (3, 5, 10), (2, 3), (0, 1)),
     }

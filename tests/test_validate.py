@@ -120,9 +120,10 @@ def test_fixture_registry_validates_clean(pristine: Path) -> None:
     assert "OK" in format_report(report)
 
 
-def test_fixture_has_real_collisions(pristine: Path) -> None:
+def test_fixture_has_crowded_integer_timesteps(pristine: Path) -> None:
     doc = factory.read_json(pristine, DISC)
-    assert any(e["timestep_collisions"] for e in doc["entries"])
+    crowded = next(e for e in doc["entries"] if e["nfe"] == 30)
+    assert crowded["timesteps"][-3:] == [2, 1, 0] and crowded["timestep_collisions"] == []
     assert all(isinstance(v, int) for e in doc["entries"] for v in e["timesteps"])
 
 
@@ -299,11 +300,10 @@ def test_integer_fields_refuse_floats(reg: Path) -> None:
 
 
 def test_wrong_collisions_are_refused(reg: Path) -> None:
-    want = factory.read_json(reg, DISC)["entries"][1]["timestep_collisions"]
-    edit_entry(reg, DISC, 1, lambda e: e.update(timestep_collisions=[]))
-    assert want  # NFE 40 has real collisions
+    assert factory.read_json(reg, DISC)["entries"][1]["timestep_collisions"] == []
+    edit_entry(reg, DISC, 1, lambda e: e.update(timestep_collisions=[[0, 1]]))
     report = validate_registry(reg)
-    assert_refused(report, DISC, "entry nfe=40 order=3 p=1: timestep_collisions is []", f"expected {want}")
+    assert_refused(report, DISC, "entry nfe=30 order=3 p=1: timestep_collisions is [[0, 1]]", "expected []")
 
 
 def test_timesteps_must_follow_time_input(reg: Path) -> None:
