@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from functools import lru_cache
 
 REL_TOL = 1e-12  # α_t, σ_t and λ against the formulas (the builder's numpy agrees to ~1e-15 on the registry)
 MAX_TRAIN_TIMESTEPS = 100_000
@@ -121,8 +120,19 @@ def at(name: str, params: dict):
     return _at(name, tuple(sorted(params.items())))
 
 
-@lru_cache(maxsize=64)
+_AT: dict = {}  # (name, params) -> α, σ at t: a few schedules per registry (a dict: functools costs the import)
+
+
 def _at(name: str, items: tuple):
+    key = (name, items)
+    if key not in _AT:
+        if len(_AT) >= 64:
+            _AT.clear()
+        _AT[key] = _formula(name, items)
+    return _AT[key]
+
+
+def _formula(name: str, items: tuple):
     p = dict(items)
     if name == "vp-linear":
         b0, db = p["beta_0"], p["beta_1"] - p["beta_0"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 from . import _format as fmt
 from . import _registry as _r
@@ -92,6 +91,8 @@ def verify(
 def _schema_checker():
     """``(check(kind, obj, where) -> problems, note)``: the schemas compiled by `_schema` (no dependency);
     check is a no-op, and the note says why, when they are not found or use a keyword `_schema` lacks."""
+    import re  # here, not at import: `import optsteps_loader` stays cheap
+
     from . import _schema
 
     def skip(kind: str, obj: object, where: str) -> list[str]:
