@@ -7,7 +7,7 @@ import sys
 
 from .kernels import pin_this_process
 
-pin_this_process(["-m", "builder", *sys.argv[1:]])
+pin_this_process(["-m", __package__, *sys.argv[1:]])  # builder, or optsteps_builder installed
 
 try:
     from .cli import main

@@ -4,6 +4,7 @@ called ``builder``, and ``optsteps calibrate`` reaches it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from builder.kernels import PINNED_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,6 +39,11 @@ def test_the_builder_runs_under_another_name(tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+    unpinned = {k: v for k, v in os.environ.items() if k not in PINNED_ENV and not k.startswith("OPTSTEPS_")}
+    main = subprocess.run(  # re-executes itself with the pinned kernels, under its own name
+        [sys.executable, "-m", "optsteps_builder", "--help"], cwd=tmp_path, env=unpinned, capture_output=True, text=True
+    )
+    assert main.returncode == 0 and "python -m optsteps_builder" in main.stdout, main.stderr[-2000:]
     helped = subprocess.run(
         [sys.executable, "-m", "optsteps_loader", "calibrate", "--help"], cwd=REPO, capture_output=True, text=True
     )
