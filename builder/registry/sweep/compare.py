@@ -36,22 +36,27 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def field_differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, float | str]:
     """{field: largest relative difference} over the numeric leaves of two entries (``"changed"`` where a
-    non-numeric leaf differs or the structure does); fields that are equal are left out."""
-    out: dict[str, float | str] = {}
-    a, b = list(_leaves(old)), list(_leaves(new))
-    if [p for p, _ in a] != [p for p, _ in b]:
-        for path in sorted({p for p, _ in a} ^ {p for p, _ in b}) or ["(list lengths)"]:
-            out[path] = "changed"
-    for (path, x), (_, y) in zip(a, b, strict=False):
-        if x == y:
+    non-numeric leaf differs, or a field's leaves differ in number or exist on one side only); fields that
+    are equal are left out. Leaves are compared field by field, so one field's change never shifts another's."""
+    a: dict[str, list[Any]] = {}
+    b: dict[str, list[Any]] = {}
+    for leaves, out in ((_leaves(old), a), (_leaves(new), b)):
+        for path, leaf in leaves:
+            out.setdefault(path, []).append(leaf)
+    diffs: dict[str, float | str] = {}
+    for path in sorted(a.keys() | b.keys()):
+        xs, ys = a.get(path), b.get(path)
+        if xs is None or ys is None or len(xs) != len(ys):
+            diffs[path] = "changed"
             continue
-        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y))
-        if not numbers:
-            out[path] = "changed"
-        elif out.get(path) != "changed":
-            rel = abs(x - y) / max(abs(x), abs(y))
-            out[path] = max(rel, out.get(path, 0.0))  # type: ignore[type-var]
-    return out
+        for x, y in zip(xs, ys, strict=True):
+            if x == y:
+                continue
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
+                diffs[path] = "changed"
+                break
+            diffs[path] = max(abs(x - y) / max(abs(x), abs(y)), diffs.get(path, 0.0))  # type: ignore[type-var]
+    return diffs
 
 
 def describe(rel: str, old_bytes: bytes, new_bytes: bytes) -> str:
