@@ -8,8 +8,7 @@ against every applicable baseline on the same noises, and compares with what the
 
 - beats uniform-λ by a clear margin: d_uλ + 2·se_uλ < log(GATE_MAX_RATIO) (geometric-mean error at most
   95% of uniform-λ's, beyond noise);
-- not worse than the best baseline beyond noise: d_best ≤ 2·se_best — unless the (schedule, nfe) is listed
-  in KNOWN_LOSSES, in which case the entry must say so (``worse_than_best_baseline`` true);
+- not worse than the best baseline beyond noise: d_best ≤ 2·se_best;
 - truthful: the entry's stored ``worse_than_best_baseline`` equals the re-measured flag. A flag within
   BORDERLINE standard errors of the threshold is accepted either way (a re-measurement on another machine
   may round differently).
@@ -40,7 +39,6 @@ __all__ = [
     "GATE_MAX_RATIO",
     "GATE_NFE",
     "GATE_SCHEDULES",
-    "KNOWN_LOSSES",
     "DEFAULTS_NFE",
     "check_entry",
     "gate_failures",
@@ -57,9 +55,6 @@ GATE_NFE = (5, 6, 8, 10)
 GATE_MAX_RATIO = 0.95
 DEFAULTS_NFE = (5, 6, 7, 8, 9, 10)
 BORDERLINE = 0.5  # standard errors around the worse-than-best threshold where a flag may go either way
-# (schedule, nfe) pairs of the gate whose default entry may lose to the best baseline beyond noise, provided
-# the entry flags it. Empty: every gated default entry must not lose.
-KNOWN_LOSSES: frozenset[tuple[str, int]] = frozenset()
 
 
 ROW_HEADER = (
@@ -144,8 +139,7 @@ def gate_failures(row: dict[str, Any], schedule: str) -> list[str]:
             f"{label}: stored worse_than_best_baseline={row['stored_flag']} "
             f"but measured {row['worse_than_best_baseline']}"
         )
-    known = (schedule, row["nfe"]) in KNOWN_LOSSES
-    if row["worse_than_best_baseline"] and not known:
+    if row["worse_than_best_baseline"]:
         out.append(
             f"{label}: worse than {row['best_baseline']} by {row['log_ratio_best_baseline']:.3f} "
             f"(±{row['log_ratio_best_baseline_se']:.3f}) in log-error"
