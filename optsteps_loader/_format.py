@@ -71,17 +71,6 @@ def input_hash(key: dict) -> str:
     return sha256_id(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """`sha256_id` of a file's bytes, read in chunks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def git_blob_sha1(data: bytes) -> str:
     """The git object id of a file's bytes, ``sha1(b"blob <size>\\0" + bytes)`` (the Hub's ETag for it)."""
     import hashlib
