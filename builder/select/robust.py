@@ -5,8 +5,10 @@ and their figures on the fit and validation splits.
 NFE N the starts are the four formula rules, every published table that applies (:func:`rule_grids`: for
 ``"zero"`` the (N − 1)-step table followed by σ = 0), the bound's entry when one is given, and — after the
 first NFE — the refined NFE N − 1 grid with one node inserted (:func:`~builder.select.refine.insert_node`).
-Every start is scored on the fit split; the best two (first NFE) or the best one (later NFEs: the warm
-start nearly always wins, at a seventh of the cost, docs/data-family.md) are refined by
+A chain may continue another one (``after``: the chosen grid of the NFE just below its first), so that
+its first NFE is warm-started too. Every start is scored on the fit split; the best two (a first NFE with no
+warm start) or the best one (otherwise: the warm start nearly always wins, at a seventh of the cost,
+docs/data-family.md) are refined by
 :func:`~builder.select.refine.refine` (mean-L2 log-ratio to uniform λ, no penalty).
 
 **The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
@@ -93,13 +95,16 @@ def refine_chain(
     validation: Bound,
     bound_grids: Mapping[int, Sequence[float]] | None = None,
     maxiter: int = MAXITER,
+    after: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per NFE (ascending): ``nfe``, ``lambda`` (the chosen grid: N + 1 nodes for ``"eps"``, N for
     ``"zero"``), ``method``, ``init`` (the start it came from), ``optimizer`` (L-BFGS-B's status, iterations,
     evaluations, fit loss before and after) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
-    ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional)."""
+    ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional).
+    ``after``: the chosen grid of the NFE just below ``min(nfes)`` when this chain continues another one (its
+    first NFE is then warm-started like every later one)."""
     spec = solver_spec(solver, order)
-    records, prev = [], None
+    records, prev = [], None if after is None else np.asarray(after, dtype=np.float64)
     for nfe in sorted(nfes):
         rules = rule_grids(schedule, nfe, ending)
         starts = dict(rules)

@@ -9,6 +9,9 @@ generic or for one data profile.
 **Profile chains** are refined on one profile's problems, starting from the generic chain's grids, so they run
 after the generic ones; the sweep makes one for every (schedule variant, profile) that a model alias of the
 spec names (``"sdxl": {"schedule": "scaled-linear", "profile": "latent"}``), for every solver, order and ending.
+**Continued chains** (``after`` = N₀, the spec's ``solver_entries.continue`` block) carry a generic chain on
+over higher NFEs: their first NFE is warm-started from the generic chain's grid at N₀, so they run after it
+and are cached apart from it (a longer range does not re-refine NFE 3–N₀).
 
 A chain walks up its NFEs (each warm-starts the next), so it is the unit of work and of caching; chains run
 in worker processes, longest first. The key's code part is found by following ``import`` statements from
@@ -45,6 +48,7 @@ __all__ = [
     "bound_grids",
     "chain_key",
     "chains_of",
+    "continued_starts",
     "generic_grids",
     "load_chain",
     "refine_sources",
@@ -68,6 +72,7 @@ class Chain:
     nfes: tuple[int, ...]
     maxiter: int
     profile: str | None = None  # None: the generic chain
+    after: int | None = None  # a continued chain: the NFE of the generic chain's grid it starts from
 
     def make_schedule(self) -> Schedule:
         return get_schedule(self.schedule, **dict(self.params))
@@ -76,23 +81,46 @@ class Chain:
         """The generic chain whose grids this profile chain starts from."""
         return dataclasses.replace(self, profile=None)
 
+    def continues(self, chains: list[Chain]) -> Chain:
+        """The chain of ``chains`` that this continued chain starts from (same variant, solver, order and
+        ending, generic, its last NFE = ``after``)."""
+        for c in chains:
+            if c.after is None and c.profile is None and c.nfes[-1] == self.after and c.same_entries(self):
+                return c
+        raise SweepError(f"the continued chain {self.label()} has no chain ending at NFE {self.after} to start from")
+
+    def same_entries(self, other: Chain) -> bool:
+        """Whether both chains write solver entries of one (file, solver, order, ending, profile)."""
+        return (self.file, self.solver, self.order, self.ending, self.profile) == (
+            other.file,
+            other.solver,
+            other.order,
+            other.ending,
+            other.profile,
+        )
+
     def fields(self) -> dict[str, Any]:
+        """The chain's fields for its cache key (``profile`` and ``after`` only where set, so a chain without
+        them keeps the key it had before they existed)."""
         fields = self.__dict__ | {"params": list(self.params), "nfes": list(self.nfes)}
-        return fields if self.profile else {k: v for k, v in fields.items() if k != "profile"}
+        return {k: v for k, v in fields.items() if k not in ("profile", "after") or v is not None}
 
     def label(self) -> str:
         params = "".join(f" {k}={v}" for k, v in self.params)
         profile = f" profile={self.profile}" if self.profile else ""
-        return f"{self.schedule}{params} {self.solver}-{self.order} ending={self.ending}{profile}"
+        after = f" NFE {self.nfes[0]}-{self.nfes[-1]}" if self.after else ""
+        return f"{self.schedule}{params} {self.solver}-{self.order} ending={self.ending}{profile}{after}"
 
 
 def chains_of(spec: Spec) -> list[Chain]:
     """Every chain of the spec's ``solver_entries`` block (none if the spec has none): the generic chains of
-    every schedule variant, then the profile chains of every (variant, profile) an alias names."""
+    every schedule variant, then the profile chains of every (variant, profile) an alias names, then the
+    continued chains of the generic chains whose ending the ``continue`` block lists."""
     block = spec.solver_entries
     if not block:
         return []
-    generic, profiled = [], []
+    more = block.get("continue")
+    generic, profiled, continued = [], [], []
     for sched in spec.schedules:
         params = tuple(sorted((sched.get("params") or {}).items()))
         shift = (sched.get("params") or {}).get("shift")
@@ -101,11 +129,18 @@ def chains_of(spec: Spec) -> list[Chain]:
         )
         for solver, order in block["solvers"]:
             for ending in block["endings"]:
-                chain = Chain(sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]),
-                              block["maxiter"])
+                chain = Chain(
+                    sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]), block["maxiter"]
+                )
                 generic.append(chain)
                 profiled += [dataclasses.replace(chain, profile=p) for p in profiles]
-    return generic + profiled
+                if more and ending in more["endings"]:
+                    continued.append(
+                        dataclasses.replace(
+                            chain, nfes=tuple(more["nfe"]), maxiter=more["maxiter"], after=chain.nfes[-1]
+                        )
+                    )
+    return generic + profiled + continued
 
 
 def bound_grids(chain: Chain, entries: list[dict[str, Any]], p: float) -> dict[int, list[float]]:
@@ -121,6 +156,14 @@ def generic_grids(records: list[dict[str, Any]]) -> dict[int, list[float]]:
     return {int(r["nfe"]): r["lambda"] for r in records}
 
 
+def continued_starts(
+    chain: Chain, entries: list[dict[str, Any]], p: float, base: list[dict[str, Any]]
+) -> dict[int, list[float]]:
+    """The start grids of a continued chain: :func:`bound_grids` at its NFEs, and at N₀ = ``chain.after`` the
+    grid that the generic chain's records ``base`` chose there (the continued chain's warm start)."""
+    return bound_grids(chain, entries, p) | {chain.after: generic_grids(base)[chain.after]}
+
+
 def refine_sources(root: Path = SOURCE_ROOT, roots: tuple[str, ...] = ROOT_MODULES) -> tuple[str, ...]:
     """The code a chain's refinement runs: :func:`~builder.registry.sweep.cache.import_closure` of ``roots``."""
     return import_closure(root, roots)
@@ -131,6 +174,8 @@ def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_R
     chain's): the chain's fields, the grids, and the code its compute function runs."""
     if chain.profile:
         code = code_fingerprint(root, refine_sources(root, PROFILE_ROOT_MODULES), _source_of(_compute_profile))
+    elif chain.after:
+        code = code_fingerprint(root, refine_sources(root), _source_of(_compute_continued))
     else:
         code = code_fingerprint(root, refine_sources(root), _source_of(_compute))
     payload = json.dumps([chain.fields(), {str(k): v for k, v in sorted(bound.items())}, code, "chain"])
@@ -160,6 +205,31 @@ def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: s
     return chain.label()
 
 
+def _compute_continued(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
+    from ...select import family
+    from ...select.refine import bind
+    from ...select.robust import refine_chain
+
+    schedule = chain.make_schedule()
+    ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
+    starts = {int(k): v for k, v in starts.items()}
+    records = refine_chain(
+        schedule,
+        solver=chain.solver,
+        order=chain.order,
+        ending=chain.ending,
+        nfes=chain.nfes,
+        fit=bind(family.split("fit"), *ends),
+        validation=bind(family.split("validation"), *ends),
+        bound_grids={n: g for n, g in starts.items() if n != chain.after},
+        maxiter=chain.maxiter,
+        after=starts[chain.after],
+    )
+    family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
+    write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
+    return chain.label()
+
+
 def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: str, key: str) -> str:
     from ...select import family
     from ...select.profile import problems, profile_chain
@@ -180,7 +250,8 @@ def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: s
 
 
 def _compute_any(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    return (_compute_profile if chain.profile else _compute)(chain, starts, cache_dir, key)
+    compute = _compute_profile if chain.profile else _compute_continued if chain.after else _compute
+    return compute(chain, starts, cache_dir, key)
 
 
 def run_chains(

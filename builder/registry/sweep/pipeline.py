@@ -17,7 +17,7 @@ from ... import __version__
 from ...kernels import require_pinned
 from ..files import data_file, index_file, index_record
 from .cache import default_cache_dir
-from .chains import Chain, bound_grids, chains_of, generic_grids, load_chain, run_chains
+from .chains import Chain, bound_grids, chains_of, continued_starts, generic_grids, load_chain, run_chains
 from .compare import describe
 from .run import load_cached, run_tasks
 from .spec import Spec, SweepError, Task, load_spec, slice_of, tasks_of
@@ -109,15 +109,17 @@ def build_shard(
 def chains_depending_on(spec: Spec, tasks: list[Task]) -> set[Chain]:
     """The refine chains whose start grids come from one of ``tasks``' entries (:func:`bound_grids`: the
     entry of the chain's order and the schedule's default p at NFE N, or N − 1 for a ``"zero"`` chain), and
-    the profile chains of those."""
+    the profile and continued chains of those."""
     defaults_p = {s["file"]: float(s["defaults"]["p"]) for s in spec.schedules}
     used = {(t.file, t.order, t.nfe) for t in tasks if float(t.p) == defaults_p[t.file]}
-    generic = {
-        c
-        for c in chains_of(spec)
-        if not c.profile and any((c.file, c.order, n - (c.ending == "zero")) in used for n in c.nfes)
+    every = chains_of(spec)
+    direct = {
+        c for c in every if not c.profile and any((c.file, c.order, n - (c.ending == "zero")) in used for n in c.nfes)
     }
-    return generic | {c for c in chains_of(spec) if c.profile and c.generic() in generic}
+    generic = {c for c in direct if not c.after}
+    return direct | {
+        c for c in every if (c.profile and c.generic() in generic) or (c.after and c.continues(every) in generic)
+    }
 
 
 def solver_entries(
@@ -134,24 +136,33 @@ def solver_entries(
     solver entries by file. Each generic chain starts from the bound entries of its file (the schedule's
     default p, the chain's order); each profile chain from its generic chain's grids, so the generic chains
     run first. With ``recompute`` (a slice), a chain outside it keeps its solver entries from the checked
-    registry files ``kept`` where they are there."""
+    registry files ``kept`` where they are there. Continued chains start from their generic chain's grid at
+    its last NFE, so they run after the generic ones too."""
     from ..entry import solver_entry
 
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
     every = [c for c in chains_of(spec) if c.file in entries_by_file]
     shipped = _solver_entries(kept or {})
-    keep = {c: shipped.get(_chain_key(c)) for c in every if recompute is not None and c not in recompute}
-    keep = {c: entries for c, entries in keep.items() if entries}
+    keep = {
+        c: [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
+        for c in every
+        if recompute is not None and c not in recompute
+    }
+    keep = {c: entries for c, entries in keep.items() if len(entries) == len(c.nfes)}
     profiled = [c for c in every if c.profile and c not in keep]
-    needed = {c.generic() for c in profiled}
+    continued = [c for c in every if c.after and c not in keep]
+    needed = {c.generic() for c in profiled} | {c.continues(every) for c in continued}
     generic = [
         (c, bound_grids(c, entries_by_file[c.file], defaults_p[c.file]))
         for c in every
-        if not c.profile and (c not in keep or c in needed)
+        if not c.profile and not c.after and (c not in keep or c in needed)
     ]
     run_chains(generic, cache_dir, workers=workers, progress=progress)
     records = {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in generic}
-    starts = [(c, generic_grids(records[c.generic()])) for c in profiled]
+    starts = [(c, generic_grids(records[c.generic()])) for c in profiled] + [
+        (c, continued_starts(c, entries_by_file[c.file], defaults_p[c.file], records[c.continues(every)]))
+        for c in continued
+    ]
     run_chains(starts, cache_dir, workers=workers, progress=progress)
     records |= {chain: load_chain(chain, grids, cache_dir)["records"] for chain, grids in starts}
     out: dict[str, list[dict[str, Any]]] = {}

@@ -58,7 +58,9 @@ class Spec:
     init: str
     schedules: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     aliases: dict[str, Any] = field(default_factory=dict)  # optional: model name -> {schedule, shift?, description}
-    solver_entries: dict[str, Any] | None = None  # optional block: {nfe, solvers [[name, order]], endings, maxiter}
+    solver_entries: dict[str, Any] | None = (
+        None  # optional: {nfe, solvers [[name, order]], endings, maxiter, continue?}
+    )
 
 
 _SPEC_KEYS = ("data_version", "license", "citation", "nfe", "orders", "p", "tau", "init", "schedules")
@@ -165,20 +167,53 @@ def _solver_entries(block: Any, bad: Any) -> dict[str, Any] | None:
     pairs), ``endings`` (``eps`` / ``zero``), ``maxiter`` (a positive integer)."""
     if block is None:
         return None
-    if not isinstance(block, dict) or set(block) != {"nfe", "solvers", "endings", "maxiter"}:
-        raise bad("'solver_entries' must be an object with exactly 'nfe', 'solvers', 'endings', 'maxiter'")
+    if not isinstance(block, dict) or not {"nfe", "solvers", "endings", "maxiter"} <= set(block) <= {
+        "nfe",
+        "solvers",
+        "endings",
+        "maxiter",
+        "continue",
+    }:
+        raise bad(
+            "'solver_entries' must be an object with 'nfe', 'solvers', 'endings', 'maxiter' and optionally 'continue'"
+        )
     if not (isinstance(block["nfe"], list) and block["nfe"] and all(_is_int(v) and v >= 3 for v in block["nfe"])):
         raise bad(f"solver_entries 'nfe' must be a non-empty list of integers >= 3, got {block['nfe']!r}")
     pairs = block["solvers"]
-    if not (isinstance(pairs, list) and pairs and all(
-        isinstance(x, list) and len(x) == 2 and x[0] in SOLVER_ORDERS and x[1] in SOLVER_ORDERS[x[0]] for x in pairs
-    )):
+    if not (
+        isinstance(pairs, list)
+        and pairs
+        and all(
+            isinstance(x, list) and len(x) == 2 and x[0] in SOLVER_ORDERS and x[1] in SOLVER_ORDERS[x[0]] for x in pairs
+        )
+    ):
         raise bad(f"solver_entries 'solvers' must be [name, order] pairs from {SOLVER_ORDERS}, got {pairs!r}")
     if not (isinstance(block["endings"], list) and block["endings"] and set(block["endings"]) <= set(ENDINGS)):
         raise bad(f"solver_entries 'endings' must be a non-empty list of {ENDINGS}, got {block['endings']!r}")
     if not (_is_int(block["maxiter"]) and block["maxiter"] > 0):
         raise bad(f"solver_entries 'maxiter' must be a positive integer, got {block['maxiter']!r}")
-    return {**block, "nfe": sorted(set(block["nfe"])), "solvers": [tuple(x) for x in pairs]}
+    out = {**block, "nfe": sorted(set(block["nfe"])), "solvers": [tuple(x) for x in pairs]}
+    if "continue" in block:
+        out["continue"] = _continuation(block["continue"], out["nfe"], bad)
+    return out
+
+
+def _continuation(block: Any, nfes: list[int], bad: Any) -> dict[str, Any]:
+    """The optional ``continue`` block of ``solver_entries``: chains that continue the generic chains of the
+    listed ``endings`` over more NFEs (``nfe``, all above the chains' own), refined for ``maxiter`` iterations
+    per NFE."""
+    if not isinstance(block, dict) or set(block) != {"nfe", "endings", "maxiter"}:
+        raise bad("solver_entries 'continue' must be an object with exactly 'nfe', 'endings', 'maxiter'")
+    more = block["nfe"]
+    if not (isinstance(more, list) and more and all(_is_int(v) and v > max(nfes) for v in more)):
+        raise bad(f"solver_entries 'continue' 'nfe' must be a non-empty list of integers > {max(nfes)}, got {more!r}")
+    if not (isinstance(block["endings"], list) and block["endings"] and set(block["endings"]) <= set(ENDINGS)):
+        raise bad(
+            f"solver_entries 'continue' 'endings' must be a non-empty list of {ENDINGS}, got {block['endings']!r}"
+        )
+    if not (_is_int(block["maxiter"]) and block["maxiter"] > 0):
+        raise bad(f"solver_entries 'continue' 'maxiter' must be a positive integer, got {block['maxiter']!r}")
+    return {**block, "nfe": sorted(set(more))}
 
 
 def _is_int(value: Any) -> bool:
