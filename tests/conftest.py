@@ -15,6 +15,16 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _caches_under_tmp(tmp_path_factory):
+    """Ground truths and calibration teachers are cached in the session's temporary folder, never in the user's
+    ~/.cache (every test writes only under tmp)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("OPTSTEPS_QUALITY_CACHE", "OPTSTEPS_CALIBRATE_CACHE"):
+            mp.setenv(name, str(tmp_path_factory.mktemp(name.lower())))
+        yield
+
+
 @pytest.fixture
 def fresh_loader_cache(monkeypatch):
     """No OPTSTEPS_REGISTRY_DIR from the environment, and the loader's in-process cache empty before and after."""
