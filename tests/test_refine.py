@@ -22,6 +22,7 @@ from builder.select.refine import (
     rule_grid,
     rule_grids,
     rule_starts,
+    separate_timesteps,
     unsaturated,
 )
 from builder.solve.grids import FORMULA_BASELINES, applicable_baselines
@@ -114,6 +115,30 @@ def test_rounding_hits_integer_timesteps():
     steps = sched.model_time(sched.inverse_lambda(out[1:-1]))
     np.testing.assert_allclose(sched.marginal_lambda((steps + 1) / 1000.0), out[1:-1], atol=1e-9)
     assert np.max(np.abs(out - lam)) < 0.1
+
+
+@pytest.mark.parametrize("name", ["scaled-linear", "ddpm-linear"])
+def test_separating_gives_every_node_its_own_timestep_by_the_least_move(name):
+    sched = get_schedule(name)
+    lam = np.linspace(sched.lambda_start, sched.lambda_end, 12)
+    lam[-4:-1] = lam[-1] - np.array([0.03, 0.02, 0.01])  # three nodes on the last node's timestep, or next to it
+    steps = sched.model_time(sched.inverse_lambda(lam))
+    assert len(set(steps)) < lam.size
+    out = separate_timesteps(lam, sched)
+    moved = sched.model_time(sched.inverse_lambda(out))
+    assert np.all(np.diff(moved) < 0) and np.all(np.diff(out) > 0)  # distinct timesteps, λ still increasing
+    assert out[0] == lam[0] and out[-1] == lam[-1] and np.array_equal(out[:-4], lam[:-4])
+    np.testing.assert_array_equal(moved[-4:], moved[-1] + np.arange(3, -1, -1))  # the nearest free timesteps
+    assert separate_timesteps(out, sched) is out  # already distinct: the same array
+    with pytest.raises(ValueError, match="do not fit on distinct timesteps"):
+        separate_timesteps(np.linspace(sched.lambda_start, sched.lambda_end, 1200), sched)
+
+
+def test_separating_leaves_continuous_schedules_and_distinct_grids_alone():
+    for name in ("vp-linear", "scaled-linear"):
+        sched = get_schedule(name)
+        lam = np.linspace(sched.lambda_start, sched.lambda_end, 8)
+        assert np.array_equal(separate_timesteps(lam, sched), lam)
 
 
 def test_unsaturated_raises_only_the_gaps_at_the_floor():

@@ -12,7 +12,9 @@ docs/data-family.md) are refined by
 :func:`~builder.select.refine.refine` (mean-L2 log-ratio to uniform λ, no penalty).
 
 **The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
-lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry).
+lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry). On a
+discrete schedule the chosen grid's nodes that would share an integer timestep are then moved apart
+(:func:`~builder.select.refine.separate_timesteps`), and every figure is of the grid as it ships.
 
 **Figures** (:func:`figures`), per split, of the chosen grid G against every baseline R (the rules and
 tables, and the bound's entry as ``bound``): with e_p(G) the mean over problem p's batch of ‖x_G − x_exact‖₂,
@@ -33,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .refine import Bound, errors, insert_node, refine, rule_grids
+from .refine import Bound, errors, insert_node, refine, rule_grids, separate_timesteps
 
 __all__ = ["figures", "refine_chain", "solver_spec"]
 
@@ -99,7 +101,8 @@ def refine_chain(
 ) -> list[dict[str, Any]]:
     """One record per NFE (ascending): ``nfe``, ``lambda`` (the chosen grid: N + 1 nodes for ``"eps"``, N for
     ``"zero"``), ``method``, ``init`` (the start it came from), ``optimizer`` (L-BFGS-B's status, iterations,
-    evaluations, fit loss before and after) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
+    evaluations, fit loss before and after; ``separated``: how many nodes were then moved to distinct
+    timesteps, where any were) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
     ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional).
     ``after``: the chosen grid of the NFE just below ``min(nfes)`` when this chain continues another one (its
     first NFE is then warm-started like every later one)."""
@@ -131,7 +134,9 @@ def refine_chain(
             method = "bound" if init == "bound" else "rule"
         if init == "warm":
             init = "previous-nfe"
-        prev = grid
+        moved = separate_timesteps(grid, schedule)
+        separated = int(np.count_nonzero(moved != grid))
+        grid = prev = moved
         baselines = dict(rules) | ({"bound": starts["bound"]} if bound is not None else {})
         quality = {}
         for split, problems in (("fit", fit), ("validation", validation)):
@@ -154,6 +159,7 @@ def refine_chain(
                     "nfev": int(res.nfev_total),
                     "fit_loss_start": _round(start_loss),
                     "fit_loss": _round(min(res.mean_log_ratio, start_loss)),
+                    **({"separated": separated} if separated else {}),
                 },
                 "quality": quality,
             }
