@@ -1,15 +1,18 @@
 """Which registry entry fits which diffusers scheduler: the schedule a scheduler config names, the time
 convention of an entry, the checks every diffusers path runs before it hands an entry over (the same
 schedule, the same order, the same time convention), and how the solver a scheduler runs differs from the
-one an entry was measured with. Standard library only; no diffusers import."""
+one an entry was measured with (warned as a :class:`~optsteps_loader.SolverMismatchWarning`). Standard
+library only; no diffusers import."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from ._coefficients import schedule_family
 from ._endings import evaluated
+from .errors import SolverMismatchWarning
 
 __all__ = [
     "LOWER_ORDER_FINAL_BELOW",
@@ -24,6 +27,7 @@ __all__ = [
     "runs_solver",
     "solver_mismatches",
     "time_convention",
+    "warn_mismatches",
 ]
 
 LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps
@@ -276,6 +280,22 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
             fix = f"no setting matches (diffusers lowers the last orders below {LOWER_ORDER_FINAL_BELOW} steps only)"
         out.append(f"step orders {_orders(runs)} (measured: {_orders(measured)}): {fix}")
     return out
+
+
+def warn_mismatches(scheduler: Any, steps: Any, stacklevel: int) -> None:
+    """One :class:`SolverMismatchWarning` listing every :func:`solver_mismatches` line, if there is any,
+    attributed to the frame ``stacklevel`` above the caller (as ``warnings.warn`` counts from its caller)."""
+    lines = solver_mismatches(scheduler, steps)
+    if lines:
+        warnings.warn(
+            SolverMismatchWarning(
+                f"{type(scheduler).__name__} will run entry {steps.schedule!r} (nfe={steps.nfe}, "
+                f"solver={steps.solver!r}, order={steps.order}) with another solver than it was optimized and "
+                "measured with; the steps still run, but their measured quality does not describe this solver:\n- "
+                + "\n- ".join(lines)
+            ),
+            stacklevel=stacklevel + 1,
+        )
 
 
 def _orders(orders: tuple[int, ...]) -> str:

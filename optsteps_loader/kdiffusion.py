@@ -30,7 +30,7 @@ from typing import Any
 from ._coefficients import schedule_family
 from ._endings import ending_of, evaluated, final_value, no_zero_entries
 
-__all__ = ["KINDS", "RUN_WITH", "SAMPLERS", "UNMEASURED", "get_sigmas", "sampler_for", "sigmas"]
+__all__ = ["KINDS", "RUN_WITH", "SAMPLERS", "UNMEASURED", "get_sigmas", "sampler_for", "sigma_values", "sigmas"]
 
 # sampler name (get_sigmas, the ComfyUI node) -> the loader's (solver, order) measured for it
 SAMPLERS = {
@@ -63,8 +63,8 @@ UNMEASURED = {
 KINDS = ("auto", "ratio", "flow")
 
 
-def sigmas(steps: Any, *, device: Any = None, dtype: Any = None, kind: str = "auto", ending: str | None = None) -> Any:
-    """The entry's grid as a 1-D descending torch tensor of N + 1 values (float32 unless ``dtype``).
+def sigma_values(steps: Any, *, kind: str = "auto", ending: str | None = None) -> list[float]:
+    """The entry's grid as a list of N + 1 descending floats: what :func:`sigmas` puts in a tensor, without torch.
 
     ``kind="ratio"``: σ/α (``steps.sigmas``), for k-diffusion and ComfyUI ε/v models (x = x_0 + σ ε in the
     k-diffusion parameterisation, the model's input scaled by 1/sqrt(1+σ²) for VP models).
@@ -76,8 +76,6 @@ def sigmas(steps: Any, *, device: Any = None, dtype: Any = None, kind: str = "au
     :class:`~optsteps_loader._endings.EndingUnavailableError` (ask the loader for ``ending="zero"``).
     Either way the sampler makes exactly N = ``steps.nfe`` model calls.
     """
-    import torch
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     own = ending_of(steps)
@@ -89,7 +87,15 @@ def sigmas(steps: Any, *, device: Any = None, dtype: Any = None, kind: str = "au
         family = schedule_family(evaluated(steps.alpha_t, steps), evaluated(steps.sigma_t, steps))
         kind = "flow" if family == "flow" else "ratio"
     column = steps.sigma_t if kind == "flow" else steps.sigmas
-    values = [*evaluated(column, steps), final_value(column, steps)]
+    return [*evaluated(column, steps), final_value(column, steps)]
+
+
+def sigmas(steps: Any, *, device: Any = None, dtype: Any = None, kind: str = "auto", ending: str | None = None) -> Any:
+    """:func:`sigma_values` (``kind``, ``ending`` as there) as a 1-D descending torch tensor of N + 1 values
+    (float32 unless ``dtype``)."""
+    import torch
+
+    values = sigma_values(steps, kind=kind, ending=ending)
     return torch.tensor(values, dtype=torch.float32 if dtype is None else dtype, device=device)
 
 

@@ -1,7 +1,7 @@
 """Train the digits denoiser shipped as builder/select/data/digits_denoiser.npz (run once; needs sklearn).
 
 Data: scikit-learn's bundled 8×8 digits (1797 images, 64 pixels, values 0..16), scaled to [−1, 1] by
-x/8 − 1 (as ``scripts/fit_digits_gmm.py``). Model: :class:`builder.select.learned.DigitsDenoiser` (EDM
+x/8 − 1 (as ``scripts/fit_digits_gmm.py``). Model: :class:`builder.select.digits_denoiser.DigitsDenoiser` (EDM
 preconditioning around the data mean μ, σ_d = RMS of x₀ − μ; residual SiLU MLP; see its module docstring).
 Each step draws a batch of images, λ ~ U[λ_min, λ_max] per image and ε ~ N(0, I), forms the VP-normalised
 x = α̂ x₀ + σ̂ ε (α̂ = (1 + e^{−2λ})^{−1/2}, σ̂ = (1 + e^{2λ})^{−1/2}) and minimises
@@ -43,7 +43,7 @@ def load_data() -> np.ndarray:
 
 def build_network(data: np.ndarray):
     """A fresh DigitsDenoiser (float32) with μ = data mean, σ_d = RMS(x₀ − μ); weights from torch's seed."""
-    from builder.select.learned import DigitsDenoiser
+    from builder.select.digits_denoiser import DigitsDenoiser
 
     mean = data.mean(axis=0)
     sigma_data = float(np.sqrt(np.mean((data - mean) ** 2)))
@@ -127,7 +127,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from builder.select.learned import network_to_arrays
+    from builder.select.digits_denoiser import network_to_arrays
 
     torch.set_num_threads(1)
     data = load_data()

@@ -1,5 +1,5 @@
-"""The promise selection (builder/select/promise.py): the rule on measured errors, the GATE / REPORT split,
-host rules' conventions, and deterministic decisions on real problems."""
+"""The promise selection (builder/select/promise.py, host_rules.py, held_out.py): the rule on measured errors,
+the GATE / REPORT split, host rules' conventions, and deterministic decisions on real problems."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from builder.select import kinds, promise
+from builder.select import held_out, kinds, promise
 from builder.solve.schedules import get_schedule
 
 KINDS = ("a", "a", "b", "b", "c", "c")  # two problems per kind
@@ -75,7 +75,7 @@ def test_profile_falls_back_to_generic():
 
 
 def test_gate_and_report_are_disjoint():
-    gate, report = promise.split_problems(per_kind=2)
+    gate, report = held_out.split_problems(per_kind=2)
     assert {p.seed for p in gate}.isdisjoint({p.seed for p in report})
     assert {p.name for p in gate}.isdisjoint({p.name for p in report})
     assert {p.profile for p in gate} == {p.profile for p in report} == set(kinds.KINDS)

@@ -191,7 +191,9 @@ def test_cli_runs_on_a_small_case(registry):
 
 
 def test_cli_live_solves_the_sweep_problem():
-    p, tau = learned.sweep_problem("scaled-linear")
+    from builder.cli.quality import sweep_problem
+
+    p, tau = sweep_problem("scaled-linear")
     res = CliRunner().invoke(
         cli, ["learned-check", "--schedule", "scaled-linear", "--nfe", "4", "--batch", "4", "--live"]
     )

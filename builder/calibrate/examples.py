@@ -1,6 +1,6 @@
 """Model factories for ``python -m builder calibrate --model builder.calibrate.examples:digits`` and the tests.
 
-:func:`digits` wraps the shipped learned digits denoiser (:mod:`builder.select.learned`, x̂₀ of VP-normalised
+:func:`digits` wraps the shipped learned digits denoiser (:mod:`builder.select.digits_denoiser`, x̂₀ of VP-normalised
 x at λ) as a ``model(x, timestep)`` on the ``vp-linear`` schedule: the time input is the continuous t, and
 λ(t) = log α − ½ log(1 − α²) with log α(t) = −(β₁ − β₀) t²/4 − β₀ t/2 is computed in torch, so the model is
 differentiable in its time input. It predicts the data (``prediction = "sample"``), shape (64,).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..select.learned import load_denoiser
+from ..select.digits_denoiser import load_denoiser
 
 __all__ = ["DigitsModel", "digits"]
 

@@ -183,18 +183,37 @@ def learned_check(
     tables = []
     try:
         for schedule in schedules:
+            grid_p, tau = p, None
+            if live:  # the sweep's problem: its τ, and its default p unless --p
+                default_p, tau = sweep_problem(schedule, shift)
+                grid_p = default_p if p is None else p
             rows = learned.check_schedule(
                 schedule,
                 sorted(set(nfes)),
                 model,
                 batch=batch,
                 seed=seed,
-                p=p,
+                p=grid_p,
                 shift=shift,
                 source=None if source is None else str(source),
-                live=live,
+                tau=tau,
             )
             tables.append(learned.format_table(schedule, rows))
     except (OptstepsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n\n".join(tables))
+
+
+def sweep_problem(schedule: str, shift: float | None = None) -> tuple[float, int | str]:
+    """(default p, τ) the sweep solves ``schedule`` with (``builder/registry/spec.json``; flow: the first listed shift
+    when ``shift`` is None)."""
+    from ..registry.sweep import load_spec
+
+    spec = load_spec()
+    for entry in spec.schedules:
+        params = entry.get("params", {})
+        if entry["name"] == schedule and (shift is None or float(params.get("shift", shift)) == float(shift)):
+            return float(entry["defaults"]["p"]), spec.tau
+    raise ValueError(
+        f"builder/registry/spec.json has no schedule {schedule!r}" + ("" if shift is None else f" shift {shift}")
+    )

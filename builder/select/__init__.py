@@ -5,7 +5,8 @@
 - :mod:`.evaluate`: the project's sampler on paired noises, L2 to the truth and sliced Wasserstein; paired
   comparisons against a baseline; the standard and held-out problem sets;
 - :mod:`.selection`: per-entry figures and the choice among the solve's candidates and the starting grids;
-- :mod:`.learned`: the learned digits denoiser checked against its own exact flow;
+- :mod:`.learned`: the learned digits denoiser (:mod:`.digits_denoiser`) checked against its own exact flow,
+  on the registry's or a live-solved grid (:mod:`.learned_grids`);
 - :mod:`.gate`, :mod:`.report`: the quality gate over a registry, measured defaults, docs/report.md.
 
 The baselines (rule grids and the published AYS, GITS, OSS tables) come from :mod:`builder.solve.grids`,
