@@ -15,10 +15,12 @@ A schedule may be given by a model alias the index lists (``"sdxl"``, ``"sd3"``,
 
 ``profile``: solver entries come generic (refined on the whole data family) and, for the schedule variants a
 model alias names, per data profile (``"latent"``: Stable Diffusion, SDXL, SD3, FLUX; ``"pixel"``: DDPM,
-score-SDE). ``profile=None`` takes the alias's profile when the schedule is given by an alias that has one
-(falling back to the generic entry where that profile has none, with a `FallbackWarning`), else the generic
-entry; ``"generic"`` forces the generic entry; ``"latent"`` / ``"pixel"`` ask for that profile's entry (an
-error if there is none).
+score-SDE). ``profile=None`` takes the alias's profile when the schedule is given by an alias that has one,
+else the generic entry. Profile entries are built for fewer NFEs than generic ones (docs/data-family.md): at
+an NFE where the file has no entry of that profile at all, the generic entry is the alias's answer (no
+warning; ``steps.profile`` is None); where the profile has entries at that NFE but not for this solver, order
+and ending, the generic entry comes with a `FallbackWarning`. ``"generic"`` forces the generic entry;
+``"latent"`` / ``"pixel"`` ask for that profile's entry (an error if there is none).
 A registry written or extended by ``python -m builder calibrate`` also holds *calibrated* entries (steps for
 one model); with ``profile=None`` they come first.
 """
@@ -285,7 +287,7 @@ def _lookup(
         steps = _steps(data, key, entry, solver, label)
     else:
         steps = _bound(data, nfe, order, data.obj["defaults"]["p"], solver, ending, label, solver_key=key)
-    if not data.solver_entries or steps.profile == wanted and steps.p is None:
+    if not data.solver_entries or steps.p is None and (steps.profile == wanted or not _profile_at(data, wanted, nfe)):
         return steps, None  # what was asked; a file of bound entries only answers every request with them
     requested = {"solver": solver, "order": order, "ending": ending, "profile": wanted, "p": None}
     fallback = data.steps.get(("fallback", nfe, solver, order, ending, wanted))
@@ -295,6 +297,11 @@ def _lookup(
         fallback = dataclasses.replace(steps, requested=_r.freeze(requested))
         data.steps[("fallback", nfe, solver, order, ending, wanted)] = fallback
     return fallback, _fallback_message(data, schedule, fallback, label, served)
+
+
+def _profile_at(data: _r.DataFile, profile: str | None, nfe: int) -> bool:
+    """Whether the file has an entry of ``profile`` at ``nfe`` (for any solver, order or ending)."""
+    return any(k[0] == profile and k[4] == nfe for k in data.solver_entries)
 
 
 def _check_nfe(data: _r.DataFile, nfe: int, label: str) -> None:
@@ -355,7 +362,8 @@ def _fallback_message(data: _r.DataFile, asked: str, steps: Steps, label: str, s
     request = f"get({asked!r}, {steps.nfe}, solver={solver!r}, order={order}, ending={ending!r})" + (
         f" (profile {wanted!r})" if wanted else ""
     )
-    here = [k for k in data.solver_entries if k[0] == (wanted or "")]
+    tiers = (wanted or "",) if steps.p is None else (wanted or "", "")  # a bound entry: no solver entry of either
+    here = [k for k in data.solver_entries if k[0] in tiers]
     same = sorted({k[4] for k in here if k[1:4] == (solver, order, ending)})
     combos = sorted({(k[1], k[2]) for k in here if k[3] == ending})
     grid = (

@@ -139,11 +139,11 @@ def test_configure_refuses_another_time_convention(scheduler_kwargs, key, messag
 def test_configure_with_a_key_follows_any_num_inference_steps():
     """Given a key, the entry for the scheduler's solver, order and final_sigmas_type ("zero" by default)."""
     scheduler = configure_scheduler(diffusers.UniPCMultistepScheduler(**SD_BETAS, solver_order=2), "sd15")
-    for n in (8, 12, 8):  # 12: beyond the solver entries, the bound's NFE-11 entry then the step to σ = 0
+    for n in (8, 20, 31, 8):  # 31: beyond the solver entries, the bound's NFE-30 entry then the step to σ = 0
         model = Counting()
-        with pytest.warns(FallbackWarning, match=r"bound\+denoise") if n > 10 else contextlib.nullcontext():
+        with pytest.warns(FallbackWarning, match=r"bound\+denoise") if n > 30 else contextlib.nullcontext():
             run_pipeline_loop(scheduler, model, _x(), num_inference_steps=n)
-        want = optsteps_loader.get("sd15", n, order=2, ending="zero", **({"p": 1} if n > 10 else {}))
+        want = optsteps_loader.get("sd15", n, order=2, ending="zero", **({"p": 1} if n > 30 else {}))
         assert model.timesteps == list(want.timesteps) and float(scheduler.sigmas[-1]) == 0.0
     dpm = diffusers.DPMSolverMultistepScheduler(**SD_BETAS, solver_order=3, final_sigmas_type="sigma_min")
     model = Counting()

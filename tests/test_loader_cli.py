@@ -110,12 +110,12 @@ def test_show_diffusers_discrete_and_flow(reg):
 def test_show_diffusers_get_call_loads_the_entry_it_shows():
     """Beyond the solver entries `show` says so (FallbackWarning, on stderr), and each printed get() asks for
     the bound+denoise record it falls back to by its p, so it runs as printed without a warning."""
-    result = run("show", "sd15", "--nfe", "12", "--order", "2", "--ending", "zero", "--format", "diffusers")
-    assert result.exit_code == 0 and "FallbackWarning: get('sd15', 12" in result.stderr
+    result = run("show", "sd15", "--nfe", "31", "--order", "2", "--ending", "zero", "--format", "diffusers")
+    assert result.exit_code == 0 and "FallbackWarning: get('sd15', 31" in result.stderr
     calls = sorted(set(re.findall(r"optsteps_loader\.get\([^)]*\)", result.stdout)))
     assert calls and all("p=1" in c and "ending='zero'" in c for c in calls)
     with pytest.warns(optsteps_loader.FallbackWarning):
-        shown = get("sd15", 12, order=2, ending="zero")
+        shown = get("sd15", 31, order=2, ending="zero")
     assert shown.method == "bound+denoise"
     unipc_call = next(c for c in calls if "order=2" in c and "solver" not in c)
     with warnings.catch_warnings():

@@ -46,15 +46,24 @@ def test_unipc_order_1_is_the_bound_entry_and_says_so():
     assert named.requested is None and named.lambdas == steps.lambdas
 
 
-@pytest.mark.parametrize("ending, method", [("eps", "bound"), ("zero", "bound+denoise")])
-def test_beyond_the_solver_entries_the_alias_profile_and_the_solver_entry_are_dropped_loudly(ending, method):
-    with pytest.warns(FallbackWarning, match=r"get\('sdxl', 11.*profile 'latent'.*nfe 3-10.*p=1") as caught:
-        steps = optsteps_loader.get("sdxl", 11, ending=ending)
+@pytest.mark.parametrize(("nfe", "ending", "method"), [(11, "eps", "bound"), (31, "zero", "bound+denoise")])
+def test_beyond_the_solver_entries_the_alias_profile_and_the_solver_entry_are_dropped_loudly(nfe, ending, method):
+    shipped = "nfe 3-10" if ending == "eps" else "nfe 3-30"
+    with pytest.warns(FallbackWarning, match=rf"get\('sdxl', {nfe}.*profile 'latent'.*{shipped}.*p=1") as caught:
+        steps = optsteps_loader.get("sdxl", nfe, ending=ending)
     assert caught[0].filename == __file__  # the caller's line
-    assert (steps.method, steps.ending, steps.profile, steps.nfe) == (method, ending, None, 11)
+    assert (steps.method, steps.ending, steps.profile, steps.nfe) == (method, ending, None, nfe)
     assert steps.requested["profile"] == "latent" and steps.requested["p"] is None
-    named = quiet("sdxl", 11, p=1, ending=ending)
+    named = quiet("sdxl", nfe, p=1, ending=ending)
     assert named.sigmas == steps.sigmas and named.method == method and named.requested is None
+
+
+def test_above_the_profile_s_nfes_an_alias_returns_the_generic_solver_entry_quietly():
+    for solver, order in (("dpmpp", 2), ("unipc", 3), ("dpmpp", 1)):
+        steps = quiet("sdxl", 20, solver=solver, order=order, ending="zero")
+        generic = quiet("scaled-linear", 20, solver=solver, order=order, ending="zero")
+        assert steps == generic and steps.profile is None and steps.method in ("refined", "rule")
+        assert steps.requested is None and steps.quality["validation"]["problems"] > 0
 
 
 def test_an_alias_profile_without_that_entry_falls_back_to_generic_loudly(tmp_path):
@@ -83,9 +92,9 @@ def test_a_configured_scheduler_above_the_solver_entries_warns_at_the_pipelines_
 
     for cls in (diffusers.UniPCMultistepScheduler, diffusers.DPMSolverMultistepScheduler):
         scheduler = configure_scheduler(cls(**SD_BETAS, solver_order=2), "sdxl")
-        scheduler.set_timesteps(8)  # a solver entry: no warning
-        with pytest.warns(FallbackWarning, match="nfe 3-10") as caught:
-            scheduler.set_timesteps(12)
+        scheduler.set_timesteps(20)  # a solver entry: no warning
+        with pytest.warns(FallbackWarning, match="nfe 3-30") as caught:
+            scheduler.set_timesteps(31)
         assert caught[0].filename == __file__
 
 
@@ -93,7 +102,7 @@ def test_nfe_out_of_range_names_the_nfes_shipped():
     for nfe in (0, -3, 10**30):
         with pytest.raises(
             ValueError,
-            match=r"nfe is the number of model calls.*solver entries for nfe 3-10 and "
+            match=r"nfe is the number of model calls.*solver entries for nfe 3-30 and "
             r"bound entries for nfe 3-30, 35, 40, 45, 50",
         ):
             optsteps_loader.get("sdxl", nfe)

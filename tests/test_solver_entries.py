@@ -237,7 +237,7 @@ def test_profile_chains_follow_the_aliases_and_keep_the_generic_keys():
     from builder.select import profile
 
     spec_chains = chains_mod.chains_of(SPEC)
-    assert [c.profile for c in spec_chains] == [None] * 4 + ["pixel"] * 4
+    assert [c.profile for c in spec_chains] == [None] * 4 + ["pixel"] * 4 and not any(c.after for c in spec_chains)
     assert "profile" not in spec_chains[0].fields() and spec_chains[4].fields()["profile"] == "pixel"
     assert spec_chains[4].generic() == spec_chains[0]
     assert "builder/select/profile.py" in chains_mod.refine_sources(roots=chains_mod.PROFILE_ROOT_MODULES)
@@ -361,6 +361,11 @@ def test_the_shipped_registry_has_every_solver_entry_of_its_spec():
             for s, o in block["solvers"]
             for end in block["endings"]
             for n in block["nfe"]
+        } | {
+            (None, s, o, end, n)
+            for s, o in block["solvers"]
+            for end in block["continue"]["endings"]
+            for n in block["continue"]["nfe"]
         }
         assert keys == want, sched["file"]
     assert {(c.schedule, c.profile) for c in chains if c.profile} == {
