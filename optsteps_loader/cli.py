@@ -74,7 +74,7 @@ def build_cli():
     @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
     def list_command(source: str | None, revision: str | None, fmt: str) -> None:
         """List the schedules, their variants and grids (NFE, orders, p)."""
-        from ._api import ranges
+        from ._messages import ranges
 
         with _reported():
             listing = available(source, revision=revision)
