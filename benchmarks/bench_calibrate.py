@@ -40,6 +40,7 @@ from builder.calibrate.optimize import grid_errors  # noqa: E402
 from builder.calibrate.teacher import teacher  # noqa: E402
 from builder.select.refine import rule_grids  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
+from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS  # noqa: E402
 
 
 def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
@@ -185,9 +186,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--eval-noises", type=int, default=256)
     parser.add_argument("--tolerance", type=float, default=0.05)
-    parser.add_argument("--solver", choices=("unipc", "dpmpp"), default="unipc")
-    parser.add_argument("--order", type=int, choices=(1, 2, 3), default=3)
-    parser.add_argument("--ending", choices=("eps", "zero"), default="eps")
+    parser.add_argument("--solver", choices=SOLVERS, default="unipc")
+    parser.add_argument("--order", type=int, choices=ORDERS, default=3)
+    parser.add_argument("--ending", choices=ENDINGS, default="eps")
     parser.add_argument("--restarts", type=int, default=0, help="perturbed restarts per calibration")
     parser.add_argument("--quick", action="store_true", help="fewer noises (a smoke run)")
     parser.add_argument("--no-gpu", action="store_true", help="skip the UNet part even where CUDA is available")

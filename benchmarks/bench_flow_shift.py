@@ -77,6 +77,7 @@ def compare(registry: Path) -> list[str]:
 def coverage(registry: Path, shifts: list[float]) -> list[str]:
     import optsteps_loader
     from optsteps_loader import EntryNotFoundError
+    from optsteps_loader.vocabulary import ENDINGS
 
     three = json.loads((registry / "v1" / "flow-shift3.json").read_bytes())
     requests = [
@@ -90,7 +91,7 @@ def coverage(registry: Path, shifts: list[float]) -> list[str]:
     requests += [
         ("bound", dict(order=e["order"], p=e["p"], ending=ending), e["nfe"] + (ending == "zero"))
         for e in three["entries"]
-        for ending in ("eps", "zero")
+        for ending in ENDINGS
     ]
     lines = [
         "| shift | served from | solver entries served / refused | bound entries (both endings) served / refused |",

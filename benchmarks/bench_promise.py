@@ -33,9 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from optsteps_loader.vocabulary import ENDINGS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SOLVERS = (("unipc", 3), ("unipc", 2), ("dpmpp", 1), ("dpmpp", 2), ("dpmpp", 3))
-ENDINGS = ("eps", "zero")
 NFES = tuple(range(3, 31))
 REFINED_MAX = 10
 
@@ -211,7 +212,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", help="comma-separated registry file stems (default: all of registry/v1)")
     parser.add_argument("--solvers", help="comma-separated solver-order, e.g. dpmpp-2,unipc-2")
-    parser.add_argument("--endings", default="eps,zero")
+    parser.add_argument("--endings", default=",".join(ENDINGS))
     parser.add_argument("--nfe", help="comma-separated NFEs (default 3-30)")
     parser.add_argument("--per-kind", type=int, default=1, help="GATE and REPORT problems per kind (default 1)")
     parser.add_argument("--batch", type=int, default=16)

@@ -27,6 +27,7 @@ from builder.select.mixtures import GaussianMixture
 from builder.select.refine import Bound, _mean_errors, bind
 from builder.select.robust import solver_spec
 from builder.solve.schedules import get_schedule
+from optsteps_loader.vocabulary import ENDINGS
 
 
 class LiteralMixture:
@@ -72,7 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--schedule", default="vp-linear")
     ap.add_argument("--nfe", type=int, default=10)
-    ap.add_argument("--ending", choices=("eps", "zero"), default="eps")
+    ap.add_argument("--ending", choices=ENDINGS, default="eps")
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -42,6 +42,7 @@ from builder.select import family  # noqa: E402
 from builder.select.evaluate import paired  # noqa: E402
 from builder.select.refine import bind, errors, insert_node, refine, round_to_timesteps, rule_grids, rule_starts  # noqa: E402
 from builder.solve.schedules import get_schedule  # noqa: E402
+from optsteps_loader.vocabulary import ENDINGS  # noqa: E402
 
 SCHEDULES = {
     "vp-linear": ("vp-linear", {}),
@@ -214,7 +215,7 @@ def main() -> None:
     ap.add_argument("--schedules", default=",".join(SCHEDULES))
     ap.add_argument("--nfes", default="5,6,8,10")
     ap.add_argument("--solvers", default="unipc3,dpmpp2")
-    ap.add_argument("--ending", default="eps", choices=("eps", "zero"))
+    ap.add_argument("--ending", default="eps", choices=ENDINGS)
     ap.add_argument("--fit", default="fit", choices=("fit", "prototype-fit"), help="the fit split to refine on")
     ap.add_argument("--penalty", type=float, default=0.0, help="w in mean ℓ + w·mean softplus(k ℓ)")
     ap.add_argument("--sharpness", type=float, default=10.0, help="k in the penalty")

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import math
 
-from . import _invariants as inv
+from .vocabulary import ENDINGS, ORDERS, PROFILES, SOLVERS
 
-SOLVERS = ("unipc", "dpmpp")
-ORDERS = (1, 2, 3)
-ENDINGS = ("eps", "zero")
-PROFILES = (*inv.PROFILES, "generic")
+PROFILE_ARGS = (*PROFILES, "generic")  # what profile= takes besides None
 MAX_INT_ARG = 10**6  # nfe and order beyond this are surely mistakes (and too long to echo)
 # solver names people try (lower case, "-" as "_"), and what they are in get()'s terms
 _EULER = "; Euler (DDIM: the same step in sigma/alpha) is DPM-Solver++ order 1: solver='dpmpp', order=1"
@@ -59,9 +56,9 @@ def get_args(
         raise (ValueError if isinstance(ending, str) else TypeError)(
             f"ending must be one of {', '.join(map(repr, ENDINGS))}, got {kind(ending)}"
         )
-    if profile is not None and (not isinstance(profile, str) or profile not in PROFILES):
+    if profile is not None and (not isinstance(profile, str) or profile not in PROFILE_ARGS):
         raise (ValueError if isinstance(profile, str) else TypeError)(
-            f"profile must be None or one of {', '.join(map(repr, PROFILES))}, got {kind(profile)}"
+            f"profile must be None or one of {', '.join(map(repr, PROFILE_ARGS))}, got {kind(profile)}"
         )
     if p is not None and profile is not None:
         raise ValueError("p= selects the bound's entries, which have no data profile: drop profile= or p=")

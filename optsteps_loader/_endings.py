@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ENDINGS = ("eps", "zero")
+from .vocabulary import ENDINGS
 
 
 class EndingUnavailableError(ValueError):

@@ -21,13 +21,13 @@ import math
 
 from . import _schedules
 from ._format import MAX_FILES, SCHEMA_VERSION, is_sha256_id, path_problem, short
+from .vocabulary import ENDINGS, PROFILES
 
 REL_TOL = 1e-12
 ABS_TOL = 1e-12
 NODE_ARRAYS = ("t", "lambda", "alpha_t", "sigma_t", "sigmas", "timesteps")
 FAMILIES = ("vp-continuous", "vp-discrete", "edm", "flow")
 TIME_INPUTS = ("t", "timestep", "sigma", "1000*sigma")
-PROFILES = ("latent", "pixel")  # data profiles of solver entries and model aliases (builder/select/profile.py)
 CALIBRATED = "calibrated"  # the method (and solver-entry tier) of steps calibrated for one model
 
 
@@ -214,9 +214,6 @@ def file_problems(doc: object, rec: dict | None = None, index: dict | None = Non
     return out + _schedules.schedule_problems(s)
 
 
-SOLVER_ENDINGS = ("eps", "zero")
-
-
 def solver_entry_key(e: object) -> tuple | None:
     """``(tier, solver, order, ending, nfe)`` of a well-typed solver entry (its sort order), else None. The
     tier: ``""`` for a generic entry, its ``profile`` for a profile entry, ``"calibrated"`` for a calibrated
@@ -226,7 +223,7 @@ def solver_entry_key(e: object) -> tuple | None:
         and isinstance(e.get("profile", ""), str)
         and isinstance(e.get("solver"), str)
         and type(e.get("order")) is int
-        and e.get("ending") in SOLVER_ENDINGS
+        and e.get("ending") in ENDINGS
         and type(e.get("nfe")) is int
     ):
         tier = CALIBRATED if e.get("method") == CALIBRATED else e.get("profile", "")
@@ -297,8 +294,8 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
     σ_t what its formulas give at t with its params, relative 1e-12); timesteps as ``time_input`` says and
     their collisions listed."""
     nfe, order, ending = e["nfe"], e["order"], e.get("ending", "eps")
-    if ending not in SOLVER_ENDINGS:
-        return [f"'ending' must be one of {SOLVER_ENDINGS}, got {short(ending)!r}"]
+    if ending not in ENDINGS:
+        return [f"'ending' must be one of {ENDINGS}, got {short(ending)!r}"]
     arrays = {}
     for key in NODE_ARRAYS:
         v = e.get(key)

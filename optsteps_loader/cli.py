@@ -16,6 +16,7 @@ import warnings
 from contextlib import contextmanager
 
 from .snippets import _g, _title, format_diffusers, format_k_diffusion
+from .vocabulary import ENDINGS, SOLVERS
 
 FORMATS = ("table", "json", "diffusers", "k-diffusion")
 # `show`'s --solver, --order, --ending when not given: the package's default entry, and for --format
@@ -117,13 +118,13 @@ def build_cli():
     @click.option("--shift", type=float, default=None, help="Flow schedules: the time shift [default: 1].")
     @click.option(
         "--solver",
-        type=click.Choice(["unipc", "dpmpp"]),
+        type=click.Choice(list(SOLVERS)),
         default=None,
         help="[default: unipc; k-diffusion format: dpmpp, which with --order 2 is k-diffusion's sample_dpmpp_2m].",
     )
     @click.option(
         "--ending",
-        type=click.Choice(["eps", "zero"]),
+        type=click.Choice(list(ENDINGS)),
         default=None,
         help="eps: end at t_eps (official UniPC/DPM-Solver); zero: the last step goes to sigma = 0 (diffusers "
         "final_sigmas_type='zero', k-diffusion, ComfyUI) [default: eps; k-diffusion format: zero].",

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS
+
 from ..registry.merge import MergeError, write_folder
 from ..select.evaluate import paired
 from ..select.refine import rule_grids, rule_starts
@@ -61,8 +63,6 @@ __all__ = [
     "load_factory",
     "teacher_answers",
 ]
-
-ENDINGS = ("eps", "zero")
 
 
 @dataclass
@@ -239,7 +239,7 @@ def calibrate(
             raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
         if ending not in ENDINGS:
             raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
-        if solver not in ("unipc", "dpmpp") or order not in (1, 2, 3):
+        if solver not in SOLVERS or order not in ORDERS:
             raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
         nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
         if not nfes or nfes[0] < 2:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from optsteps_loader.errors import ScheduleNotFoundError
+from optsteps_loader.vocabulary import ENDINGS, SOLVERS
 
 from ..select.profile import PROFILES
 from ..solve.optimize import MAX_NFE
@@ -38,11 +39,11 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--schedule", required=True, help=f"Schedule key: {', '.join(SCHEDULE_NAMES)}.")
 @click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
 @click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(2, MAX_NFE), help="NFE (repeatable).")
-@click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+@click.option("--solver", type=click.Choice(list(SOLVERS)), default="unipc", show_default=True)
 @click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
 @click.option(
     "--ending",
-    type=click.Choice(["eps", "zero"]),
+    type=click.Choice(list(ENDINGS)),
     default="eps",
     show_default=True,
     help="eps: end at t_eps; zero: a last step to sigma = 0 (diffusers final_sigmas_type='zero', ComfyUI).",
@@ -121,9 +122,9 @@ def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...],
 @click.option("--shift", type=float, default=None, help="Flow schedules only: the SD3/FLUX time shift.")
 @click.option("--nfe", "nfes", required=True, multiple=True, type=click.IntRange(3, 10), help="NFE (repeatable).")
 @click.option("--profile", type=click.Choice(list(PROFILES)), required=True, help="Your model's data.")
-@click.option("--solver", type=click.Choice(["unipc", "dpmpp"]), default="unipc", show_default=True)
+@click.option("--solver", type=click.Choice(list(SOLVERS)), default="unipc", show_default=True)
 @click.option("--order", type=click.IntRange(1, 3), default=3, show_default=True)
-@click.option("--ending", type=click.Choice(["eps", "zero"]), default="eps", show_default=True, help="Last step.")
+@click.option("--ending", type=click.Choice(list(ENDINGS)), default="eps", show_default=True, help="Last step.")
 @click.option("--maxiter", type=click.IntRange(1), default=60, show_default=True, help="L-BFGS-B iterations.")
 @click.option(
     "--out",
