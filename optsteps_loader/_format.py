@@ -12,6 +12,7 @@ is the contract), so "what a registry file is" has one definition:
   Infinity, numbers overflowing float64, duplicate keys, a BOM, non-UTF-8) and bounds nesting and integers;
 - a registry being rewritten: `staged_bytes` (the bytes a write in progress moved aside) and `identity` /
   `still_at` (has ``index.json`` been replaced since it was read?), the rule every reader follows;
+- values: `is_num` (a finite JSON number, bools excluded), `is_pos_ints`, `is_sha256_id`;
 - paths: `unsafe_path`, the one path-safety rule every reader applies: `path_problem` (the index's path
   syntax) and, symlinks resolved, still under the registry folder; `schema_dir` (the JSON Schemas).
 
@@ -65,7 +66,7 @@ def sha256_id(data: bytes) -> str:
 def input_hash(key: dict) -> str:
     """An entry's ``input_hash``: `sha256_id` of its problem key (what determines the problem it solves:
     schedule, params, interval, NFE, order, and p/tau or solver/ending/profile) as compact sorted JSON. The
-    builder hashes the key it solved; the checks (`_invariants.input_key`) rebuild the key from the entry."""
+    builder hashes the key it solved; the checks (`_figures.input_key`) rebuild the key from the entry."""
     import json
 
     return sha256_id(json.dumps(key, sort_keys=True, separators=(",", ":")).encode())
@@ -88,6 +89,15 @@ def hash_problem(sha: str, size: object, data: bytes) -> str | None:
         f"sha256 mismatch: the index says {sha} ({size} bytes), the file ({len(data)} bytes) has {got}. The file"
         " is corrupt, or changed after the index was written: restore it, or rebuild with `python -m builder sweep`."
     )
+
+
+def is_num(x: object) -> bool:
+    """A finite JSON number (bools excluded)."""
+    return (type(x) is float or type(x) is int) and math.isfinite(x)
+
+
+def is_pos_ints(v: object) -> bool:
+    return isinstance(v, list) and all(type(x) is int and x >= 1 for x in v)
 
 
 def is_sha256_id(value: object) -> bool:

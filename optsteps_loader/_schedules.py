@@ -28,20 +28,18 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
+from ._format import is_num, short
+
 REL_TOL = 1e-12  # α_t, σ_t and λ against the formulas (the builder's numpy agrees to ~1e-15 on the registry)
 MAX_TRAIN_TIMESTEPS = 100_000
 
 
-def _number(x: object) -> bool:
-    return (type(x) is float or type(x) is int) and math.isfinite(x)
-
-
 def _positive(x: object) -> bool:
-    return _number(x) and x > 0
+    return is_num(x) and x > 0
 
 
 def _unit(x: object) -> bool:
-    return _number(x) and 0 < x < 1
+    return is_num(x) and 0 < x < 1
 
 
 def _steps(x: object) -> bool:
@@ -103,7 +101,7 @@ def schedule_problems(s: dict) -> list[str]:
     coefficients = at(name, params)
     for key, lam_key in (("t_start", "lambda_start"), ("t_end", "lambda_end")):
         t, lam = s.get(key), s.get(lam_key)
-        if not (_positive(t) and _number(lam)):
+        if not (_positive(t) and is_num(lam)):
             continue  # reported by the file's own checks
         if name == "flow" and not t < 1:
             out.append(f"schedule.{key} must be below 1 for flow, got {t!r}")
@@ -118,6 +116,20 @@ def schedule_problems(s: dict) -> list[str]:
 def at(name: str, params: dict):
     """``t -> (α_t, σ_t)`` for a schedule whose block passed `schedule_problems`."""
     return _at(name, tuple(sorted(params.items())))
+
+
+def off_schedule(t: list, alpha: list, sigma: list, schedule: dict) -> list[str]:
+    """The first node whose (α_t, σ_t) is not the schedule's at its t (`at`: every family's t ↔ α, σ relation,
+    with the file's params), to `REL_TOL`: the check `_invariants.entry_problems` runs on every entry."""
+    coefficients, tol = at(schedule["name"], schedule["params"]), REL_TOL
+    for i, x in enumerate(t):
+        a, s = coefficients(x)
+        if not (abs(a - alpha[i]) <= tol * abs(a) and abs(s - sigma[i]) <= tol * abs(s)):
+            return [
+                f"(alpha_t, sigma_t)[{i}] = ({alpha[i]!r}, {sigma[i]!r}) but {schedule['name']} with"
+                f" {short(str(schedule['params']))} gives ({a!r}, {s!r}) at t[{i}] = {x!r} (relative tolerance {tol:g})"
+            ]
+    return []
 
 
 _AT: dict = {}  # (name, params) -> α, σ at t: a few schedules per registry (a dict: functools costs the import)
