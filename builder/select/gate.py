@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..solve.schedules import Schedule, get_schedule
-from . import selection as qreg
+from . import selection
 from .evaluate import paired
 
 __all__ = [
@@ -99,14 +99,14 @@ def schedule_of(head: dict[str, Any]) -> Schedule:
 def check_entry(schedule: Schedule, lambdas: Sequence[float], order: int, stored: dict[str, Any] | None) -> dict:
     """Re-measure one grid against the baselines; returns the figures and the gate's verdicts."""
     nfe = len(lambdas) - 1
-    m = qreg.measure(lambdas, order)
-    baselines = qreg.measure_baselines(schedule, nfe, order)
-    best = qreg.best_baseline(schedule, nfe, baselines)
+    m = selection.measure(lambdas, order)
+    baselines = selection.measure_baselines(schedule, nfe, order)
+    best = selection.best_baseline(schedule, nfe, baselines)
     d_u, se_u = paired(m.errors, baselines["uniform-lambda"].errors)
     d_b, se_b = paired(m.errors, baselines[best].errors)
-    worse = d_b > qreg.NOISE_SE * se_b
+    worse = d_b > selection.NOISE_SE * se_b
     stored_flag = None if not stored else stored.get("worse_than_best_baseline")
-    borderline = abs(d_b - qreg.NOISE_SE * se_b) <= BORDERLINE * se_b
+    borderline = abs(d_b - selection.NOISE_SE * se_b) <= BORDERLINE * se_b
     return {
         "nfe": nfe,
         "mean_l2": m.mean_l2,
@@ -119,7 +119,7 @@ def check_entry(schedule: Schedule, lambdas: Sequence[float], order: int, stored
         "log_ratio_best_baseline_se": se_b,
         "worse_than_best_baseline": worse,
         "stored_flag": stored_flag,
-        "beats_uniform_lambda": d_u + qreg.NOISE_SE * se_u < math.log(GATE_MAX_RATIO),
+        "beats_uniform_lambda": d_u + selection.NOISE_SE * se_u < math.log(GATE_MAX_RATIO),
         "flag_truthful": stored_flag is not None and (stored_flag == worse or borderline),
         "selection": None if not stored else stored.get("selection"),
     }
@@ -185,8 +185,8 @@ def held_out_figures(
         if entry["p"] != choice[path]["p"]:
             continue
         schedule = schedule_of(head)
-        m = qreg.measure(entry["lambda"], order, "held-out")
-        base = qreg.measure_baselines(schedule, entry["nfe"], order, "held-out")
+        m = selection.measure(entry["lambda"], order, "held-out")
+        base = selection.measure_baselines(schedule, entry["nfe"], order, "held-out")
         best = min(base, key=lambda n: base[n].log_error)
         d_u, se_u = paired(m.errors, base["uniform-lambda"].errors)
         d_b, se_b = paired(m.errors, base[best].errors)
