@@ -3,13 +3,13 @@
 >>> import optsteps_loader
 >>> steps = optsteps_loader.get("vp-linear", 6)  # doctest: +SKIP
 
-Importing this package loads nothing beyond the standard library; `Steps` is a lazy re-export (its
-``dataclasses`` import costs more than the rest of the package and is only paid on first use).
+Importing this package loads nothing beyond the standard library; `Steps` and `verify` are lazy re-exports
+(``dataclasses``, and the whole-registry check, cost more than the rest of the package and are only paid on
+first use).
 """
 
 from ._api import aliases, available, get, info
 from ._registry import clear_cache
-from ._verify import verify
 from .errors import (
     EntryNotFoundError,
     FallbackWarning,
@@ -42,6 +42,7 @@ __all__ = [
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ._verify import verify
     from .steps import Steps
 
 
@@ -50,4 +51,8 @@ def __getattr__(name: str) -> object:
         from .steps import Steps
 
         return Steps
+    if name == "verify":
+        from ._verify import verify
+
+        return verify
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
