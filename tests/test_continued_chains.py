@@ -90,6 +90,7 @@ def test_the_spec_checks_its_continue_block(tmp_path, more, message):
         load_spec(path)
 
 
+@pytest.mark.slow  # a tiny sweep with a continued chain: the family's exact answers cold (about a minute)
 def test_a_continued_chain_writes_measured_entries_above_its_base_and_reuses_the_base(tmp_path):
     spec = continued_spec()
     files = sweep.build(tmp_path / "registry", spec=spec, cache_dir=tmp_path / "cache", workers=1, progress=False)
