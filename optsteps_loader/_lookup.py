@@ -40,7 +40,40 @@ def get_steps(
     rec, served = select(index, schedule, shift, src.label)
     data = _r.load_data(src, rec)
     steps, fallback = _lookup(data, index, schedule, nfe, order, p, solver, ending, profile, src.label, served)
-    return (steps if served is None else _at_shift(data, steps, served)), fallback
+    if served is None:
+        return steps, fallback
+    try:
+        return _at_shift(data, steps, served), fallback
+    except EntryNotFoundError as refused:
+        if steps.p is not None:
+            raise
+        return _bound_at_shift(data, schedule, steps, served, src.label, refused)
+
+
+def _bound_at_shift(
+    data: _r.DataFile, asked: str, steps: Steps, shift: float, label: str, refused: EntryNotFoundError
+) -> tuple[Steps, str]:
+    """A solver entry ``steps`` that does not fit ``shift``: the bound's entry (or its NFE − 1 entry and a step
+    to σ = 0) served there instead, with the `FallbackWarning` text; ``refused`` again if that does not fit
+    either."""
+    import dataclasses
+
+    p = data.obj["defaults"]["p"]
+    try:
+        bound = _at_shift(data, _bound(data, steps.nfe, steps.order, p, steps.solver, steps.ending, label), shift)
+    except EntryNotFoundError:
+        raise refused from None
+    requested = {"solver": steps.solver, "order": steps.order, "ending": steps.ending, "profile": steps.profile}
+    out = dataclasses.replace(bound, requested=_r.freeze(requested | {"p": None}))
+    num = _msg().num
+    call = f"get({asked!r}, {steps.nfe}, solver={steps.solver!r}, order={steps.order}, ending={steps.ending!r})"
+    zero = "" if steps.ending == "eps" else f", ending={steps.ending!r}"
+    message = (
+        f"{call}: the solver entry of {data.rec['path']} does not fit shift={num(shift)} ({refused}); returned the"
+        f" paper's bound entry there instead (method={out.method!r}, p={num(p)}; not refined or measured for a"
+        f" sampler). get(..., p={num(p)}{zero}) asks for it without this warning."
+    )
+    return out, message
 
 
 def _lookup(

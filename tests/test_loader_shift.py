@@ -119,6 +119,19 @@ def test_a_fallback_at_a_served_shift_says_both():
     assert steps.method == "bound" and steps.requested["p"] is None and steps.served_from["shift"] == 3.0
 
 
+def test_a_solver_entry_that_does_not_fit_the_shift_falls_back_to_the_bound_s_loudly():
+    # UniPC-3 σ = 0 at NFE 29: the shift-3 solver entry's last step shrinks below its floor at shift 7
+    message = r"solver entry of v1/flow-shift3\.json does not fit shift=7 \(.*does not fit this shift.*\); returned"
+    with pytest.warns(FallbackWarning, match=message):
+        steps = optsteps_loader.get("flow", 29, shift=7, order=3, ending="zero")
+    assert steps.method == "bound+denoise" and steps.served_from["shift"] == 3.0 and steps.nfe == 29
+    assert steps.requested == {"solver": "unipc", "order": 3, "ending": "zero", "profile": None, "p": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        named = optsteps_loader.get("flow", 29, shift=7, order=3, ending="zero", p=steps.p)
+    assert named.sigmas == steps.sigmas and named.requested is None
+
+
 def test_cached_per_source_entry_and_shift():
     a = optsteps_loader.get("flow", 6, shift=5)
     assert optsteps_loader.get("flow", 6, shift=5.0) is a
