@@ -72,10 +72,10 @@ def digits_figures(args: argparse.Namespace, cache: Path) -> bool:
             f"(teacher {res.teacher.steps} steps, est. error {res.teacher.error:.2e}, cached {res.teacher.cached})"
         )
         for n, fit in res.fits.items():
-            grids[(seed, n)] = fit.lambdas
+            grids[(seed, n)] = fit.x
             print(
                 f"    NFE {n}: {fit.method} ({fit.method_reason}); start {fit.start}, restart {fit.restart}, "
-                f"{fit.iterations} iterations; "
+                f"{fit.nit} iterations; "
                 f"held-out {fit.held_out_start:.4f} -> {fit.held_out:.4f}"
             )
             if fit.timings:
@@ -169,11 +169,11 @@ def unet_figures(args: argparse.Namespace, cache: Path) -> None:
     seconds = time.perf_counter() - t0
     print(
         f"SD-sized random UNet2DConditionModel ({params / 1e6:.0f} M parameters, {res.dtype}, CFG 7.5 inside the "
-        f"callable): {noises} noises, teacher {teacher_steps} steps, NFE 8, {fit.iterations} iterations "
+        f"callable): {noises} noises, teacher {teacher_steps} steps, NFE 8, {fit.nit} iterations "
         f"({fit.method}: {fit.method_reason})"
     )
     print(
-        f"  {seconds:.1f} s in all, {res.model_calls} model calls, {seconds / max(1, fit.iterations):.1f} s per "
+        f"  {seconds:.1f} s in all, {res.model_calls} model calls, {seconds / max(1, fit.nit):.1f} s per "
         f"iteration (upper bound, teacher included); peak memory "
         f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
     )

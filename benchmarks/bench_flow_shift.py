@@ -8,7 +8,7 @@
    in λ = log((1 − σ)/σ) and in t, and at the end nodes in σ. The same σ is the same grid to a sampler (it
    steps in λ, the model takes 1000·σ); the same t is what the ends share (both files end at t = 0.999, 0.001).
 2. For each shift asked: how many entries `optsteps_loader.get` serves (the nearest variant's interior σ, the
-   ends at that shift: optsteps_loader/_shift.py) and how many it refuses (the moved end would come closer
+   ends at that shift: optsteps_loader/flow_shift.py) and how many it refuses (the moved end would come closer
    to a kept node than the grid's minimal step).
 
 Reads files only; no builder, no numpy.

@@ -131,10 +131,10 @@ def learned_rows(nfes: list[int], solvers: list[str], endings: list[str]) -> lis
 
 def solver_entries(root: Path) -> dict[tuple, dict]:
     """Every shipped (not calibrated) solver entry of the registry folder ``root``, keyed by (file path,
-    *:func:`optsteps_loader._invariants.solver_entry_key`), i.e. (path, tier, solver, order, ending, nfe)."""
+    *:func:`optsteps_loader.invariants.solver_entry_key`), i.e. (path, tier, solver, order, ending, nfe)."""
     import json
 
-    from optsteps_loader._invariants import solver_entry_key
+    from optsteps_loader.invariants import solver_entry_key
 
     out = {}
     for rec in json.loads((root / "index.json").read_text())["files"]:

@@ -27,10 +27,13 @@ differ from a pinned build's in the last digits.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import platform
 import sys
 import warnings
+from typing import Any
 
 PINNED_ENV: dict[str, str] = {
     "NPY_ENABLE_CPU_FEATURES": "X86_V3",
@@ -125,3 +128,22 @@ def require_pinned() -> None:
             f"byte-identical; this process runs: {'; '.join(problems)}. Run it through `python -m builder` "
             f"(which pins them), or set {settings} before Python starts"
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - optional; only speed depends on it
+        return None
+    return ThreadpoolController()
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Limit BLAS to one thread while grids are evaluated (if ``threadpoolctl`` is installed).
+
+    The matrices of a grid's evaluation are small (B ≤ 512, K·D ≤ 640); multithreaded OpenBLAS spinning against torch's
+    OpenMP threads made an evaluation ~10× slower on 2 cores. Parallelise across grids or processes.
+    """
+    controller = _blas_controller()
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")

@@ -9,7 +9,7 @@ first use).
 """
 
 from ._api import aliases, available, get, info
-from ._registry import clear_cache
+from ._version import __version__
 from .errors import (
     EntryNotFoundError,
     FallbackWarning,
@@ -19,8 +19,7 @@ from .errors import (
     ScheduleNotFoundError,
     SolverMismatchWarning,
 )
-
-__version__ = "0.1.0"
+from .reader import clear_cache
 
 __all__ = [
     "EntryNotFoundError",

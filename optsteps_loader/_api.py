@@ -1,7 +1,7 @@
 """The public functions `get`, `available`, `aliases`, `info` (re-exported by the package).
 
 Arguments are validated first (`_args`: TypeError / ValueError naming the argument), then the registry is
-read through `_registry` (which verifies and caches), then the lookup (`_lookup`) returns the entry or fails
+read through `reader` (which verifies and caches), then the lookup (`_lookup`) returns the entry or fails
 with a domain error that says what exists (`_messages`).
 
 Which entry `get` returns: without ``p``, the *solver entry* for (``solver``, ``order``, ``ending``, ``nfe``) —
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 
-from . import _registry as _r
+from . import reader as _r
 from ._args import get_args, real_arg, schedule_arg
 from ._lookup import get_steps, select
 
@@ -76,7 +76,7 @@ def get(
         shift: flow schedules only: the SD3/FLUX time shift; ``None`` takes the shift-1.0 variant. Any shift
             ≥ 1 is served: a shift no file holds takes the nearest shipped variant's grid (in log shift) with
             its interior nodes' σ kept and its end nodes moved to that shift's t_start / t_end (no warning;
-            ``steps.served_from`` names the source, ``steps.params`` the shift asked for; `optsteps_loader._shift`).
+            ``steps.served_from`` names the source, ``steps.params`` the shift asked for; `optsteps_loader.flow_shift`).
 
     Warns:
         FallbackWarning: no solver entry for that request (solver, order, ending, nfe; or the alias's profile),
@@ -160,10 +160,10 @@ def info(
             "variants": [_copy(r["params"]) for r in index.by_schedule[rec["schedule"]]],
         }
         if served is not None:  # the nearest variant's file, its schedule block at the shift asked for
-            from . import _shift
+            from . import flow_shift
 
             out["served_from"] = {"shift": rec["params"]["shift"], "file": rec["path"]}
-            out["schedule"] = _shift.schedule_block(out["schedule"], served)
+            out["schedule"] = flow_shift.schedule_block(out["schedule"], served)
             out["params"] = {"shift": served}
         return out
 

@@ -2,21 +2,21 @@
 ``input_hash`` against the key rebuilt from its own inputs (`input_key`), its ``variant``, the bound's
 ``objective`` figures and ``tau``, and its ``quality`` record (`quality_problems`). Stdlib only.
 
-Called by `_invariants.entry_problems` as the last of an entry's checks, and loaded by it on the first one.
+Called by `invariants.entry_problems` as the last of an entry's checks, and loaded by it on the first one.
 """
 
 from __future__ import annotations
 
 import math
 
-from ._format import input_hash, is_num, is_sha256_id, short
+from .format import input_hash, is_num, is_sha256_id, short
 
 VARIANTS = {"unipc": ("bh1", "bh2")}  # the solvers that take a variant, and its values (B(h) for UniPC)
 QUALITY_ROUNDING = 2e-3  # relative: quality figures are written to 4 significant digits
 
 
 def input_key(e: dict, schedule: dict) -> list[dict]:
-    """The problem keys an entry's ``input_hash`` may hash (`_format.input_hash`), rebuilt from the entry and
+    """The problem keys an entry's ``input_hash`` may hash (`format.input_hash`), rebuilt from the entry and
     its file's schedule block as the builder builds them (builder/registry/entry.py): a bound entry's with its
     ``tau`` (or ``"auto"``, what the sweep asked for), a solver entry's with its solver, ending, profile and,
     for a calibrated one, the calibration's identity."""

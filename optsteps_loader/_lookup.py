@@ -1,7 +1,7 @@
 """The lookup behind `get` and `info`: from a schedule key or model alias (and flow shift) to its index
 record (`select`), then within its data file to the entry a request gets (`get_steps`), by the rules the
 `optsteps_loader._api` docstring states: calibrated, then the profile's, then the generic solver entry, then
-the bound's entry; a flow shift no file holds is served from the nearest variant (`_shift`).
+the bound's entry; a flow shift no file holds is served from the nearest variant (`flow_shift`).
 
 Where the entry returned stands in for the one asked for, the lookup also returns the text of the
 `FallbackWarning` `get` raises (`_fallback_message`); its errors are `_messages`' (loaded on the first one,
@@ -12,9 +12,9 @@ lookups.
 
 from __future__ import annotations
 
-from . import _format as fmt
-from . import _invariants as inv
-from . import _registry as _r
+from . import format as fmt
+from . import invariants as inv
+from . import reader as _r
 from ._args import MAX_INT_ARG
 from .errors import EntryNotFoundError
 
@@ -227,14 +227,14 @@ def _steps(data: _r.DataFile, key: tuple, entry: dict, solver: str, label: str, 
 
 
 def _at_shift(data: _r.DataFile, steps: Steps, shift: float) -> Steps:
-    """``steps`` (a record of the flow file ``data``) served at a ``shift`` no file holds (`_shift`), cached on
+    """``steps`` (a record of the flow file ``data``) served at a ``shift`` no file holds (`flow_shift`), cached on
     the file under the source record (which the file's cache keeps alive) and the shift."""
     key = ("served", shift, id(steps))
     out = data.steps.get(key)
     if out is None:
         import dataclasses
 
-        from . import _shift
+        from . import flow_shift
 
         num = _msg().num
         if steps.p is not None:
@@ -249,7 +249,7 @@ def _at_shift(data: _r.DataFile, steps: Steps, shift: float) -> Steps:
                 f" {steps.profile or 'latent'} --solver {steps.solver} --order {steps.order} --ending {steps.ending}"
                 " --out FOLDER"
             )
-        nodes = _shift.served(steps, data.obj["schedule"], shift, command)
+        nodes = flow_shift.served(steps, data.obj["schedule"], shift, command)
         source = {"shift": data.rec["params"]["shift"], "file": data.rec["path"]}
         out = dataclasses.replace(steps, **nodes, params=_r.freeze({"shift": shift}), served_from=_r.freeze(source))
         data.steps[key] = out
@@ -282,7 +282,7 @@ def resolve_alias(index: _r.Index, schedule: str, shift: float | None) -> tuple[
 def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> tuple[dict, float | None]:
     """The index record of a schedule key (or alias) and (flow only) shift, ``None`` meaning shift 1.0 or the
     only one; and the shift it is served at where no file holds the one asked for (a flow shift ≥ 1: the
-    nearest variant's record, `_shift`), else None."""
+    nearest variant's record, `flow_shift`), else None."""
     schedule, shift = resolve_alias(index, schedule, shift)
     recs = index.by_schedule.get(schedule)
     if recs is None:
@@ -298,12 +298,12 @@ def select(index: _r.Index, schedule: str, shift: float | None, label: str) -> t
             return rec, None
     rule = ""
     if shift is not None and schedule == "flow":
-        from . import _shift
+        from . import flow_shift
 
-        source = _shift.nearest([s for s in shifts if s is not None], shift)
+        source = flow_shift.nearest([s for s in shifts if s is not None], shift)
         if source is not None:
             return next(rec for rec in recs if rec["params"].get("shift") == source), shift
-        rule = f" ({_shift.RULE}; a shift below 1 is not served)"
+        rule = f" ({flow_shift.RULE}; a shift below 1 is not served)"
     num = _msg().num
     have = ", ".join(num(s) for s in shifts if s is not None) + rule
     raise EntryNotFoundError(

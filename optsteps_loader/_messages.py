@@ -9,12 +9,12 @@ entry, the command that computes it; and the two ways numbers read in every mess
 
 from __future__ import annotations
 
-from . import _format as fmt
+from . import format as fmt
 from .errors import EntryNotFoundError, ScheduleNotFoundError
 
 TYPE_CHECKING = False  # `typing` costs more import time than this whole package
 if TYPE_CHECKING:
-    from ._registry import DataFile, Index
+    from .reader import DataFile, Index
 
 MAX_NAME = 100  # schedule names longer than this are cut in messages
 # what a builder command in a message needs besides the loader

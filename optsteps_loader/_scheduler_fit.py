@@ -10,8 +10,8 @@ import math
 import warnings
 from typing import Any
 
-from ._coefficients import schedule_family
 from ._endings import evaluated
+from .coefficients import schedule_family
 from .errors import SolverMismatchWarning
 
 __all__ = [

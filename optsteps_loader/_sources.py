@@ -1,13 +1,13 @@
 """Where a registry lives: a `Source` (its index file and how to find each listed file), for a local
 folder (``source=PATH``, ``$OPTSTEPS_REGISTRY_DIR`` or the bundled registry). ``hub`` builds Hub sources
-on this module; `_registry` picks between the two. Imports `_format` (for `_format.short`) and `errors`."""
+on this module; `reader` picks between the two. Imports `format` (for `format.short`) and `errors`."""
 
 from __future__ import annotations
 
 import os
 
-from ._format import short
 from .errors import RegistryUnavailableError
+from .format import short
 
 ENV_DIR = "OPTSTEPS_REGISTRY_DIR"
 MAX_LABEL = 200  # characters of a source's label in messages (and provenance); a longer path is cut

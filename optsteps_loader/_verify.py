@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from . import _format as fmt
-from . import _registry as _r
-from ._format import SCHEMA_FILES, schema_dir
+from . import format as fmt
+from . import reader as _r
 from .errors import RegistryIntegrityError
+from .format import SCHEMA_FILES, schema_dir
 
 __all__ = ["schema_dir", "verify"]
 

@@ -99,8 +99,8 @@ def build_cli():
             shipped = [v["params"]["shift"] for v in listing.get("flow", ()) if "shift" in v["params"]]
             for alias, a in names.items():
                 shift = f" shift={_g(a['shift'])}" if "shift" in a else ""
-                if shift and a["schedule"] == "flow" and a["shift"] not in shipped:  # optsteps_loader/_shift.py
-                    from ._shift import nearest
+                if shift and a["schedule"] == "flow" and a["shift"] not in shipped:  # optsteps_loader/flow_shift.py
+                    from .flow_shift import nearest
 
                     shift += f" (served from {_g(nearest(shipped, a['shift']))})"
                 alias_rows.append((alias, a["schedule"] + shift, a.get("profile", "-"), a["description"]))

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from . import _coefficients
-from ._model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
+from . import coefficients
+from .model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
 
 __all__ = ["ORDERS", "PREDICTIONS", "initial_noise_scale", "sample"]
 
@@ -46,17 +46,17 @@ def sample(
     - 3M:       x_t = (σ_t/σ_s) x_s + α_t h (φ_1 m_s + φ_2 D_1 + φ_3 D_2), with
       D1_0 = (m_s − m_{s−1})/r_0, D1_1 = (m_{s−1} − m_{s−2})/r_1, D_1 = D1_0 + r_0 (D1_0 − D1_1)/(r_0 + r_1),
       D_2 = (D1_0 − D1_1)/(r_0 + r_1). Its D_2 term has half the weight of the exact quadratic term
-      (:func:`optsteps_loader._coefficients.dpmpp_coefficients`); kept as in the reference code.
+      (:func:`optsteps_loader.coefficients.dpmpp_coefficients`); kept as in the reference code.
 
     Coefficients in float64 on the host, computed once
-    (:func:`optsteps_loader._coefficients.dpmpp_coefficients`); the loop has no host–device
+    (:func:`optsteps_loader.coefficients.dpmpp_coefficients`); the loop has no host–device
     synchronisation. Matches diffusers' ``DPMSolverMultistepScheduler`` (``algorithm_type="dpmsolver++"``,
     ``solver_type="midpoint"``) on the same grid.
     """
-    _coefficients._check_choice("order", order, ORDERS)
+    coefficients._check_choice("order", order, ORDERS)
     denoise = Denoiser(model, steps, prediction, x)
     grid = Grid(steps, order, bool(lower_order_final))
-    plan = _coefficients.dpmpp_coefficients(
+    plan = coefficients.dpmpp_coefficients(
         grid.lambdas,
         grid.alpha_t,
         grid.sigma_t,

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 
-from . import _format as fmt
+from . import format as fmt
 from ._sources import OfflineMiss, Source
 from .errors import RegistryIntegrityError, RegistryUnavailableError
 
@@ -225,7 +225,7 @@ def _download(
     (`_unreachable` says why)."""
     import threading
 
-    from . import __version__
+    from ._version import __version__
 
     where = f"{fmt.short(filename)} of the Hub dataset {fmt.short(repo)}@{fmt.short(revision or 'main')}"
     result: list = []

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._coefficients import schedule_family
 from ._endings import ending_of, evaluated, final_value, no_zero_entries
+from .coefficients import schedule_family
 
 __all__ = ["KINDS", "RUN_WITH", "SAMPLERS", "UNMEASURED", "get_sigmas", "sampler_for", "sigma_values", "sigmas"]
 

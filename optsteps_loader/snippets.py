@@ -17,7 +17,7 @@ def _g(x: object) -> str:
 
 def _title(steps) -> str:
     params = "".join(f" {k}={_g(v)}" for k, v in steps.params.items())
-    served = getattr(steps, "served_from", None)  # a flow shift no file holds (optsteps_loader/_shift.py)
+    served = getattr(steps, "served_from", None)  # a flow shift no file holds (optsteps_loader/flow_shift.py)
     if served is not None:
         params += f" (served from shift {_g(served['shift'])})"
     p = f" p={_g(steps.p)}" if steps.p is not None else ""

@@ -30,7 +30,7 @@ profile asked for (an alias's own, or ``profile=``; None for generic).
 (``get("flow", 8, shift=5)``) is *served* from the shipped variant nearest in log(shift): its interior
 nodes keep that entry's σ, its end nodes sit at the requested shift's t_start / t_end, every sequence is
 recomputed at the requested shift (``params``), and ``served_from`` says ``{"shift", "file"}`` of the source;
-``objective`` and ``quality`` are the source entry's, measured at its shift (`optsteps_loader._shift`).
+``objective`` and ``quality`` are the source entry's, measured at its shift (`optsteps_loader.flow_shift`).
 """
 
 from __future__ import annotations
@@ -97,19 +97,3 @@ class Steps:
         ComfyUI ask for the σ = 0 entry (``get(..., ending="zero")``, or
         `optsteps_loader.kdiffusion.get_sigmas`)."""
         return self.sigmas if self.ending == "zero" else (*self.sigmas, 0.0)
-
-    def to_numpy(self) -> dict[str, Any]:
-        """The sequences as float64 numpy arrays (imports numpy only when called)."""
-        import numpy as np
-
-        return {name: np.asarray(getattr(self, name), dtype=np.float64) for name in _SEQUENCES}
-
-    def to_torch(self, device: Any = None, dtype: Any = None) -> dict[str, Any]:
-        """The sequences as torch tensors (float64 unless ``dtype``); imports torch only when called."""
-        import torch
-
-        dtype = torch.float64 if dtype is None else dtype
-        return {name: torch.tensor(getattr(self, name), dtype=dtype, device=device) for name in _SEQUENCES}
-
-
-_SEQUENCES = ("t", "lambdas", "alpha_t", "sigma_t", "sigmas", "timesteps")

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
-from . import _coefficients
-from ._model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
+from . import coefficients
+from .model_io import PREDICTIONS, Denoiser, Grid, combine, event, final, initial_noise_scale
 
 __all__ = ["PREDICTIONS", "VARIANTS", "initial_noise_scale", "sample"]
 
-VARIANTS = _coefficients.UNIPC_VARIANTS
+VARIANTS = coefficients.UNIPC_VARIANTS
 
 
 def sample(
@@ -77,17 +77,17 @@ def sample(
       ρ^c_k (m_t − m_s)), with ρ^c = ½ at order 1 and R ρ^c = b otherwise; m_t is reused by the next step,
       so there are exactly N = ``steps.nfe`` model calls (no corrector after the last one).
 
-    All coefficients are computed once, in float64 on the host (:mod:`optsteps_loader._coefficients`);
+    All coefficients are computed once, in float64 on the host (:mod:`optsteps_loader.coefficients`);
     the loop only scales and adds tensors with Python floats: no host–device synchronisation. Matches
     diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``) run on the same grid
     (see :func:`optsteps_loader.diffusers.configure_scheduler`). Bad arguments raise ``ValueError``.
     """
     order = steps.order if order is None else order
-    _coefficients._check_choice("order", order, _coefficients.ORDERS)
-    _coefficients._check_choice("variant", variant, VARIANTS)
+    coefficients._check_choice("order", order, coefficients.ORDERS)
+    coefficients._check_choice("variant", variant, VARIANTS)
     denoise = Denoiser(model, steps, prediction, x)
     grid = Grid(steps, order, bool(lower_order_final))
-    plan = _coefficients.unipc_coefficients(
+    plan = coefficients.unipc_coefficients(
         grid.lambdas,
         grid.alpha_t,
         grid.sigma_t,

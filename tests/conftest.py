@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 @pytest.fixture(scope="session", autouse=True)
 def _caches_under_tmp(tmp_path_factory):
     """Ground truths and calibration teachers are cached in the session's temporary folder, never in the user's
-    ~/.cache (every test writes only under tmp)."""
+    ~/.cache (every test writes only under tmp). The folder is the run's, shared by its xdist workers: a truth one
+    worker solved is the others' too (each file is keyed by its problem and written atomically)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with pytest.MonkeyPatch.context() as mp:
         for name in ("OPTSTEPS_QUALITY_CACHE", "OPTSTEPS_CALIBRATE_CACHE"):
-            mp.setenv(name, str(tmp_path_factory.mktemp(name.lower())))
+            folder = shared / name.lower()
+            folder.mkdir(exist_ok=True)
+            mp.setenv(name, str(folder))
         yield
 
 

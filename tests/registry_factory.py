@@ -29,8 +29,8 @@ import os
 import threading
 from pathlib import Path
 
-from optsteps_loader._format import atomic_write_bytes, canonical_bytes, input_hash
-from optsteps_loader._format import sha256_id as sha256
+from optsteps_loader.format import atomic_write_bytes, canonical_bytes, input_hash
+from optsteps_loader.format import sha256_id as sha256
 
 __all__ = ["canonical_bytes", "sha256"]
 

@@ -17,7 +17,7 @@ from builder.solve.grids import start_grid
 from builder.solve.objective import error_model, lagrange_weights, objective, objective_and_gradient
 from builder.solve.optimize import INITS, solve
 from builder.solve.schedules import SCHEDULE_NAMES, get_schedule
-from optsteps_loader._coefficients import step_orders
+from optsteps_loader.coefficients import step_orders
 from optsteps_loader.errors import ScheduleNotFoundError
 
 ALL_SCHEDULES = [(name, {}) for name in SCHEDULE_NAMES] + [("flow", {"shift": 3.0})]

@@ -11,7 +11,7 @@ import torch
 from scipy.integrate import quad
 
 from optsteps_loader import dpmpp
-from optsteps_loader._coefficients import dpmpp_coefficients, phi
+from optsteps_loader.coefficients import dpmpp_coefficients, phi
 from tests._sampler_fixtures import (
     GRID_TIMESTEPS,
     SD_BETAS,

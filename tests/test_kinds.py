@@ -104,10 +104,16 @@ def _vp(lam):
 
 
 @pytest.mark.parametrize(
-    ("host", "sampler"),
-    [("sd-unipc", "unipc"), ("sd-dpmpp", "dpmpp"), ("flow-unipc", "unipc"), ("flow-dpmpp", "dpmpp")],
+    ("host", "sampler", "order", "nfe"),
+    [
+        ("sd-unipc", "unipc", 2, 8),
+        ("sd-dpmpp", "dpmpp", 2, 8),
+        ("sd-dpmpp3", "dpmpp", 3, 8),
+        ("flow-unipc", "unipc", 2, 8),
+        ("flow-dpmpp", "dpmpp", 2, 8),
+    ],
 )
-def test_diffusers_path_reproduces_the_reference_samplers(host, sampler):
+def test_diffusers_path_reproduces_the_reference_samplers(host, sampler, order, nfe):
     """bench_hosts' model behind diffusers' configured scheduler = optsteps_loader's sampler on the same model."""
     import torch
 
@@ -119,20 +125,19 @@ def test_diffusers_path_reproduces_the_reference_samplers(host, sampler):
     flow = host.startswith("flow")
     x_start = initial_batch(problem.mixture, bench.FLOW_LAMBDA_START if flow else bench.SD_LAMBDA_START, 16, 1)
     runner = bench.Runner(bench.HOSTS[host], "sd3" if flow else "sdxl")
-    nfe = 8
     model = (bench.FlowModel if flow else bench.SDModel)(problem.mixture)
     with torch.no_grad():
         ours = runner.run(model, x_start, nfe).numpy()
     assert model.calls == nfe
-    steps = optsteps_loader.get("sd3" if flow else "sdxl", nfe, solver=sampler, order=2, ending="zero")
+    steps = optsteps_loader.get("sd3" if flow else "sdxl", nfe, solver=sampler, order=order, ending="zero")
     reference_model = (bench.FlowModel if flow else bench.SDModel)(problem.mixture)
     x = torch.from_numpy(x_start)
     prediction = "flow" if flow else "epsilon"
     with torch.no_grad():
         if sampler == "unipc":
-            ref = unipc.sample(reference_model, x, steps, prediction=prediction, order=2, variant="bh2")
+            ref = unipc.sample(reference_model, x, steps, prediction=prediction, order=order, variant="bh2")
         else:
-            ref = dpmpp.sample(reference_model, x, steps, prediction=prediction, order=2)
+            ref = dpmpp.sample(reference_model, x, steps, prediction=prediction, order=order)
     assert reference_model.calls == nfe
     scale = float(np.abs(ref.numpy()).max())
     np.testing.assert_allclose(ours, ref.numpy(), rtol=0, atol=2e-6 * scale)

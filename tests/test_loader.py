@@ -27,7 +27,7 @@ from optsteps_loader import (
     info,
     verify,
 )
-from optsteps_loader import _registry as registry_module
+from optsteps_loader import reader as registry_module
 from tests import registry_factory as factory
 
 REPO = Path(__file__).resolve().parents[1]

@@ -125,12 +125,12 @@ def test_a_hash_consistent_edit_is_refused_by_every_reader(copy, name):
     + [("flow", {"shift": 3.0}), ("vp-linear", {"beta_0": 0.2, "beta_1": 15.0})],
 )
 def test_the_loaders_schedules_agree_with_the_builders(name, params):
-    """`optsteps_loader._schedules` (stdlib, scalar) against builder/solve/schedules.py (numpy), which wrote
+    """`optsteps_loader.schedules` (stdlib, scalar) against builder/solve/schedules.py (numpy), which wrote
     the registry: α and σ at nodes across the interval, and the schedule block the builder would write."""
     import numpy as np
 
     from builder.solve.schedules import get_schedule
-    from optsteps_loader import _schedules
+    from optsteps_loader import schedules
 
     schedule = get_schedule(name, **params)
     block = {
@@ -143,10 +143,10 @@ def test_the_loaders_schedules_agree_with_the_builders(name, params):
         "lambda_start": schedule.lambda_start,
         "lambda_end": schedule.lambda_end,
     }
-    assert _schedules.schedule_problems(block) == []
+    assert schedules.schedule_problems(block) == []
     t = np.concatenate([np.linspace(schedule.t_end, schedule.t_start, 997), [0.5 * schedule.t_start]])
     alpha, sigma = schedule.marginal_alpha(t), schedule.marginal_sigma(t)
-    at = _schedules.at(name, schedule.params)
+    at = schedules.at(name, schedule.params)
     for x, a, s in zip(t.tolist(), alpha.tolist(), sigma.tolist(), strict=True):
         got = at(x)
         assert got[0] == pytest.approx(a, rel=1e-13) and got[1] == pytest.approx(s, rel=1e-13), (x, got, a, s)

@@ -403,7 +403,7 @@ def test_error_hierarchy():
     ],
 )
 def test_long_inputs_are_cut_in_messages(reg, call):
-    """One helper (`_format.short`) cuts every echoed input: no message grows with the input."""
+    """One helper (`format.short`) cuts every echoed input: no message grows with the input."""
     with pytest.raises((OptstepsError, ValueError)) as err:
         call(reg)
     assert len(str(err.value)) < 1000, str(err.value)[:300]

@@ -18,7 +18,7 @@ from optsteps_loader import (
     get,
     verify,
 )
-from optsteps_loader import _format as fmt
+from optsteps_loader import format as fmt
 from tests import registry_factory as factory
 from tests.registry_factory import bounded
 
@@ -221,7 +221,7 @@ def test_format_helpers_agree_with_independent_computations(tmp_path):
     assert json.loads(fmt.canonical_bytes({"x": 0.1 + 0.2}))["x"] == 0.1 + 0.2
 
 
-# --- one path-safety rule (`_format.unsafe_path`) for get, verify and builder validate -------------------
+# --- one path-safety rule (`format.unsafe_path`) for get, verify and builder validate -------------------
 
 
 def _move_data_file(root: Path, new_rel: str, *, move: bool = True) -> None:

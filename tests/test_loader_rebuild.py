@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from builder.registry.sweep import write
-from optsteps_loader import _format, _registry, clear_cache, get
+from optsteps_loader import clear_cache, get, reader
+from optsteps_loader import format as fmt
 from optsteps_loader.errors import RegistryIntegrityError
 from tests import registry_factory as factory
 
 pytestmark = pytest.mark.usefixtures("fresh_loader_cache")
 
 OLD_VERSION, NEW_VERSION = factory.DATA_VERSION, "2099.01.01"
-WRITES_PER_READ = _format.REBUILD_RETRIES - 1
+WRITES_PER_READ = fmt.REBUILD_RETRIES - 1
 
 
 def _versions(tmp_path: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
@@ -79,13 +80,13 @@ def test_a_file_replaced_mid_write_is_read_from_the_staged_copy(tmp_path):
     folder = tmp_path / "registry"
     write.write_registry(folder, old)
     assert get("edm", 4, source=folder).provenance["data_version"] == OLD_VERSION
-    staging = folder / _format.STAGING  # the writer's steps 1 and 2, before the index is replaced
+    staging = folder / fmt.STAGING  # the writer's steps 1 and 2, before the index is replaced
     staging.mkdir()
-    (staging / _format.sha256_id(old["v1/edm.json"])[7:]).write_bytes(old["v1/edm.json"])
-    _format.atomic_write_bytes(folder / "v1/edm.json", new["v1/edm.json"])
+    (staging / fmt.sha256_id(old["v1/edm.json"])[7:]).write_bytes(old["v1/edm.json"])
+    fmt.atomic_write_bytes(folder / "v1/edm.json", new["v1/edm.json"])
     clear_cache()
     assert get("edm", 4, source=folder).provenance["data_version"] == OLD_VERSION
-    (staging / _format.sha256_id(old["v1/edm.json"])[7:]).write_bytes(b"{}")  # a staged copy must match too
+    (staging / fmt.sha256_id(old["v1/edm.json"])[7:]).write_bytes(b"{}")  # a staged copy must match too
     clear_cache()
     with pytest.raises(RegistryIntegrityError, match="sha256 mismatch"):
         get("edm", 4, source=folder)
@@ -95,8 +96,8 @@ def test_a_record_of_a_replaced_index_is_read_from_the_new_index(tmp_path):
     old, new = _versions(tmp_path)
     folder = tmp_path / "registry"
     write.write_registry(folder, old)
-    src = _registry.resolve_source(str(folder))
-    stale = _registry.load_index(src).by_path["v1/edm.json"]
+    src = reader.resolve_source(str(folder))
+    stale = reader.load_index(src).by_path["v1/edm.json"]
     write.write_registry(folder, new)
-    data = _registry.load_data(src, stale)
+    data = reader.load_data(src, stale)
     assert data.obj["data_version"] == NEW_VERSION and data.rec is not stale

@@ -1,4 +1,4 @@
-"""Flow at a shift no file holds: served from the nearest shipped variant (optsteps_loader/_shift.py).
+"""Flow at a shift no file holds: served from the nearest shipped variant (optsteps_loader/flow_shift.py).
 
 The properties hold for any registry: the bundled one (real solver and bound entries, both endings) and a
 fixture registry (`tests.registry_factory`) for the aliases an index will only list once it is rebuilt.
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import optsteps_loader
-from optsteps_loader import EntryNotFoundError, FallbackWarning, _invariants, _registry, _schedules, _shift
-from optsteps_loader._registry import SEQUENCES
+from optsteps_loader import EntryNotFoundError, FallbackWarning, flow_shift, invariants, reader, schedules
+from optsteps_loader.reader import SEQUENCES
 from tests import registry_factory as factory
 
-BUNDLED = Path(_registry.resolve_source(None).root)
+BUNDLED = Path(reader.resolve_source(None).root)
 
 
 def _file(shift: float) -> dict:
@@ -53,7 +53,7 @@ def test_serving_at_the_same_shift_reproduces_the_entry():
     doc = _file(3.0)
     for e in doc["solver_entries"]:
         steps = optsteps_loader.get("flow", e["nfe"], shift=3.0, **_request(e))
-        nodes = _shift.served(steps, doc["schedule"], 3.0, "")
+        nodes = flow_shift.served(steps, doc["schedule"], 3.0, "")
         for name in ("t", "alpha_t", "sigma_t", "sigmas", "lambdas", "timesteps"):
             assert nodes[name] == pytest.approx(getattr(steps, name), rel=1e-12, abs=1e-12), name
 
@@ -64,8 +64,8 @@ def test_shift_5_keeps_the_nearest_variants_interior_and_moves_its_ends():
     the record passes the loader's entry invariants against the shift-5 schedule block (all but input_hash,
     which stays the source's: it names the problem that was solved)."""
     doc = _file(3.0)
-    block = _shift.schedule_block(doc["schedule"], 5.0)
-    at5 = _schedules.at("flow", {"shift": 5.0})
+    block = flow_shift.schedule_block(doc["schedule"], 5.0)
+    at5 = schedules.at("flow", {"shift": 5.0})
     kept_t = 0
     for e in [*doc["solver_entries"], *doc["entries"][::5]]:
         source = optsteps_loader.get("flow", e["nfe"], shift=3.0, **_request(e))
@@ -92,7 +92,7 @@ def test_shift_5_keeps_the_nearest_variants_interior_and_moves_its_ends():
                 assert steps.lambdas[i] == pytest.approx(source.lambdas[i], abs=1e-12)
             assert (steps.alpha_t[i], steps.sigma_t[i]) == at5(steps.t[i])
         assert steps.timesteps == tuple(1000.0 * s for s in steps.sigma_t[:finite])
-        problems = _invariants.entry_problems(_as_entry(steps, e), block)
+        problems = invariants.entry_problems(_as_entry(steps, e), block)
         assert [p for p in problems if not p.startswith("input_hash")] == [], problems
     assert kept_t > 0  # the σ = 0-ending NFE-3 grids' last node, held one minimal step below λ_ε
 
@@ -101,7 +101,7 @@ def test_nearest_variant_in_log_shift():
     for shift, source in [(1.5, 1.0), (1.9, 3.0), (math.sqrt(3.0), 1.0), (2.0, 3.0), (7.0, 3.0), (12.0, 3.0)]:
         steps = optsteps_loader.get("flow", 8, shift=shift)
         assert steps.served_from["shift"] == source and steps.params["shift"] == shift
-    assert _shift.nearest([1.0, 3.0], 0.99) is None and _shift.nearest([], 5.0) is None
+    assert flow_shift.nearest([1.0, 3.0], 0.99) is None and flow_shift.nearest([], 5.0) is None
 
 
 def test_no_warning_when_served_but_the_record_says_so():
@@ -155,7 +155,7 @@ def test_info_at_a_served_shift():
     got = optsteps_loader.info("flow", shift=5)
     assert got["params"] == {"shift": 5.0} and got["served_from"] == {"shift": 3.0, "file": "v1/flow-shift3.json"}
     assert got["schedule"]["params"] == {"shift": 5.0} and got["path"] == "v1/flow-shift3.json"
-    assert _schedules.schedule_problems(got["schedule"]) == []
+    assert schedules.schedule_problems(got["schedule"]) == []
 
 
 # ---- model aliases at shifts no file holds (a fixture index: the bundled one lists them once rebuilt) ------
@@ -214,8 +214,8 @@ def test_show_says_served():
 def test_alias_below_shift_1_is_refused_by_the_index_checks():
     files = [{"schedule": "flow", "params": {"shift": 1.0}}, {"schedule": "flow", "params": {"shift": 3.0}}]
     bad = {"x": {"schedule": "flow", "shift": 0.5, "description": "d"}}
-    assert _invariants.alias_problems(bad, files) == [
+    assert invariants.alias_problems(bad, files) == [
         "aliases['x'] names 'flow' shift=0.5, which no file holds and the loader does not serve (a flow shift below 1)"
     ]
-    assert _invariants.alias_problems({"y": {**bad["x"], "shift": 12.0}}, files) == []
-    assert _invariants.alias_problems({"z": {"schedule": "edm", "shift": 2.0, "description": "d"}}, files) != []
+    assert invariants.alias_problems({"y": {**bad["x"], "shift": 12.0}}, files) == []
+    assert invariants.alias_problems({"z": {"schedule": "edm", "shift": 2.0, "description": "d"}}, files) != []

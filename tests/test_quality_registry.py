@@ -18,6 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 from builder.cli import cli  # noqa: E402
 from builder.registry import sweep  # noqa: E402
 from builder.registry.entry import make_entry  # noqa: E402
+from builder.registry.sweep.spec import SweepError, write_default_p  # noqa: E402
 from builder.registry.validate import validate_registry  # noqa: E402
 from builder.select import (
     gate,  # noqa: E402
@@ -173,17 +174,20 @@ def test_the_best_baseline_is_one_that_wastes_no_evaluation():
     assert selection.best_baseline(sched, 30, {"uniform-lambda": measured["uniform-lambda"]}) == "uniform-lambda"
 
 
-def test_write_spec_defaults_changes_only_p(tmp_path):
+def test_write_default_p_changes_only_p(tmp_path):
     spec = tmp_path / "spec.json"
     shutil.copy(sweep.SPEC_PATH, spec)
     before = json.loads(spec.read_text())
-    assert gate.write_spec_defaults(spec, {"v1/edm.json": 2, "v1/vp-linear.json": 0.5})
+    assert write_default_p(spec, {"v1/edm.json": 2, "v1/vp-linear.json": 0.5})
     after = json.loads(spec.read_text())
     want = {s["file"]: dict(s["defaults"]) for s in before["schedules"]}
     want["v1/edm.json"]["p"], want["v1/vp-linear.json"]["p"] = 2, 0.5
     assert {s["file"]: s["defaults"] for s in after["schedules"]} == want
     assert {k: v for k, v in after.items() if k != "schedules"} == {k: v for k, v in before.items() if k != "schedules"}
-    assert not gate.write_spec_defaults(spec, {"v1/edm.json": 2})
+    assert not write_default_p(spec, {"v1/edm.json": 2})
+    with pytest.raises(SweepError, match="not set for \\['v1/nowhere.json'\\]"):
+        write_default_p(spec, {"v1/nowhere.json": 1})
+    assert not write_default_p(spec, {"v1/edm.json": 2})  # nothing written by the refused call
 
 
 SMALL = dataclasses.replace(

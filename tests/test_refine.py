@@ -22,11 +22,10 @@ from builder.select.refine import (
     rule_grid,
     rule_grids,
     rule_starts,
-    separate_timesteps,
     unsaturated,
 )
 from builder.solve.grids import FORMULA_BASELINES, applicable_baselines
-from builder.solve.schedules import get_schedule
+from builder.solve.schedules import get_schedule, separate_timesteps
 
 
 @pytest.fixture(scope="module")

@@ -245,7 +245,7 @@ def test_profile_chains_follow_the_aliases_and_keep_the_generic_keys():
     no_alias = dataclasses.replace(SPEC, aliases={})
     assert all(c.profile is None for c in chains_mod.chains_of(no_alias))
     # one list of profiles: the builder's, the loader's, both schemas'
-    from optsteps_loader._invariants import PROFILES
+    from optsteps_loader.invariants import PROFILES
 
     schemas = sweep.spec.SPEC_PATH.parents[2] / "schemas"
     file_schema = json.loads((schemas / "registry-file.schema.json").read_text())
@@ -268,7 +268,7 @@ def test_the_refine_key_covers_the_code_the_refinement_runs():
         "builder/select/truth.py",
         "builder/solve/grids.py",
         "builder/solve/data/baselines.json",
-        "optsteps_loader/_coefficients.py",
+        "optsteps_loader/coefficients.py",
     ):
         assert rel in files
     assert "builder/select/selection.py" not in files and "optsteps_loader/diffusers.py" not in files

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.registry.entry import collisions, node_arrays
 from builder.registry.validate import validate_registry
-from builder.select.selection import separate_timesteps
-from builder.solve.schedules import get_schedule
+from builder.solve.schedules import get_schedule, node_arrays, separate_timesteps
 from optsteps_loader import RegistryIntegrityError, get, verify
+from optsteps_loader.schedules import timestep_collisions
 from tests import registry_factory as factory
 
 REGISTRY = Path(__file__).resolve().parents[1] / "registry"
@@ -44,11 +43,12 @@ def test_separating_moves_only_the_nodes_that_share_a_timestep():
     t = np.array([1.0, 0.5, 0.01, 0.0032, 0.0021, 0.0014, schedule.t_end])  # timesteps 999, 499, 9, 2, 1, 0, 0
     lam = schedule.marginal_lambda(t)
     before = node_arrays(schedule, t)["timesteps"]
-    assert collisions(before) == [[5, 6]]
-    out, moved = separate_timesteps(schedule, lam)
+    assert timestep_collisions(before) == [[5, 6]]
+    out = separate_timesteps(lam, schedule)
+    moved = [int(i) for i in np.flatnonzero(out != lam)]
     after = node_arrays(schedule, schedule.inverse_lambda(np.array(out)))["timesteps"]
     assert moved == [3, 4, 5] and after[2:] == [9, 3, 2, 1, 0]  # each pushed up just above the next one
-    assert out[:3] == [float(v) for v in lam[:3]] and out[-1] == float(lam[-1])  # the others exactly where they were
+    assert np.array_equal(out[:3], lam[:3]) and out[-1] == lam[-1]  # the others exactly where they were
 
 
 def test_a_file_with_two_nodes_on_one_timestep_is_refused_by_every_reader(tmp_path):
@@ -62,7 +62,7 @@ def test_a_file_with_two_nodes_on_one_timestep_is_refused_by_every_reader(tmp_pa
     t = np.array(entry["t"])
     t[-2] = t[-1] + 0.4e-3  # rounds to timestep 0, as t_eps does
     nodes = node_arrays(schedule, t)
-    entry.update(nodes, timestep_collisions=collisions(nodes["timesteps"]))
+    entry.update(nodes, timestep_collisions=timestep_collisions(nodes["timesteps"]))
     factory.rewrite(root, SD, doc)  # canonical bytes, the index re-hashed
     message = "share timestep 0"
     with pytest.raises(RegistryIntegrityError, match=message):

@@ -26,7 +26,8 @@ from builder.registry.validate import (
     validate_file_bytes,
     validate_registry,
 )
-from optsteps_loader import _figures, _format
+from optsteps_loader import _figures
+from optsteps_loader import format as fmt
 from tests import registry_factory as factory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,7 +326,7 @@ def test_endpoint_within_tolerance_is_accepted(reg: Path) -> None:
     doc = factory.read_json(reg, VP)
     doc["schedule"]["t_start"] = 0.9999999999999998  # what inverse_lambda(λ_T) returns
     for entry in doc["entries"]:  # as the builder would hash them, with this t_start
-        entry["input_hash"] = _format.input_hash(_figures.input_key(entry, doc["schedule"])[0])
+        entry["input_hash"] = fmt.input_hash(_figures.input_key(entry, doc["schedule"])[0])
     factory.rewrite(reg, VP, doc)
     assert validate_registry(reg).ok
 
@@ -424,7 +425,7 @@ def test_an_index_of_200k_records_is_refused_without_checking_each(tmp_path: Pat
     (tmp_path / "index.json").write_text(json.dumps(index, separators=(",", ":")))
     report = validate_registry(tmp_path)
     assert [str(p) for p in report.problems] == [
-        f"index.json: lists 200000 files, more than the {_format.MAX_FILES} an index may"
+        f"index.json: lists 200000 files, more than the {fmt.MAX_FILES} an index may"
     ]
 
 
@@ -435,13 +436,13 @@ def test_a_fifo_or_oversized_file_is_a_problem(reg: Path) -> None:
         assert_refused(validate_registry(reg), EDM, "not a regular file")
         (reg / EDM).unlink()
     with open(reg / EDM, "wb") as fh:
-        fh.truncate(_format.MAX_FILE_BYTES + 1)
+        fh.truncate(fmt.MAX_FILE_BYTES + 1)
     assert_refused(validate_registry(reg), EDM, "over the", "limit")
 
 
 def test_an_interrupted_write_is_reported(reg: Path) -> None:
-    (reg / _format.STAGING).mkdir()
-    assert_refused(validate_registry(reg), _format.STAGING, "interrupted write: run the sweep again to recover")
+    (reg / fmt.STAGING).mkdir()
+    assert_refused(validate_registry(reg), fmt.STAGING, "interrupted write: run the sweep again to recover")
 
 
 # ---- the folder
@@ -585,7 +586,7 @@ def test_atomic_write_cleans_up_when_rename_fails(tmp_path: Path, monkeypatch: p
     def boom(src, dst):
         raise OSError("simulated rename failure")
 
-    monkeypatch.setattr(_format.os, "replace", boom)
+    monkeypatch.setattr(fmt.os, "replace", boom)
     with pytest.raises(OSError, match="simulated"):
         atomic_write_bytes(tmp_path / "f.json", b"new\n")
     assert os.listdir(tmp_path) == []

@@ -5,7 +5,8 @@ Pipeline (docs/calibrate.md): the model ``model(x, timestep)`` becomes a denoise
 for each NFE the starting grids (the registry's entry and the rules) are scored on the fit noises and the
 best is optimised against the teacher, stopped by the held-out noises (:mod:`.optimize`); the grids and
 their held-out figures are written as calibrated solver entries of a registry folder, new or an existing
-(vendored) one they are merged into (:mod:`.write`).
+(vendored) one they are merged into (:mod:`.write`). :func:`calibrate` drives these steps (:mod:`.steps`) over
+its arguments, checked and completed from the model once (:mod:`.settings`).
 
 **Endings.** ``"eps"``: the sampler ends at t_ε and is compared with the teacher's x at t_ε. ``"zero"`` (a
 last step to σ = 0, what diffusers with ``final_sigmas_type="zero"``, k-diffusion and ComfyUI run): the
@@ -22,36 +23,35 @@ loss evaluations per Nelder–Mead iteration, 1–2 on average). Every call is c
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from scipy.optimize import OptimizeResult
 
-from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS
-
-from ..registry.merge import MergeError, write_folder
-from ..select.evaluate import paired
-from ..select.refine import rule_grids, rule_starts
-from ..solve.schedules import Schedule, get_schedule
 from .model import (
-    DT,
     CalibrationError,
     ModelDenoiser,
     ModelOutputError,
     PredictionTypeError,
     TeacherNotConvergedError,
-    family_alpha_sigma,
     load_factory,
-    probe_dtype,
 )
-from .optimize import Fit, grid_errors, optimise
-from .teacher import Teacher, teacher
-from .write import calibrated_entry, calibrated_files, optimizer_record
+from .settings import resolve
+from .steps import (
+    baseline_errors,
+    choose_starts,
+    fit_nfe,
+    measured_problem,
+    model_teacher,
+    registry_start,
+    teacher_answers,
+)
+from .teacher import Teacher
+from .write import calibrated_entry, write_entries
 
 __all__ = [
     "CalibrationError",
@@ -67,11 +67,12 @@ __all__ = [
 
 @dataclass
 class CalibrationResult:
-    """What :func:`calibrate` did: per NFE its :class:`~builder.calibrate.optimize.Fit` and held-out figures
-    (``figures[nfe]``: {grid name: mean L2}, the calibrated grid as ``"calibrated"``), the registry entries,
-    the teacher, the folder written (or None), model calls (per-sample evaluations) and wall time."""
+    """What :func:`calibrate` did: per NFE its fit (:func:`~builder.calibrate.optimize.optimise`'s
+    ``OptimizeResult``, ``x`` the calibrated λ-grid) and held-out figures (``figures[nfe]``: {grid name: mean
+    L2}, the calibrated grid as ``"calibrated"``), the registry entries, the teacher, the folder written (or
+    None), model calls (per-sample evaluations) and wall time."""
 
-    fits: dict[int, Fit]
+    fits: dict[int, OptimizeResult]
     figures: dict[int, dict[str, float]]
     entries: list[dict[str, Any]]
     teacher: Teacher
@@ -80,49 +81,6 @@ class CalibrationResult:
     seconds: float
     dtype: str
     notes: list[str] = field(default_factory=list)
-
-
-def _sig(x: float) -> float:
-    return float(f"{x:.4g}")
-
-
-def _quality(errs: dict[str, np.ndarray], solver: dict, model_id: str, held_out: int) -> dict[str, Any]:
-    """The registry's quality record from held-out per-noise errors ({grid: errors}, ``"calibrated"`` first)."""
-    mine = errs["calibrated"]
-    baselines = {}
-    for name, e in errs.items():
-        if name == "calibrated":
-            continue
-        lr, se = paired({"m": mine}, {"m": e})
-        baselines[name] = {
-            "mean_l2": _sig(e.mean()),
-            "median_l2": _sig(np.median(e)),
-            "log_ratio": _sig(lr),
-            "log_ratio_se": _sig(se),
-        }
-    rules = [n for n in errs if n not in ("calibrated", "registry")]
-    best = min(rules, key=lambda n: float(np.log(errs[n]).mean()))
-    lr_best, se_best = paired({"m": mine}, {"m": errs[best]})
-    sampler = {"name": solver["solver"], "order": solver["order"]}
-    if solver["solver"] == "unipc":
-        sampler.update(variant=solver["variant"], corrector=True)
-    return {
-        "benchmark": "calibration",
-        "problems": [model_id],
-        "sampler": sampler,
-        "mean_l2": _sig(mine.mean()),
-        "median_l2": _sig(np.median(mine)),
-        "baselines": baselines,
-        "best_baseline": best,
-        "mean_l2_best_baseline": _sig(errs[best].mean()),
-        "mean_l2_uniform_lambda": _sig(errs["uniform-lambda"].mean()),
-        "mean_l2_uniform_t": _sig(errs["uniform-t"].mean()),
-        "ratio_uniform_lambda": _sig(math.exp(paired({"m": mine}, {"m": errs["uniform-lambda"]})[0])),
-        "log_ratio_best_baseline": _sig(lr_best),
-        "log_ratio_best_baseline_se": _sig(se_best),
-        "worse_than_best_baseline": bool(lr_best > 2 * se_best),
-        "held_out": {"noises": held_out, "metric": "L2 to the teacher in the schedule's coordinates"},
-    }
 
 
 @contextlib.contextmanager
@@ -146,42 +104,6 @@ def thread_limits(threads: int):
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def _registry_start(
-    schedule: Schedule, nfe: int, order: int, solver: str, ending: str, profile: str | None, source: Any
-) -> tuple[Any, str | None]:
-    """(loader Steps or None, a note) of the registry entry the calibration starts from: the one ``get()``
-    returns for the solver, order, ending and ``profile`` (never an earlier calibration's); the note says why
-    there is none, or that it is the bound's entry (``get()``'s fallback where no solver entry exists)."""
-    import warnings
-
-    import optsteps_loader
-    from optsteps_loader.errors import FallbackWarning, OptstepsError
-
-    shift = schedule.variant_params.get("shift")
-    kw = {"order": order, "solver": solver, "ending": ending, "source": source, "shift": shift}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FallbackWarning)  # said in the note instead
-            steps = optsteps_loader.get(schedule.name, nfe, profile=profile or "generic", **kw)
-    except OptstepsError as err:
-        return None, f"no registry entry to start from at NFE {nfe}: {err}"
-    if steps.requested is not None:
-        return steps, f"the registry start at NFE {nfe} is the bound's entry ({steps.method}): no solver entry there"
-    return steps, None
-
-
-def teacher_answers(
-    denoise: ModelDenoiser, tch: Teacher, lambda_end: float, ending: str, batch: int = 64
-) -> torch.Tensor:
-    """What a grid of ``ending`` is compared with (module docstring): the teacher's x at t_ε (``"eps"``), or
-    the model's x̂₀ there (``"zero"``; one model call per noise)."""
-    if ending == "eps":
-        return tch.x_end
-    lam = torch.tensor(lambda_end, dtype=DT)
-    with torch.no_grad():
-        return torch.cat([denoise(x, lam) for x in torch.split(tch.x_end, batch)])
 
 
 def calibrate(
@@ -231,165 +153,25 @@ def calibrate(
     torch's intra-op threads and the BLAS / OpenMP pools during the run (:func:`thread_limits`). Raises
     :class:`CalibrationError` subclasses naming the problem; on any error ``out`` is left as it was.
     """
+    # the keyword arguments as given (the first statement: locals() holds the parameters alone)
+    arguments = {name: value for name, value in locals().items() if name not in ("model", "threads")}
     with thread_limits(threads):
         t0 = time.perf_counter()
-        prediction = prediction or getattr(model, "prediction", None)
-        shape = shape if shape is not None else getattr(model, "shape", None)
-        if prediction is None or shape is None:
-            raise CalibrationError("give prediction= and shape= (or a model with .prediction and .shape attributes)")
-        if ending not in ENDINGS:
-            raise CalibrationError(f"ending must be one of {ENDINGS}, got {ending!r}")
-        if solver not in SOLVERS or order not in ORDERS:
-            raise CalibrationError(f"solver must be 'unipc' or 'dpmpp' with order 1-3, got {solver!r} {order}")
-        nfes = sorted({int(n) for n in ([nfe] if isinstance(nfe, int) else nfe)})
-        if not nfes or nfes[0] < 2:
-            raise CalibrationError(f"nfe must be at least 2, got {nfes}")
-        held_out = noises // 2 if held_out is None else int(held_out)
-        if not 1 <= held_out < noises:
-            raise CalibrationError(f"need 1 <= held_out < noises, got held_out={held_out}, noises={noises}")
-        sched = get_schedule(schedule, **({} if shift is None else {"shift": float(shift)}))
-        shape = tuple(int(s) for s in shape)
-        dtype = dtype or probe_dtype(model, shape, device)
-        denoise = ModelDenoiser(model, sched, prediction, shape, dtype=dtype, device=device)
-        model_id = model_id or f"{type(model).__module__}.{type(model).__qualname__}"
-        lam0, lam1 = sched.lambda_start, sched.lambda_end
-        tch = teacher(
-            denoise,
-            lambda_start=lam0,
-            lambda_end=lam1,
-            noises=noises,
-            seed=seed,
-            steps=teacher_steps,
-            rtol=teacher_rtol,
-            batch=batch,
-            model_id=model_id,
-            weights_hash=weights_hash,
-            cache=cache,
-        )
-        n_fit = noises - held_out
-        answers = teacher_answers(denoise, tch, lam1, ending, batch)
-        fit = (tch.x_start[:n_fit], answers[:n_fit])
-        ho = (tch.x_start[n_fit:], answers[n_fit:])
-        spec = {"solver": solver, "order": order, "ending": ending} | ({"variant": "bh2"} if solver == "unipc" else {})
-        scale = 1.0  # "zero": x̂₀ is in data coordinates for every family
-        if ending == "eps":  # VP-normalised x at t_ε → the schedule's own coordinates
-            scale = float(family_alpha_sigma(sched.family, torch.tensor(lam1, dtype=DT))[0]) / float(
-                family_alpha_sigma("vp-continuous", torch.tensor(lam1, dtype=DT))[0]
-            )
-        identity = {"model": model_id, "weights_sha256": weights_hash, "noises": noises, "seed": seed}
+        s = resolve(model, arguments)
+        denoise = ModelDenoiser(model, s.schedule, s.prediction, s.shape, dtype=s.dtype, device=s.device)
+        tch = model_teacher(denoise, s)
+        problem = measured_problem(denoise, tch, s)
         fits, figures, entries, notes = {}, {}, [], []
-        for n in nfes:
-            steps, why = _registry_start(sched, n, order, solver, ending, profile, registry)
-            grids: dict[str, np.ndarray] = {}
-            if steps is not None:
-                lam = np.array(steps.lambdas, dtype=np.float64)
-                lam[0] = lam0
-                if ending == "eps":
-                    lam[-1] = lam1
-                grids["registry"] = lam
-            if why is not None:
-                notes.append(why)
-            rules = rule_starts(sched, n, ending)
-            wanted = ["registry", *rules] if start is None else ([start] if isinstance(start, str) else list(start))
-            starts = {k: (grids | rules)[k] for k in wanted if k in grids or k in rules}
-            if not starts:
-                raise CalibrationError(f"none of the starts {wanted} exists at NFE {n} (rules: {sorted(rules)})")
-            tables = rule_grids(sched, n, ending)
-            baselines = {**grids, **tables}
-            errs = {k: scale * grid_errors(g, denoise, *ho, spec, batch) for k, g in baselines.items()}
-            best_rule = min((k for k in errs if k != "registry"), key=lambda k: errs[k].mean())
-            bar = _progress_bar(progress, n, maxiter, errs, best_rule, scale)
-            try:
-                result = optimise(
-                    starts,
-                    denoise,
-                    fit,
-                    ho,
-                    ends=(lam0, lam1, ending),
-                    solver=spec,
-                    batch=batch,
-                    method=method,
-                    maxiter=maxiter,
-                    patience=patience,
-                    restarts=restarts,
-                    restart_seed=seed,
-                    progress=None if bar is None else bar[1],
-                )
-            finally:
-                if bar is not None:
-                    bar[0].close()
-            errs = {"calibrated": scale * grid_errors(result.lambdas, denoise, *ho, spec, batch), **errs}
-            fits[n] = result
-            figures[n] = {k: float(e.mean()) for k, e in errs.items()}
-            calibration = {
-                "identity": identity,
-                "model": model_id,
-                "weights_sha256": weights_hash,
-                "prediction": prediction,
-                "shape": list(shape),
-                "dtype": str(dtype).removeprefix("torch."),
-                "noises": {"fit": n_fit, "held_out": held_out, "seed": seed, "start": "sigma_T * randn"},
-                "teacher": {
-                    "solver": "unipc",
-                    "variant": "bh2",
-                    "order": 3,
-                    "grid": "uniform-lambda",
-                    "steps": tch.steps,
-                    "answer": "x at t_eps" if ending == "eps" else "the model's x0-prediction at the answer at t_eps",
-                    "error_estimate": _sig(scale * tch.error),
-                    "relative_error_estimate": _sig(tch.relative_error),
-                },
-                "start": result.start,
-                "method": result.method,
-                "method_reason": result.method_reason,
-                "iterations": result.iterations,
-                "stopped": result.message,
-                "restarts": restarts,
-                "restart": result.restart,
-                "starts": len(starts),
-                "held_out_start": _sig(scale * result.held_out_start),
-            }
-            quality = _quality(errs, spec, model_id, held_out)
-            entries.append(
-                calibrated_entry(
-                    sched,
-                    result.lambdas,
-                    nfe=n,
-                    order=order,
-                    solver=solver,
-                    ending=ending,
-                    init=result.start,
-                    optimizer=optimizer_record(result),
-                    quality=quality,
-                    calibration=calibration,
-                )
-            )
-        path = None
-        if out is not None:
-            path = Path(out)
-            try:
-                write_folder(path, calibrated_files(path, sched, entries, base=registry))
-            except MergeError as err:
-                raise CalibrationError(str(err)) from None
-        return CalibrationResult(
-            fits, figures, entries, tch, path, denoise.calls, time.perf_counter() - t0, str(dtype), notes
-        )
-
-
-def _progress_bar(enabled: bool, nfe: int, maxiter: int, errs: dict, best_rule: str, scale: float):
-    """(tqdm bar, callback) showing the held-out error against the start and the best rule; None if disabled."""
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=maxiter, desc=f"calibrate NFE {nfe}", unit="it", leave=True)
-    rule = f"{best_rule} {errs[best_rule].mean():.4g}"
-
-    def update(info: dict) -> None:
-        bar.update(1)
-        bar.set_postfix_str(
-            f"held-out {scale * info['held_out']:.4g} best {scale * info['best']:.4g} "
-            f"start {scale * info['start']:.4g} | {rule}"
-        )
-
-    return bar, update
+        for n in s.nfes:
+            from_registry, note = registry_start(s, n)
+            notes += [] if note is None else [note]
+            starts = choose_starts(s, n, from_registry)
+            errs = baseline_errors(problem, s, n, from_registry)
+            fits[n] = fit = fit_nfe(problem, s, n, starts, errs)
+            errs = {"calibrated": problem.held_out_errors(fit.x), **errs}
+            figures[n] = {name: float(e.mean()) for name, e in errs.items()}
+            entry = calibrated_entry(s, fit, nfe=n, errs=errs, teacher=tch, starts=len(starts), scale=problem.scale)
+            entries.append(entry)
+        path = write_entries(s, entries)
+        seconds = time.perf_counter() - t0
+        return CalibrationResult(fits, figures, entries, tch, path, denoise.calls, seconds, str(s.dtype), notes)

@@ -10,7 +10,7 @@ x = α x₀ + σ ε with the same λ = log α − log σ, so x = c(λ) x̂ with 
 
 One evaluation at node λ: x = c(λ) x̂ reshaped to (B, *shape), the time input τ(λ) = model_time(t(λ)) of the
 schedule (``timesteps`` of the registry format), the model's output o = model(x, τ), then x̂₀ by the
-prediction type (the loader's :func:`optsteps_loader._model_io.x0_coefficients`, here on tensors of λ):
+prediction type (the loader's :func:`optsteps_loader.model_io.x0_coefficients`, here on tensors of λ):
 
     epsilon: x̂₀ = (x − σ o)/α;  sample: x̂₀ = o;  v: x̂₀ = (α x − σ o)/(α² + σ²);  flow: x̂₀ = (x − σ o)/(α + σ).
 
@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from optsteps_loader._model_io import PREDICTIONS, model_output
+from optsteps_loader.model_io import PREDICTIONS, model_output, x0_weights
 
+from ..select.differentiable import DT, vp
 from ..solve.schedules import Schedule
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
     "load_factory",
     "x0_from_output",
 ]
-
-DT = torch.float64
 
 
 class CalibrationError(ValueError):
@@ -67,15 +66,10 @@ class TeacherNotConvergedError(CalibrationError):
     """The teacher's solution changes more than its tolerance when its step count is halved."""
 
 
-def _vp(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    sp = torch.nn.functional.softplus
-    return torch.exp(-0.5 * sp(-2.0 * lam)), torch.exp(-0.5 * sp(2.0 * lam))
-
-
 def family_alpha_sigma(family: str, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(α, σ) of a schedule family at λ (module docstring), as differentiable torch functions."""
     if family in ("vp-continuous", "vp-discrete"):
-        return _vp(lam)
+        return vp(lam)
     if family == "edm":
         return torch.ones_like(lam), torch.exp(-lam)
     if family == "flow":
@@ -84,16 +78,11 @@ def family_alpha_sigma(family: str, lam: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def x0_from_output(prediction: str, x: torch.Tensor, out: torch.Tensor, alpha, sigma) -> torch.Tensor:
-    """x̂₀ from the model output ``out`` at x = α x₀ + σ ε (module docstring; the loader's formulas)."""
-    if prediction == "epsilon":
-        return (x - sigma * out) / alpha
+    """x̂₀ from the model output ``out`` at x = α x₀ + σ ε (`optsteps_loader.model_io.x0_weights`)."""
     if prediction == "sample":
         return out
-    if prediction == "v":
-        return (alpha * x - sigma * out) / (alpha * alpha + sigma * sigma)
-    if prediction == "flow":
-        return (x - sigma * out) / (alpha + sigma)
-    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    a, b = x0_weights(prediction, alpha, sigma)
+    return a * x + b * out
 
 
 class _TimeInput(torch.autograd.Function):
@@ -117,7 +106,7 @@ class ModelDenoiser:
 
     The model runs in ``dtype`` on ``device``; inputs are cast to them and outputs back to float64.
     ``calls`` counts per-sample evaluations (the sum of batch sizes). Output checks: shape
-    (:func:`optsteps_loader._model_io.model_output`) and, with ``check_finite``, NaN/inf — both raise
+    (:func:`optsteps_loader.model_io.model_output`) and, with ``check_finite``, NaN/inf — both raise
     :class:`ModelOutputError` naming the node.
     """
 
@@ -151,7 +140,7 @@ class ModelDenoiser:
     def __call__(self, x_hat: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         lam = torch.as_tensor(lam, dtype=DT)
         alpha, sigma = family_alpha_sigma(self.schedule.family, lam)
-        alpha_vp, _ = _vp(lam)
+        alpha_vp, _ = vp(lam)
         scale = alpha / alpha_vp
         b = x_hat.shape[0]
         x = (scale * x_hat).reshape(b, *self.shape)

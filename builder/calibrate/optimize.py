@@ -39,40 +39,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from ..select.differentiable import make_plan, sample
 from ..select.refine import grid_from_q, q_from_grid, unsaturated
 from .model import DT, ModelDenoiser
 
-__all__ = ["RESTART_SCALE", "Fit", "choose_method", "grid_errors", "optimise"]
+__all__ = ["RESTART_SCALE", "choose_method", "grid_errors", "optimise"]
 
 RESTART_SCALE = 0.7  # sd of the logit noise of a restart: gap weights change by factors of about e^±0.7
-
-
-@dataclass
-class Fit:
-    """The result of :func:`optimise`: the best held-out grid and how it was found."""
-
-    lambdas: np.ndarray
-    start: str
-    method: str
-    method_reason: str
-    held_out: float  # mean L2 of ``lambdas`` on the held-out noises
-    held_out_start: float
-    fit: float  # mean L2 on the fit noises
-    iterations: int
-    evaluations: int  # loss (and gradient) evaluations
-    success: bool
-    status: int
-    message: str
-    start_scores: dict[str, float] = field(default_factory=dict)  # fit mean L2 of every start
-    timings: dict[str, float] = field(default_factory=dict)
-    restart: int = 0  # the run that found the result: 0 the start itself, k the k-th perturbed restart
 
 
 def grid_errors(
@@ -147,12 +125,20 @@ def optimise(
     restarts: int = 0,
     restart_seed: int = 0,
     progress: Callable[[dict], None] | None = None,
-) -> Fit:
+) -> OptimizeResult:
     """Score every start on the fit noises, optimise the best one (module docstring). ``starts`` are
     λ-grids of one ending; ``ends``: (λ_T, λ_ε, ending) of the coordinates (None: ``"eps"`` grids, whose first
     and last nodes are λ_T and λ_ε); ``solver`` holds the sampler's arguments, ``ending`` included.
     ``restarts``: further runs from the best start's logits plus N(0, :data:`RESTART_SCALE`²) noise
-    (``default_rng(restart_seed)``); the best held-out grid of all runs is the result."""
+    (``default_rng(restart_seed)``); the best held-out grid of all runs is the result.
+
+    Returns a scipy ``OptimizeResult``: ``x`` (the best held-out λ-grid), ``fun`` (its fit loss L, 0 at the
+    start), ``success``, ``status``, ``message`` (of the run that found ``x``), ``nit`` (iterations of all
+    runs), ``nfev`` (loss and gradient evaluations of all runs), and ``start`` (the best start's name),
+    ``method`` and ``method_reason``, ``held_out`` (mean L2 of ``x`` on the held-out noises),
+    ``held_out_start`` (the start's), ``fit`` (mean L2 of ``x`` on the fit noises), ``start_scores`` ({start:
+    fit mean L2}), ``timings`` (the method probe's, seconds), ``restart`` (the run that found ``x``: 0 the
+    start itself, k the k-th perturbed restart)."""
     x_fit, t_fit = fit
     x_ho, t_ho = held_out
     names = list(starts)
@@ -233,19 +219,20 @@ def optimise(
         res = minimise(q_init)
         outcomes.append((res, run["stall"] >= patience))
     res, stopped = outcomes[state["restart"]]
-    return Fit(
-        lambdas=np.asarray(state["grid"]),
+    return OptimizeResult(
+        x=np.asarray(state["grid"]),
+        fun=math.log(state["fit"] / scores[start]),
+        success=bool(res.success) or stopped,
+        status=int(res.status),
+        message=f"held-out error stopped improving for {patience} iterations" if stopped else str(res.message),
+        nit=state["it"],
+        nfev=state["evals"],
         start=start,
         method=method,
         method_reason=reason,
         held_out=state["best"],
         held_out_start=ho_start,
         fit=state["fit"],
-        iterations=state["it"],
-        evaluations=state["evals"],
-        success=bool(res.success) or stopped,
-        status=int(res.status),
-        message=f"held-out error stopped improving for {patience} iterations" if stopped else str(res.message),
         start_scores=scores,
         timings=timings,
         restart=state["restart"],

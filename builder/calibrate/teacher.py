@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optsteps_loader._format import atomic_write_bytes
+from optsteps_loader.format import atomic_write_bytes
 
 from ..select.differentiable import make_plan, sample
 from .model import (

@@ -109,7 +109,7 @@ def calibrate_command(model_spec: str, shape: str | None, nfes: tuple[int, ...],
         registry = f", registry {fig['registry']:.4g}" if "registry" in fig else ""
         click.echo(
             f"NFE {n}: held-out mean L2 {fig['calibrated']:.4g}{registry}, best rule {best} {rules[best]:.4g} "
-            f"({fit.method}, start {fit.start}, {fit.iterations} iterations)"
+            f"({fit.method}, start {fit.start}, {fit.nit} iterations)"
         )
     click.echo(f"{result.model_calls} model calls, {result.seconds:.1f} s; wrote {out}")
 

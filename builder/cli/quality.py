@@ -98,7 +98,9 @@ def measure_defaults(registry: Path, write: bool, held_out: bool, nfes: tuple[in
                     f"vs {r['best_baseline']}"
                 )
     if write:
-        changed = gate.write_spec_defaults(SPEC_PATH, {path: c["p"] for path, c in choice.items()})
+        from ..registry.sweep.spec import write_default_p
+
+        changed = write_default_p(SPEC_PATH, {path: c["p"] for path, c in choice.items()})
         click.echo(f"{SPEC_PATH}: {'updated' if changed else 'unchanged'}")
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from optsteps_loader import _format as fmt
-from ..solve.schedules import Schedule
+from optsteps_loader import format as fmt
+from optsteps_loader.schedules import timestep_collisions
+
+from ..solve.schedules import Schedule, node_arrays
 
 
 def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | str) -> dict[str, Any]:
@@ -30,33 +32,9 @@ def problem_key(schedule: Schedule, nfe: int, order: int, p: float, tau: int | s
 
 
 def input_hash(key: dict[str, Any]) -> str:
-    """``sha256:`` of the problem key's compact sorted JSON (`optsteps_loader._format.input_hash`, the one
+    """``sha256:`` of the problem key's compact sorted JSON (`optsteps_loader.format.input_hash`, the one
     definition: the loader's checks rebuild the key from the entry and compare)."""
     return fmt.input_hash(key)
-
-
-def node_arrays(schedule: Schedule, t: np.ndarray) -> dict[str, list[Any]]:
-    """t, λ, α, σ, σ/α and the model's time input at the nodes t (noisiest first)."""
-    t = np.asarray(t, dtype=np.float64)
-    alpha, sigma = schedule.marginal_alpha(t), schedule.marginal_sigma(t)
-    timesteps = schedule.model_time(t)
-    if schedule.family == "vp-discrete":
-        timesteps_list: list[Any] = [int(v) for v in timesteps]
-    else:
-        timesteps_list = [float(v) for v in timesteps]
-    return {
-        "t": [float(v) for v in t],
-        "lambda": [float(v) for v in schedule.marginal_lambda(t)],
-        "alpha_t": [float(v) for v in alpha],
-        "sigma_t": [float(v) for v in sigma],
-        "sigmas": [float(v) for v in sigma / alpha],
-        "timesteps": timesteps_list,
-    }
-
-
-def collisions(timesteps: list[Any]) -> list[list[int]]:
-    """Every pair [i, j], i < j, of nodes whose (rounded) timesteps coincide, sorted."""
-    return [[i, j] for i in range(len(timesteps)) for j in range(i + 1, len(timesteps)) if timesteps[i] == timesteps[j]]
 
 
 def make_entry(schedule: Schedule, result: OptimizeResult, tau_spec: int | str) -> dict[str, Any]:
@@ -72,7 +50,7 @@ def make_entry(schedule: Schedule, result: OptimizeResult, tau_spec: int | str) 
         "init": str(result.init),
         "step_orders": [int(k) for k in result.step_orders],
         **nodes,
-        "timestep_collisions": collisions(nodes["timesteps"]),
+        "timestep_collisions": timestep_collisions(nodes["timesteps"]),
         "objective": float(result.fun),
         "objective_uniform_lambda": float(result.objective_uniform_lambda),
         "objective_uniform_t": float(result.objective_uniform_t),
@@ -107,7 +85,7 @@ def solver_entry(
     ``profile``: only on a profile chain's entries (refined on that data profile's problems). ``calibration``:
     only on a calibrated entry (``builder.calibrate``); its ``identity`` joins the input hash's key.
     """
-    from optsteps_loader._coefficients import step_orders
+    from optsteps_loader.coefficients import step_orders
 
     lam = np.asarray(record["lambda"], dtype=np.float64)
     nfe = int(record["nfe"])
@@ -138,7 +116,7 @@ def solver_entry(
         "init": record["init"],
         "step_orders": [int(k) for k in step_orders(nfe, chain.order)],
         **nodes,
-        "timestep_collisions": collisions(nodes["timesteps"]),
+        "timestep_collisions": timestep_collisions(nodes["timesteps"]),
         "optimizer": record["optimizer"],
         "input_hash": input_hash(key),
         "quality": record["quality"],

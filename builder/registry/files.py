@@ -1,6 +1,6 @@
 """The two documents of a registry folder, as the sweep and ``calibrate`` both write them: a data file (one
 schedule variant's entries) and the index (one record per data file, with its sha256). Canonical bytes
-come from :func:`optsteps_loader._format.canonical_bytes`; the layout is docs/registry-format.md."""
+come from :func:`optsteps_loader.format.canonical_bytes`; the layout is docs/registry-format.md."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from .. import __version__
 from ._canonical import canonical_bytes, sha256_of
 from ..solve.schedules import Schedule
-from optsteps_loader._invariants import solver_entry_key  # a solver entry's key and sort order, one place
+from optsteps_loader.invariants import solver_entry_key  # a solver entry's key and sort order, one place
 
 SCHEMA_VERSION = 1
 

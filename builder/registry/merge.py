@@ -12,7 +12,7 @@ vendored) registry folder with them merged in. ``calibrate`` and ``refine --prof
   and model alias is kept byte for byte; the index lists them all.
 
 A new solver entry replaces the one with the same key (profile or ``calibrated``, solver, order, ending, NFE:
-:func:`optsteps_loader._invariants.solver_entry_key`); the others stay.
+:func:`optsteps_loader.invariants.solver_entry_key`); the others stay.
 
 **Writing** (:func:`write_folder`): every file is checked by the validator in a temporary sibling folder
 first; a new folder is renamed into place (it exists complete or not at all), an existing registry is
@@ -120,15 +120,15 @@ def merged_files(
 def _base(source: Any) -> tuple[dict[str, Any], Any]:
     """(the base registry's index, checked by the loader; a reader of its files by relative path, each
     checked against the sha256 and size the index lists)."""
-    from optsteps_loader import _format, _registry
+    from optsteps_loader import format as fmt, reader
 
-    src = _registry.resolve_source(source)
-    index = _registry.load_index(src).obj
+    src = reader.resolve_source(source)
+    index = reader.load_index(src).obj
 
     def read(rel: str) -> bytes:
         rec = next(r for r in index["files"] if r["path"] == rel)
-        data = _format.read_regular(src.locate(rel), _format.MAX_FILE_BYTES)
-        problem = _format.hash_problem(rec["sha256"], rec.get("bytes"), data)
+        data = fmt.read_regular(src.locate(rel), fmt.MAX_FILE_BYTES)
+        problem = fmt.hash_problem(rec["sha256"], rec.get("bytes"), data)
         if problem:
             raise MergeError(f"{src.label}/{rel}: {problem}")
         return data

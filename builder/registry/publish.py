@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .card import CARD_NAME, dataset_card
 
-from optsteps_loader import _format as fmt
+from optsteps_loader import format as fmt
 
 __all__ = [
     "PlannedFile",

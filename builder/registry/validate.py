@@ -7,11 +7,11 @@ what is wrong, e.g. ``v1/vp-linear.json: entry nfe=6 order=3 p=1: lambda not str
 The data checks are the loader's own (docs/registry-format.md is the contract), from the registry-format
 modules, so ``optsteps verify`` and ``python -m builder validate`` refuse the same data:
 
-- reading (`optsteps_loader._format`): the loader's path-safety rule (`unsafe_path`: the index's path syntax
+- reading (`optsteps_loader.format`): the loader's path-safety rule (`unsafe_path`: the index's path syntax
   and, symlinks resolved, inside the registry, for ``index.json`` and every listed file), regular files within
   the size bound, strict JSON (UTF-8 without BOM, no ``NaN``/``Infinity``, no overflowing number, no duplicate
   key, bounded nesting and integers); each file's size and sha256 against the index;
-- the data (`optsteps_loader._invariants`): the index and its records (unique paths and schedule variants),
+- the data (`optsteps_loader.invariants`): the index and its records (unique paths and schedule variants),
   each file's top level and its agreement with its record and the index, every entry in full.
 
 What only the builder checks, because it wrote the files:
@@ -36,8 +36,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from optsteps_loader import _format as fmt
-from optsteps_loader import _invariants as inv
+from optsteps_loader import format as fmt
+from optsteps_loader import invariants as inv
 
 __all__ = [
     "Problem",
@@ -88,7 +88,7 @@ class ValidationReport:
 
 
 def _schema_dir() -> Path:
-    """The registry's JSON Schemas (`optsteps_loader._format.schema_dir`: the loader looks in the same place)."""
+    """The registry's JSON Schemas (`optsteps_loader.format.schema_dir`: the loader looks in the same place)."""
     folder = fmt.schema_dir()
     if folder is None:
         raise FileNotFoundError("registry schemas not found (looked for schemas/ and optsteps_loader/schemas/)")
@@ -148,7 +148,7 @@ def _read(root: Path, rel: str) -> tuple[bytes | None, list[Problem]]:
 
 
 def _parse(name: str, data: bytes) -> tuple[Any, list[Problem]]:
-    """Parse strictly (`optsteps_loader._format.loads`). Returns ``(document or None, problems)``."""
+    """Parse strictly (`optsteps_loader.format.loads`). Returns ``(document or None, problems)``."""
     try:
         return fmt.loads(data), []
     except fmt.FormatError as err:

@@ -5,10 +5,10 @@ coefficients, the VP-normalised α̂ = (1 + e^{−2λ})^{−1/2}, σ̂ = (1 + e^
 so σ̂ → 0 without overflow), and the denoiser's dependence on (α̂, σ̂). Autograd then gives the exact
 ∂(sample error)/∂λ that the refine stage (:mod:`builder.select.refine`) hands to scipy.
 
-The formulas are those of :mod:`optsteps_loader._coefficients` (UniPC bh1/bh2 orders 1–3 with the UniC
+The formulas are those of :mod:`optsteps_loader.coefficients` (UniPC bh1/bh2 orders 1–3 with the UniC
 corrector after every step but the last; DPM-Solver++ 2M/3M), rewritten on tensors: each step is
 ``x_next = scale · x + Σ_j w_j m_j`` with m_j the data predictions, newest first. The order of each step
-is the loader's :func:`~optsteps_loader._coefficients.step_orders` (warm-up and lower-order-final), so the
+is the loader's :func:`~optsteps_loader.coefficients.step_orders` (warm-up and lower-order-final), so the
 two implementations agree to rounding (``tests/test_differentiable.py``: ≤ 1e-12 relative).
 
 Endings (``ending``):
@@ -30,15 +30,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from optsteps_loader._coefficients import step_orders
+from optsteps_loader.coefficients import step_orders
+from optsteps_loader.vocabulary import ENDINGS, SOLVERS
 
 from .mixtures import GaussianMixture
 
 __all__ = ["DT", "ENDINGS", "SOLVERS", "TorchMixture", "make_plan", "phi", "sample", "vp"]
 
 DT = torch.float64
-SOLVERS = ("unipc", "dpmpp")
-ENDINGS = ("eps", "zero")
 
 
 def vp(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

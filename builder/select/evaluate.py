@@ -19,7 +19,6 @@ SW₂ = ( mean_j mean_b (sort(θ_jᵀx)_b − sort(θ_jᵀx_true)_b)² )^{1/2}.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import single_threaded_blas
 from .mixtures import Array, GaussianMixture, digits_mixture, random_mixture, vp_alpha_sigma
 from .truth import Truth, ground_truth
 
@@ -89,25 +89,6 @@ class Instance:
             "median_l2": float(np.median(err)),
             "sw": sw,
         }
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - optional; only speed depends on it
-        return None
-    return ThreadpoolController()
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Limit BLAS to one thread while grids are evaluated (if ``threadpoolctl`` is installed).
-
-    The matrices here are small (B ≤ 512, K·D ≤ 640); multithreaded OpenBLAS spinning against torch's
-    OpenMP threads made an evaluation ~10× slower on 2 cores. Parallelise across grids or processes.
-    """
-    controller = _blas_controller()
-    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
 
 
 def steps_for_lambdas(lambdas: Sequence[float], order: int = 3) -> Any:
@@ -271,10 +252,7 @@ class ProblemSet:
         return self.for_endpoints(float(lambdas[0]), float(lambdas[-1]))
 
 
-_STANDARD: ProblemSet | None = None
-_HELD_OUT: ProblemSet | None = None
-
-
+@functools.cache
 def standard_problems() -> ProblemSet:
     """The standard benchmark (built once per process): 3 random anisotropic mixtures and the digits.
 
@@ -282,20 +260,18 @@ def standard_problems() -> ProblemSet:
     noise seed 0. Batches are sized so one grid costs ~2–3 ms per NFE on one core (the 64-dim
     full-covariance denoisers dominate); paired log-ratio standard errors are ~0.01–0.02.
     """
-    global _STANDARD
-    if _STANDARD is None:
-        _STANDARD = ProblemSet(
-            "standard",
-            (
-                Problem("random-d2", random_mixture(2, 8, 0), batch=512, seed=0),
-                Problem("random-d16", random_mixture(16, 6, 0), batch=512, seed=0),
-                Problem("random-d64", random_mixture(64, 8, 0), batch=128, seed=0),
-                Problem("digits", digits_mixture(), batch=128, seed=0),
-            ),
-        )
-    return _STANDARD
+    return ProblemSet(
+        "standard",
+        (
+            Problem("random-d2", random_mixture(2, 8, 0), batch=512, seed=0),
+            Problem("random-d16", random_mixture(16, 6, 0), batch=512, seed=0),
+            Problem("random-d64", random_mixture(64, 8, 0), batch=128, seed=0),
+            Problem("digits", digits_mixture(), batch=128, seed=0),
+        ),
+    )
 
 
+@functools.cache
 def held_out_problems() -> ProblemSet:
     """Held-out problems for honest selection: other dims, seeds and noises than :func:`standard_problems`.
 
@@ -303,18 +279,15 @@ def held_out_problems() -> ProblemSet:
     and the digits mixture, batch 256; noise seed 1 throughout. Choose settings on one set and confirm on
     the other.
     """
-    global _HELD_OUT
-    if _HELD_OUT is None:
-        _HELD_OUT = ProblemSet(
-            "held-out",
-            (
-                Problem("random-d4", random_mixture(4, 5, 101), batch=512, seed=1),
-                Problem("random-d32", random_mixture(32, 8, 102), batch=512, seed=1),
-                Problem("random-d64-diag", random_mixture(64, 10, 103, diagonal=True), batch=256, seed=1),
-                Problem("digits-noise1", digits_mixture(), batch=256, seed=1),
-            ),
-        )
-    return _HELD_OUT
+    return ProblemSet(
+        "held-out",
+        (
+            Problem("random-d4", random_mixture(4, 5, 101), batch=512, seed=1),
+            Problem("random-d32", random_mixture(32, 8, 102), batch=512, seed=1),
+            Problem("random-d64-diag", random_mixture(64, 10, 103, diagonal=True), batch=256, seed=1),
+            Problem("digits-noise1", digits_mixture(), batch=256, seed=1),
+        ),
+    )
 
 
 def _benchmark(problem: Any, lambdas: Sequence[float]) -> Benchmark:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ __all__ = [
     "gate_failures",
     "measured_defaults",
     "held_out_figures",
-    "write_spec_defaults",
     "registry_entries",
     "ROW_HEADER",
     "format_row",
@@ -203,29 +201,3 @@ def held_out_figures(
     for rows in out.values():
         rows.sort(key=lambda r: r["nfe"])
     return out
-
-
-def write_spec_defaults(spec_path: str | Path, p_by_file: dict[str, Any]) -> bool:
-    """Set ``defaults.p`` of each schedule line of ``spec.json`` (keeps the file's layout); True if changed."""
-    path = Path(spec_path)
-    text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        m = re.search(r'"file": "([^"]+)"', line)
-        if not m or m.group(1) not in p_by_file:
-            continue
-        p = p_by_file[m.group(1)]
-        value = str(int(p)) if float(p).is_integer() else repr(float(p))
-        new = re.sub(r'("defaults": \{[^}]*"p": )[0-9.eE+-]+', rf"\g<1>{value}", line)
-        if new == line and f'"p": {value}' not in line:
-            raise ValueError(f"cannot find defaults.p on the spec line for {m.group(1)}")
-        lines[i] = new
-    new_text = "".join(lines)
-    raw = json.loads(new_text)  # still valid JSON, and the values landed
-    for sched in raw["schedules"]:
-        if sched["file"] in p_by_file:
-            assert float(sched["defaults"]["p"]) == float(p_by_file[sched["file"]])
-    if new_text == text:
-        return False
-    path.write_text(new_text)
-    return True

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import single_threaded_blas
 from ..solve.grids import baseline_grids
 from ..solve.schedules import Schedule
 from .digits_denoiser import (
@@ -34,7 +35,7 @@ from .digits_denoiser import (
     network_from_arrays,
     network_to_arrays,
 )
-from .evaluate import ENDPOINT_TOL, paired, sample_grid, single_threaded_blas
+from .evaluate import ENDPOINT_TOL, paired, sample_grid
 from .learned_grids import SubjectGrid, registry_grid, schedule_of_steps, solved_grid, subject_grid
 from .mixtures import Array, digits_mixture
 from .selection import SAMPLER, Measurement

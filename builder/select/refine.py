@@ -29,8 +29,8 @@ results across machines' thread counts.
 
 Discrete schedules (ddpm-linear, scaled-linear) feed the model integer timesteps; :func:`round_to_timesteps`
 moves a grid's nodes to the nearest integer timestep so a benchmark can report what rounding costs, and
-:func:`separate_timesteps` moves nodes that would share one apart (two nodes on one timestep are a wasted
-model call or a zero-length step in diffusers).
+:func:`~builder.solve.schedules.separate_timesteps` moves nodes that would share one apart (two nodes on one
+timestep are a wasted model call or a zero-length step in diffusers).
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ __all__ = [
     "unsaturated",
     "refine",
     "round_to_timesteps",
-    "separate_timesteps",
     "rule_grid",
     "rule_grids",
     "rule_starts",
@@ -118,10 +117,6 @@ def errors(lambdas: Sequence[float], bound: Bound, **solver) -> list[np.ndarray]
             torch.linalg.vector_norm(sample(tm, xs, lam, ending=bound.ending, plan=plan, **solver) - xe, dim=1).numpy()
             for tm, xs, xe in zip(bound.denoisers, bound.x_start, bound.x_exact, strict=True)
         ]
-
-
-def _n_gaps(n_nodes: int, ending: str) -> int:
-    return n_nodes - 1 if ending == "eps" else n_nodes
 
 
 def grid_from_q(q: torch.Tensor, lambda_start: float, lambda_end: float, ending: str = "eps") -> torch.Tensor:
@@ -303,29 +298,4 @@ def round_to_timesteps(lambdas: Sequence[float], schedule, ending: str = "eps") 
     out[0] = lam[0]
     if ending == "eps":
         out[-1] = lam[-1]
-    return out
-
-
-def separate_timesteps(lambdas: Sequence[float], schedule) -> np.ndarray:
-    """A grid whose nodes all have distinct integer timesteps on a discrete schedule (the grid itself, the same
-    array, where they already do or the schedule is continuous).
-
-    Walking from the cleanest node to the noisiest, a node whose timestep n_i = round((t_i − 1/N)·N) is not
-    above its successor's n_{i+1} moves to timestep n_{i+1} + 1, i.e. λ_i = λ(t = (n_{i+1} + 2)/N): the least
-    move that separates it (a node it then reaches is moved in turn). The first node stays at t_start; a grid
-    with more nodes than timesteps above its last is a ``ValueError``."""
-    lam = np.asarray(lambdas, dtype=np.float64)
-    if schedule.family != "vp-discrete":
-        return lam
-    n_train = schedule.num_train_timesteps
-    steps = schedule.model_time(schedule.inverse_lambda(lam))
-    if np.all(np.diff(steps) < 0):
-        return lam
-    out = lam.copy()
-    for i in range(lam.size - 2, -1, -1):
-        if steps[i] <= steps[i + 1]:
-            if i == 0:
-                raise ValueError(f"{lam.size} nodes do not fit on distinct timesteps of {schedule.name}")
-            steps[i] = steps[i + 1] + 1
-            out[i] = schedule.marginal_lambda((steps[i] + 1.0) / n_train)
     return out

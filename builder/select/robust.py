@@ -14,7 +14,7 @@ docs/data-family.md) are refined by
 **The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
 lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry). On a
 discrete schedule the chosen grid's nodes that would share an integer timestep are then moved apart
-(:func:`~builder.select.refine.separate_timesteps`), and every figure is of the grid as it ships.
+(:func:`~builder.solve.schedules.separate_timesteps`), and every figure is of the grid as it ships.
 
 **Figures** (:func:`figures`), per split, of the chosen grid G against every baseline R (the rules and
 tables, and the bound's entry as ``bound``): with e_p(G) the mean over problem p's batch of ‖x_G − x_exact‖₂,
@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .refine import Bound, errors, insert_node, refine, rule_grids, separate_timesteps
+from ..solve.schedules import separate_timesteps
+from .refine import Bound, errors, insert_node, refine, rule_grids
 
 __all__ = ["figures", "refine_chain", "solver_spec"]
 

@@ -56,12 +56,14 @@ from typing import Any
 
 import numpy as np
 
-from ..registry.entry import collisions, node_arrays
+from optsteps_loader.schedules import timestep_collisions
+
+from ..kernels import single_threaded_blas
 from ..solve.grids import STARTS, baseline_grids
 from ..solve.objective import objective
 from ..solve.optimize import lowest_bound_index
-from ..solve.schedules import Schedule
-from .evaluate import held_out_problems, paired, single_threaded_blas, standard_problems
+from ..solve.schedules import Schedule, node_arrays, separate_timesteps
+from .evaluate import held_out_problems, paired, standard_problems
 
 __all__ = [
     "SAMPLER",
@@ -71,7 +73,6 @@ __all__ = [
     "entry_for_candidate",
     "measure",
     "measure_baselines",
-    "separate_timesteps",
     "wasted_evaluation",
 ]
 
@@ -182,32 +183,6 @@ def wasted_evaluation(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def separate_timesteps(schedule: Schedule, lambdas: Sequence[float]) -> tuple[list[float], list[int]]:
-    """The λ-grid with every node on its own integer timestep of a discrete schedule, and the nodes moved.
-
-    Walking up from the last node (t_ε, timestep 0), a node whose timestep k = round((t − 1/n)·n) is not above
-    the next node's k' moves to k' + 1, exactly t = (k' + 2)/n; every other node stays where it was. diffusers
-    computes σ from the integer timestep, so two nodes on one timestep are a zero-length step there (NaN in
-    DPM-Solver) or a second model call at the same input.
-    """
-    lam = np.asarray(lambdas, dtype=np.float64)
-    t = schedule.inverse_lambda(lam)
-    t[0], t[-1] = schedule.t_start, schedule.t_end
-    steps = schedule.model_time(t)
-    n = schedule.num_train_timesteps
-    moved = []
-    for i in range(len(t) - 2, 0, -1):
-        if steps[i] <= steps[i + 1]:
-            steps[i] = steps[i + 1] + 1
-            t[i] = (steps[i] + 1) / n
-            moved.append(i)
-    if steps[0] <= steps[1]:
-        raise ValueError(f"{len(t)} nodes do not fit on distinct timesteps below the first node's {steps[0]:g}")
-    out = lam.copy()
-    out[moved] = schedule.marginal_lambda(t[moved])
-    return [float(v) for v in out], sorted(moved)
-
-
 def _distinct(candidates: Sequence[dict[str, Any]], first: int) -> list[int]:
     """Indices of distinct valid local optima, the lowest-bound one first (duplicates dropped)."""
     order = [first] + [i for i in range(len(candidates)) if i != first]
@@ -232,7 +207,7 @@ def _grid_nodes(schedule: Schedule, lambdas: Sequence[float]) -> dict[str, Any]:
     t = schedule.inverse_lambda(np.asarray(lambdas, dtype=np.float64))
     t[0], t[-1] = schedule.t_start, schedule.t_end
     nodes = node_arrays(schedule, t)
-    return {**nodes, "timestep_collisions": collisions(nodes["timesteps"])}
+    return {**nodes, "timestep_collisions": timestep_collisions(nodes["timesteps"])}
 
 
 def _grid_wastes(schedule: Schedule, lambdas: Sequence[float]) -> str | None:
@@ -312,7 +287,9 @@ def choose_and_measure(
             )
 
     if chosen_entry["timestep_collisions"]:
-        lam, moved = separate_timesteps(schedule, chosen_entry["lambda"])
+        before = np.asarray(chosen_entry["lambda"], dtype=np.float64)
+        after = separate_timesteps(before, schedule)
+        lam, moved = [float(v) for v in after], [int(i) for i in np.flatnonzero(after != before)]
         fun = objective(lam, entry["p"], entry["tau"], order)
         chosen_entry = entry_for_candidate(
             schedule, chosen_entry, {"init": chosen_entry["init"], "lambdas": lam, "fun": fun}

@@ -162,10 +162,10 @@ def ground_truth(
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez into memory, then the registry format's atomic write (`optsteps_loader._format`)."""
+    """np.savez into memory, then the registry format's atomic write (`optsteps_loader.format`)."""
     import io
 
-    from optsteps_loader._format import atomic_write_bytes
+    from optsteps_loader.format import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import LinearConstraint, NonlinearConstraint, OptimizeResult, minimize
 
-from optsteps_loader._coefficients import step_orders
+from optsteps_loader.coefficients import step_orders
 
 from .objective import COMPLEX_STEP, error_model, lagrange_weights, node_index, objective
 

@@ -14,7 +14,7 @@ with every Φ at h = h_s. For each step the weights sum to e^{λ_{s+1}} − e^{�
 
 **Orders.** k_s = min(K, s+1, N−s) for maximum order K: 1,2,3,…,3,2,1 for K = 3 (UniPC ``order=3,
 lower_order_final=True``), 1,2,…,2,1 for K = 2, all ones for K = 1 — the sampler's own rule,
-``optsteps_loader._coefficients.step_orders``.
+``optsteps_loader.coefficients.step_orders``.
 
 **Error model.** E_j = σ̂_j^p / α̂_j = (1 + e^{2λ_j})^{−p/2} (1 + e^{−2λ_j})^{1/2}.
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from optsteps_loader._coefficients import step_orders
+from optsteps_loader.coefficients import step_orders
 
 Array = NDArray[np.float64]
 

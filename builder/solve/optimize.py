@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import LinearConstraint, OptimizeResult, minimize
 
-from optsteps_loader._coefficients import step_orders
+from optsteps_loader.coefficients import step_orders
 
 from .epigraph import minimize_epigraph
 from .grids import STARTS, start_grid, start_grids

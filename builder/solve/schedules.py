@@ -353,3 +353,48 @@ def _check_interval(schedule: Schedule) -> None:
     lam_start, lam_end = schedule.lambda_start, schedule.lambda_end
     if not (math.isfinite(lam_start) and math.isfinite(lam_end) and lam_start < lam_end):
         raise ValueError(f"{schedule.name}: endpoints give a degenerate λ interval [{lam_start}, {lam_end}]")
+
+
+def node_arrays(schedule: Schedule, t: ArrayLike) -> dict[str, list[Any]]:
+    """t, λ, α, σ, σ/α and the model's time input at the nodes t (noisiest first), as a registry entry
+    holds them (integer timesteps on a discrete schedule)."""
+    t = np.asarray(t, dtype=np.float64)
+    alpha, sigma = schedule.marginal_alpha(t), schedule.marginal_sigma(t)
+    timesteps = schedule.model_time(t)
+    if schedule.family == "vp-discrete":
+        timesteps_list: list[Any] = [int(v) for v in timesteps]
+    else:
+        timesteps_list = [float(v) for v in timesteps]
+    return {
+        "t": [float(v) for v in t],
+        "lambda": [float(v) for v in schedule.marginal_lambda(t)],
+        "alpha_t": [float(v) for v in alpha],
+        "sigma_t": [float(v) for v in sigma],
+        "sigmas": [float(v) for v in sigma / alpha],
+        "timesteps": timesteps_list,
+    }
+
+
+def separate_timesteps(lambdas: ArrayLike, schedule: Schedule) -> Array:
+    """A λ-grid whose nodes all have distinct integer timesteps on a discrete schedule (the same array where
+    they already do or the schedule is continuous): diffusers computes σ from the integer timestep, so two
+    nodes on one are a zero-length step (NaN in DPM-Solver) or a second model call at one input. From the
+    cleanest node up, a node whose timestep n_i = round((t_i − 1/N)·N) is not above n_{i+1} moves to n_{i+1} + 1,
+    λ_i = λ((n_{i+1} + 2)/N), the least move (a node it reaches moves in turn); the end nodes stay; a grid
+    with more nodes than timesteps above its last is a ``ValueError``."""
+    lam = np.asarray(lambdas, dtype=np.float64)
+    if schedule.family != "vp-discrete":
+        return lam
+    steps = schedule.model_time(schedule.inverse_lambda(lam))
+    moved = []
+    for i in range(lam.size - 2, 0, -1):
+        if steps[i] <= steps[i + 1]:
+            steps[i] = steps[i + 1] + 1
+            moved.append(i)
+    if steps[0] <= steps[1]:
+        raise ValueError(f"{lam.size} nodes do not fit on distinct timesteps of {schedule.name}")
+    if not moved:
+        return lam
+    out = lam.copy()
+    out[moved] = schedule.marginal_lambda((steps[moved] + 1.0) / schedule.num_train_timesteps)
+    return out

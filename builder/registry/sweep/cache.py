@@ -6,7 +6,7 @@
 A stage's code is the import closure of its root modules (:func:`import_closure`: every module of
 ``builder`` and the loader reachable by ``import`` statements, lazy ones included, plus the data folders the
 modules read) and the source of the function that runs the stage: the solve key covers
-:data:`SOLVE_ROOTS` (builder.solve and the loader's ``_coefficients`` it imports), the entry key also
+:data:`SOLVE_ROOTS` (builder.solve and the loader's ``coefficients`` it imports), the entry key also
 :data:`FINALIZE_ROOTS` (the selection, its problems and the entry format). A change to the selection code
 therefore re-finalizes every entry and re-solves nothing, and a change to code no stage runs (the hub
 client, the glue, the checks) reuses everything. The numerical libraries' versions and the pinned kernels
@@ -43,7 +43,7 @@ DATA_FOLDERS = ("builder/select/data", "builder/solve/data")
 SOLVE_DATA = ("builder/solve/data",)
 # exception classes, and the registry format's file I/O (the truths' disk cache writes through it): no number
 # a stage computes depends on them
-NO_NUMBERS = ("optsteps_loader/errors.py", "optsteps_loader/_format.py")
+NO_NUMBERS = ("optsteps_loader/errors.py", "optsteps_loader/format.py")
 CACHE_ENV = "OPTSTEPS_BUILD_CACHE"
 
 

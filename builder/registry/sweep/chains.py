@@ -174,21 +174,23 @@ def chain_key(chain: Chain, bound: dict[int, list[float]], root: Path = SOURCE_R
     chain's): the chain's fields, the grids, and the code its compute function runs."""
     if chain.profile:
         code = code_fingerprint(root, refine_sources(root, PROFILE_ROOT_MODULES), _source_of(_compute_profile))
-    elif chain.after:
-        code = code_fingerprint(root, refine_sources(root), _source_of(_compute_continued))
     else:
         code = code_fingerprint(root, refine_sources(root), _source_of(_compute))
     payload = json.dumps([chain.fields(), {str(k): v for k, v in sorted(bound.items())}, code, "chain"])
     return f"chain-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
 
 
-def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: str) -> str:
+def _compute(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
+    """Refine a generic chain from its start grids (the bound's at each NFE; a continued chain's also holds
+    its warm start at N₀ = ``chain.after``) and cache its records under ``key``."""
     from ...select import family
     from ...select.refine import bind
     from ...select.robust import refine_chain
 
     schedule = chain.make_schedule()
     ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
+    grids = {int(k): v for k, v in starts.items()}
+    after = grids.pop(chain.after) if chain.after else None
     records = refine_chain(
         schedule,
         solver=chain.solver,
@@ -197,33 +199,9 @@ def _compute(chain: Chain, bound: dict[int, list[float]], cache_dir: str, key: s
         nfes=chain.nfes,
         fit=bind(family.split("fit"), *ends),
         validation=bind(family.split("validation"), *ends),
-        bound_grids={int(k): v for k, v in bound.items()},
+        bound_grids=grids,
         maxiter=chain.maxiter,
-    )
-    family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
-    write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
-    return chain.label()
-
-
-def _compute_continued(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    from ...select import family
-    from ...select.refine import bind
-    from ...select.robust import refine_chain
-
-    schedule = chain.make_schedule()
-    ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
-    starts = {int(k): v for k, v in starts.items()}
-    records = refine_chain(
-        schedule,
-        solver=chain.solver,
-        order=chain.order,
-        ending=chain.ending,
-        nfes=chain.nfes,
-        fit=bind(family.split("fit"), *ends),
-        validation=bind(family.split("validation"), *ends),
-        bound_grids={n: g for n, g in starts.items() if n != chain.after},
-        maxiter=chain.maxiter,
-        after=starts[chain.after],
+        after=after,
     )
     family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
     write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
@@ -250,7 +228,7 @@ def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: s
 
 
 def _compute_any(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: str) -> str:
-    compute = _compute_profile if chain.profile else _compute_continued if chain.after else _compute
+    compute = _compute_profile if chain.profile else _compute
     return compute(chain, starts, cache_dir, key)
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...solve.schedules import Schedule, get_schedule
+from .._canonical import atomic_write_bytes
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "spec.json"
 
@@ -131,10 +133,10 @@ def alias_names(alias: dict[str, Any], name: str, shift: float | None) -> bool:
 
 def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
     """The optional ``aliases`` block, checked: each names a schedule variant of the spec, or a flow shift
-    the loader serves from one (optsteps_loader/_shift.py: shift ≥ 1; it adds no variant and no profile
+    the loader serves from one (optsteps_loader/flow_shift.py: shift ≥ 1; it adds no variant and no profile
     chain, `alias_names`), and a data ``profile`` (:data:`builder.select.profile.PROFILES`) where it has one."""
     from ...select.profile import PROFILES
-    from optsteps_loader._shift import nearest
+    from optsteps_loader.flow_shift import nearest
 
     if not isinstance(aliases, dict):
         raise bad("'aliases' must be an object")
@@ -298,3 +300,30 @@ def slice_of(spec: Spec, selection: dict[str, set[str]]) -> list[Task]:
         f"p={','.join(f'{p:g}' for p in spec.p)}" + (f" shift={','.join(f'{s:g}' for s in shifts)}" if shifts else "")
     )
     raise SweepError(f"--only {wanted} matches no task of the spec (it has {grid}); nothing was built")
+
+
+def write_default_p(spec_path: str | Path, p_by_file: dict[str, Any]) -> bool:
+    """Set ``defaults.p`` of the schedules (by data file) in the spec at ``spec_path``, keeping the file's layout
+    (one schedule per line: only the number changes), written atomically; True if it changed. A file the spec
+    does not list, or a line whose ``defaults.p`` cannot be found, is a ``SweepError`` and nothing is written."""
+    path = Path(spec_path)
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = re.search(r'"file": "([^"]+)"', line)
+        if not m or m.group(1) not in p_by_file:
+            continue
+        p = p_by_file[m.group(1)]
+        value = str(int(p)) if float(p).is_integer() else repr(float(p))
+        lines[i], count = re.subn(r'("defaults": \{[^}]*"p": )[0-9.eE+-]+', rf"\g<1>{value}", line)
+        if count != 1:
+            raise SweepError(f"{path}: cannot find defaults.p on the line of {m.group(1)}")
+    new_text = "".join(lines)
+    written = {s["file"]: s["defaults"].get("p") for s in json.loads(new_text)["schedules"]}
+    wrong = {f: p for f, p in p_by_file.items() if f not in written or float(written[f]) != float(p)}
+    if wrong:
+        raise SweepError(f"{path}: defaults.p not set for {sorted(wrong)} (listed in the spec: {sorted(written)})")
+    if new_text == text:
+        return False
+    atomic_write_bytes(path, new_text.encode())
+    return True

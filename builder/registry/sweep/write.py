@@ -11,7 +11,7 @@ with its sha256, and a registry *is* what its index says. The sequence:
 3. replace ``index.json`` (atomically): the new registry is committed;
 4. remove the staging folder.
 
-A reader that follows the registry format's rule (``optsteps_loader._format.staged_bytes``, which the loader
+A reader that follows the registry format's rule (``optsteps_loader.format.staged_bytes``, which the loader
 follows too; :func:`read_snapshot` here: read the index; take each listed file's bytes from its path, or, if
 they do not hash to the listed sha256, from ``.optsteps-staged/<hex>``; if neither matches and the index has
 changed meanwhile, start again) gets every file of one index, old or new. A write
@@ -32,10 +32,10 @@ from pathlib import Path
 
 from .._canonical import atomic_write_bytes, sha256_of
 from .spec import SweepError
-from optsteps_loader import _format
+from optsteps_loader import format as fmt
 
 INDEX = "index.json"
-STAGING = _format.STAGING
+STAGING = fmt.STAGING
 _DATA_PATH = re.compile(r"v[0-9]+(/[A-Za-z0-9_][A-Za-z0-9._-]*)+\.json")
 _HASH = re.compile(r"sha256:([0-9a-f]{64})")
 _STAGED_NAME = re.compile(r"[0-9a-f]{64}|\..*\.tmp")  # staged copies, and atomic writes cut off mid-way
@@ -68,7 +68,7 @@ def _listing(registry: Path, data: bytes) -> dict[str, str]:
     return listing
 
 
-def read_snapshot(registry: Path, *, attempts: int = _format.REBUILD_RETRIES) -> tuple[bytes, dict[str, bytes | None]] | None:
+def read_snapshot(registry: Path, *, attempts: int = fmt.REBUILD_RETRIES) -> tuple[bytes, dict[str, bytes | None]] | None:
     """The index's bytes and every listed file's bytes, all of one registry version (None: no index).
 
     The index is held open while the files are read: if a file's bytes match neither at its path nor staged,
@@ -87,7 +87,7 @@ def read_snapshot(registry: Path, *, attempts: int = _format.REBUILD_RETRIES) ->
             index_bytes = handle.read()
             listing = _listing(registry, index_bytes)
             files = {rel: _listed_bytes(registry, rel, sha) for rel, sha in listing.items()}
-            unchanged = _format.still_at(index_path, _format.identity(os.fstat(handle.fileno())))
+            unchanged = fmt.still_at(index_path, fmt.identity(os.fstat(handle.fileno())))
             if all(data is not None for data in files.values()) or unchanged:
                 return index_bytes, files
     raise SweepError(f"{registry} changed {attempts} times while it was being read: is another sweep writing it?")
@@ -98,7 +98,7 @@ def _listed_bytes(registry: Path, rel: str, sha: str) -> bytes | None:
     data = _read_or_none(registry / rel)
     if data is not None and sha256_of(data) == sha:
         return data
-    return _format.staged_bytes(registry, sha)
+    return fmt.staged_bytes(registry, sha)
 
 
 def check_target(registry: Path, paths: Iterable[str], *, force: bool = False) -> None:
@@ -165,7 +165,7 @@ def recover(registry: Path) -> None:
         current = _read_or_none(path)
         if current is not None and sha256_of(current) == sha:
             continue
-        staged = _format.staged_bytes(registry, sha)
+        staged = fmt.staged_bytes(registry, sha)
         if staged is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, staged)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ._coefficients import LinearStep
+from .coefficients import LinearStep
 
 PREDICTIONS = ("epsilon", "sample", "v", "flow")
 
@@ -26,32 +26,36 @@ def initial_noise_scale(steps: Any) -> float:
     return float(steps.sigma_t[0])
 
 
-def x0_coefficients(steps: Any, prediction: str) -> tuple[tuple[float, float], ...]:
-    """(a_i, b_i) per node with x̂_0 = a_i · x + b_i · output, from the model's parameterisation.
-
-    With x = α x_0 + σ ε:
+def x0_weights(prediction: str, alpha: Any, sigma: Any) -> tuple[Any, Any]:
+    """(a, b) with x̂_0 = a · x + b · output at x = α x_0 + σ ε, from the model's parameterisation:
 
     - ``epsilon`` (output ε):           x̂_0 = (x − σ ε)/α;
     - ``sample`` (output x_0):          x̂_0 = output;
     - ``v`` (diffusers v = α ε − σ x_0): x̂_0 = (α x − σ v)/(α² + σ²)  (= α x − σ v for VP);
     - ``flow`` (velocity u = ε − x_0):  x̂_0 = (x − σ u)/(α + σ)       (= x − σ u for α = 1 − σ).
+
+    α and σ may be floats or tensors (only +, −, ·, / are used): the samplers' per-node floats and the
+    calibration's differentiable tensors share this one definition.
     """
+    if prediction == "epsilon":
+        return 1.0 / alpha, -sigma / alpha
+    if prediction == "sample":
+        return 0.0, 1.0
+    if prediction == "v":
+        norm = alpha * alpha + sigma * sigma
+        return alpha / norm, -sigma / norm
+    if prediction == "flow":
+        norm = alpha + sigma
+        return 1.0 / norm, -sigma / norm
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
+def x0_coefficients(steps: Any, prediction: str) -> tuple[tuple[float, float], ...]:
+    """:func:`x0_weights` (a_i, b_i) at each node of ``steps``."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    coefficients = []
-    for alpha, sigma in zip(steps.alpha_t, steps.sigma_t, strict=True):
-        alpha, sigma = float(alpha), float(sigma)
-        if prediction == "epsilon":
-            coefficients.append((1.0 / alpha, -sigma / alpha))
-        elif prediction == "sample":
-            coefficients.append((0.0, 1.0))
-        elif prediction == "v":
-            norm = alpha * alpha + sigma * sigma
-            coefficients.append((alpha / norm, -sigma / norm))
-        else:
-            norm = alpha + sigma
-            coefficients.append((1.0 / norm, -sigma / norm))
-    return tuple(coefficients)
+    pairs = zip(steps.alpha_t, steps.sigma_t, strict=True)
+    return tuple(x0_weights(prediction, float(alpha), float(sigma)) for alpha, sigma in pairs)
 
 
 def timestep_values(steps: Any, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +82,7 @@ class Grid:
     __slots__ = ("alpha_t", "lambdas", "orders", "sigma_t", "zero")
 
     def __init__(self, steps: Any, order: int, lower_order_final: bool) -> None:
-        from ._coefficients import step_orders
+        from .coefficients import step_orders
 
         self.zero = getattr(steps, "ending", "eps") == "zero"
         n = len(steps.lambdas)

@@ -1,17 +1,17 @@
 """Read a registry, check it against its index, cache what was read. Standard library only.
 
 A registry is a folder holding ``index.json`` and the data files it lists (docs/registry-format.md);
-`_sources` says where it is, `_format` what its files must be. Reading a data file: stat it; on a cache miss
+`_sources` says where it is, `format` what its files must be. Reading a data file: stat it; on a cache miss
 check it is a regular file inside the registry folder and not too large, read the bytes, compare their size
 and sha256 with the index *before* parsing, parse strictly, check the top level and its agreement with the
-index (`_invariants`). Each entry is checked in full (`_invariants.entry_problems`) the first time it is
+index (`invariants`). Each entry is checked in full (`invariants.entry_problems`) the first time it is
 asked for, then kept as an immutable `Steps`. Any failure is a `RegistryIntegrityError` naming the file;
 nothing partly read is ever returned.
 
 A registry rebuilt while it is read: when a data file's bytes do not match the index, the reader follows
-the format's rule (`_format.staged_bytes`): the bytes the write moved aside, if they match, are the file of
+the format's rule (`format.staged_bytes`): the bytes the write moved aside, if they match, are the file of
 the index that was read; else, if ``index.json`` has been replaced since it was read, the new index is read
-and the file again (at most `_format.REBUILD_RETRIES` times); else the file is corrupt. A reader sees one
+and the file again (at most `format.REBUILD_RETRIES` times); else the file is corrupt. A reader sees one
 registry, old or new.
 
 Cache: an LRU of parsed files keyed by (path, mtime_ns, size, inode[, expected sha256]). The builder replaces
@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import os
 
-from . import _format as fmt
-from . import _invariants as inv
 from . import _sources
-from ._format import SCHEMA_VERSION
+from . import format as fmt
+from . import invariants as inv
 from ._sources import OfflineMiss, Source
 from .errors import RegistryIntegrityError, RegistryUnavailableError
+from .format import SCHEMA_VERSION
 
 __all__ = ["OfflineMiss", "SCHEMA_VERSION", "Source"]
 
@@ -100,7 +100,7 @@ def _fail_all(where: str, problems: list[str]) -> RegistryIntegrityError:
 
 
 def parse_json(data: bytes, where: str) -> object:
-    """JSON from bytes, parsed strictly (`_format.loads`); every failure is a `RegistryIntegrityError`."""
+    """JSON from bytes, parsed strictly (`format.loads`); every failure is a `RegistryIntegrityError`."""
     try:
         return fmt.loads(data)
     except fmt.FormatError as err:
@@ -109,8 +109,8 @@ def parse_json(data: bytes, where: str) -> object:
 
 def read_bytes(src: Source, rel: str, path: str, where: str) -> tuple[bytes, os.stat_result]:
     """The bytes and ``fstat`` of the registry file ``rel`` (``index.json`` or a listed path) found at
-    ``path``: safe by the registry's path rule (`_format.unsafe_path`), a regular file of at most
-    `_format.MAX_FILE_BYTES`."""
+    ``path``: safe by the registry's path rule (`format.unsafe_path`), a regular file of at most
+    `format.MAX_FILE_BYTES`."""
     why = fmt.unsafe_path(src.root, rel)
     if why is not None:
         raise _fail(where, why)
@@ -124,7 +124,7 @@ def read_bytes(src: Source, rel: str, path: str, where: str) -> tuple[bytes, os.
 
 class Index:
     """A parsed and checked ``index.json``: its file records, by path and grouped by schedule key, and the
-    `_format.identity` of the file it was read from."""
+    `format.identity` of the file it was read from."""
 
     def __init__(self, obj: object, where: str, identity: tuple = ()) -> None:
         version = obj.get("schema_version") if isinstance(obj, dict) else type(obj).__name__
@@ -251,7 +251,7 @@ def freeze(obj: object) -> object:
 
 
 def check_entry(data: DataFile, entry: dict) -> None:
-    """Check one entry of a checked file in full (`_invariants.entry_problems`); `RegistryIntegrityError`
+    """Check one entry of a checked file in full (`invariants.entry_problems`); `RegistryIntegrityError`
     naming the file and the entry if anything fails."""
     problems = inv.entry_problems(entry, data.obj["schedule"])
     if not problems:
@@ -291,7 +291,7 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
         **{k: entry.get(k) for k in ("init", "optimizer", "input_hash", "solver")},
     }
     if denoise_after:
-        from ._coefficients import step_orders
+        from .coefficients import step_orders
 
         seqs = {k: (*v, _ZERO_NODE[k]) if k in _ZERO_NODE else v for k, v in seqs.items()}
         nfe, orders, quality = nfe + 1, step_orders(nfe + 1, entry["order"]), None

@@ -1,6 +1,6 @@
 """Flow entries at a shift the registry has no file for ("served" shifts). Standard library only.
 
-The flow schedule σ_s(t) = s·t / (1 + (s − 1)·t) (`_schedules`) only re-parametrises time: the samplers step
+The flow schedule σ_s(t) = s·t / (1 + (s − 1)·t) (`schedules`) only re-parametrises time: the samplers step
 in λ = log((1 − σ)/σ), the model takes 1000·σ, so the same σ grid samples alike at any shift. The shift
 moves only where a grid may end: the interval t ∈ [t_end, t_start] is σ_s(t_end) … σ_s(t_start). (Measured
 on the shipped registry, ``python benchmarks/bench_flow_shift.py``: the refined shift-1 and shift-3 entries'
@@ -11,7 +11,7 @@ served from the shipped variant nearest in log(shift) (the smaller on a tie):
 - end nodes keep their t, so they sit where the requested shift's schedule puts its ends: the first node at
   σ_s(t_start), an ``"eps"`` grid's last at σ_s(t_end), and a node the refinement held at its floor next to
   an end (one minimal step h_min = (λ_ε − λ_T)/(50·N) from it, or from the node already held) with them;
-- α, σ, λ, σ/α and the timesteps (1000·σ) are recomputed at the requested shift by `_schedules`' formulas.
+- α, σ, λ, σ/α and the timesteps (1000·σ) are recomputed at the requested shift by `schedules`' formulas.
 
 Refused, with `EntryNotFoundError`: a shift below 1, and a grid whose moved ends would come closer to a kept
 node than the source grid's own step there or h_min (a large shift moves σ_ε past a fine grid's last nodes).
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from . import _schedules
+from . import schedules
 from .errors import EntryNotFoundError
 
 MIN_STEP_FRACTION = 1.0 / 50.0  # h_min = (λ_ε − λ_T)·MIN_STEP_FRACTION/N: the refinement's floor (builder)
@@ -40,7 +40,7 @@ def nearest(shifts: list[float], shift: float) -> float | None:
 
 def schedule_block(block: dict, shift: float) -> dict:
     """A flow file's ``schedule`` block at another shift: the same t_start, t_end; λ at them recomputed."""
-    coefficients = _schedules.at("flow", {"shift": shift})
+    coefficients = schedules.at("flow", {"shift": shift})
     ends = {}
     for key, lam_key in (("t_start", "lambda_start"), ("t_end", "lambda_end")):
         alpha, sigma = coefficients(block[key])
@@ -69,9 +69,9 @@ def served(steps, block: dict, shift: float, command: str) -> dict:
             j = i - 1 if order.step > 0 else i + 1
             if held[j] and abs(abs(bounds[i] - bounds[j]) - h_min) <= HELD * h_min:
                 held[i] = True
-    coefficients = _schedules.at("flow", {"shift": shift})
+    coefficients = schedules.at("flow", {"shift": shift})
     new_t = [
-        t[i] if held[i] else _schedules.flow_time(shift, alpha[i], sigma[i]) for i in range(finite)
+        t[i] if held[i] else schedules.flow_time(shift, alpha[i], sigma[i]) for i in range(finite)
     ]  # held nodes keep t, the others σ
     nodes = [coefficients(x) for x in new_t]
     new_lam = [math.log(a) - math.log(s) for a, s in nodes]
@@ -98,7 +98,7 @@ def served(steps, block: dict, shift: float, command: str) -> dict:
     if zero:  # the σ = 0 node stays (0, 1, 0, 0)
         out.update({k: (*out[k], getattr(steps, k)[n]) for k in ("t", "alpha_t", "sigma_t", "sigmas")})
     ts = out["timesteps"]
-    out["timestep_collisions"] = tuple((i, j) for i in range(len(ts)) for j in range(i + 1, len(ts)) if ts[i] == ts[j])
+    out["timestep_collisions"] = tuple(map(tuple, schedules.timestep_collisions(ts)))
     return out
 
 

@@ -1,27 +1,27 @@
 """What a registry's data must satisfy, beyond being strict JSON: the index, a data file, an entry. Stdlib only.
 
-Each function returns sentences, empty when all holds: the loader raises the first ones (`_registry`), the
+Each function returns sentences, empty when all holds: the loader raises the first ones (`reader`), the
 builder's validator reports them all (`builder.registry.validate`), so both refuse the same data:
 
 - `index_problems`: the index's top level and every record of its ``files`` list (`record_problems`), paths
   and (schedule, params) variants unique;
 - `file_problems`: a data file's top level (versions, ``schedule`` with its params and endpoints checked
-  against the schedule it names by `_schedules`, ``defaults``, entries unique and sorted by (order, p, nfe))
+  against the schedule it names by `schedules`, ``defaults``, entries unique and sorted by (order, p, nfe))
   and its agreement with its index record;
 - `entry_problems`: one entry in full (array lengths, step orders, monotone nodes, endpoints, λ/α/σ/sigmas
-  consistency, the family's rule, every node on its schedule (`_schedules.off_schedule`), timesteps and their
+  consistency, the family's rule, every node on its schedule (`schedules.off_schedule`), timesteps and their
   collisions), then what it records about how it was made (`_figures`).
 
 Arithmetic here never raises on hostile finite numbers (no ``**``: ``1e308 ** 2`` is an OverflowError, while
-``1e308 * 1e308`` is inf and fails the comparison it feeds). Imports `_format`, which imports nothing back.
+``1e308 * 1e308`` is inf and fails the comparison it feeds). Imports `format`, which imports nothing back.
 """
 
 from __future__ import annotations
 
 import math
 
-from . import _schedules
-from ._format import MAX_FILES, SCHEMA_VERSION, is_num, is_pos_ints, is_sha256_id, path_problem, short
+from . import schedules
+from .format import MAX_FILES, SCHEMA_VERSION, is_num, is_pos_ints, is_sha256_id, path_problem, short
 from .vocabulary import ENDINGS, PROFILES
 
 REL_TOL = 1e-12
@@ -74,9 +74,9 @@ def index_problems(obj: dict) -> list[str]:
 
 def alias_problems(aliases: object, files: list) -> list[str]:
     """Each alias (``{name: {schedule, shift?, profile?, description}}``) names a schedule variant the index
-    lists, or a flow shift the loader serves from one (`_shift`: shift ≥ 1, a flow file listed), and a data
+    lists, or a flow shift the loader serves from one (`flow_shift`: shift ≥ 1, a flow file listed), and a data
     profile of :data:`PROFILES` where it has one."""
-    from ._shift import nearest
+    from .flow_shift import nearest
 
     if not isinstance(aliases, dict):
         return ["'aliases' must be an object"]
@@ -203,7 +203,7 @@ def file_problems(doc: object, rec: dict | None = None, index: dict | None = Non
         out += _solver_entry_keys(doc.get("solver_entries"), rec)
     if rec is not None:
         out += _agreement(doc, keys, rec, index or {})
-    return out + _schedules.schedule_problems(s)
+    return out + schedules.schedule_problems(s)
 
 
 def solver_entry_key(e: object) -> tuple | None:
@@ -282,7 +282,7 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
     array, ``nfe`` step orders each ≤ order and ≤ i+1; λ strictly increasing, t and σ/α strictly decreasing,
     timesteps non-increasing; the endpoints the schedule declares (relative 1e-12); λ = log α − log σ
     (absolute 1e-12), sigmas = σ/α (relative 1e-12); the family's rule (vp: α² + σ² = 1, flow: α + σ = 1,
-    edm: α = 1 and t = σ; absolute 1e-12); every node on the schedule the file names (`_schedules`: α_t and
+    edm: α = 1 and t = σ; absolute 1e-12); every node on the schedule the file names (`schedules`: α_t and
     σ_t what its formulas give at t with its params, relative 1e-12); timesteps as ``time_input`` says and
     their collisions listed."""
     nfe, order, ending = e["nfe"], e["order"], e.get("ending", "eps")
@@ -356,7 +356,7 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
         out.append(f"{rule[0]} = {rule[1](alpha[i], sigma[i])!r} at index {i}, not 1 ({family})")
     if family == "edm" and (i := _first(zip(t, sigma, strict=True), _close)) is not None:
         out.append(f"t[{i}] = {t[i]!r} differs from sigma_t[{i}] = {sigma[i]!r} (edm: t is sigma)")
-    out += _schedules.off_schedule(t, alpha, sigma, schedule)
+    out += schedules.off_schedule(t, alpha, sigma, schedule)
     from ._figures import figures_problems  # loaded on the first entry checked, not with the package
 
     return out + _timestep_problems(ts, collisions, t, sigma, sigmas, schedule) + figures_problems(e, schedule)
@@ -379,7 +379,7 @@ def _timestep_problems(ts: list, collisions: object, t: list, sigma: list, sigma
             out.append(f"timesteps[{i}] = {ts[i]!r} is not an integer (vp-discrete)")
     if (i := _first(zip(ts, expected, strict=True), ok)) is not None:
         out.append(f"timesteps[{i}] = {ts[i]!r} does not match time_input {time_input!r} (expected {expected[i]!r})")
-    want = [[i, j] for i in range(len(ts)) for j in range(i + 1, len(ts)) if ts[i] == ts[j]]
+    want = schedules.timestep_collisions(ts)
     if want and schedule["family"] == "vp-discrete":
         i, j = want[0]
         out.append(

@@ -2,7 +2,7 @@
 α(t), σ(t) at a node. Standard library only, scalar.
 
 A data file's ``schedule`` block names its schedule and params; every node of every entry must lie on that
-schedule (`_invariants`): α_t and σ_t at the node's t are what the formulas below give, to `REL_TOL`. So an
+schedule (`invariants`): α_t and σ_t at the node's t are what the formulas below give, to `REL_TOL`. So an
 edit of t, α, σ or λ, or of a param, that keeps the file hash-consistent is still refused.
 
 The builder computes the same quantities, vectorised and differentiable, in ``builder/solve/schedules.py``
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from ._format import is_num, short
+from .format import is_num, short
 
 REL_TOL = 1e-12  # α_t, σ_t and λ against the formulas (the builder's numpy agrees to ~1e-15 on the registry)
 MAX_TRAIN_TIMESTEPS = 100_000
@@ -70,7 +70,7 @@ SCHEDULES: dict[str, tuple[str, str, dict]] = {
 def schedule_problems(s: dict) -> list[str]:
     """What is wrong with a data file's ``schedule`` block (name, family, time_input, params, endpoints)
     against the schedule it names; empty when it is one this module can check nodes against."""
-    from ._format import short
+    from .format import short
 
     name, params = s.get("name"), s.get("params")
     if name not in SCHEDULES:
@@ -120,7 +120,7 @@ def at(name: str, params: dict):
 
 def off_schedule(t: list, alpha: list, sigma: list, schedule: dict) -> list[str]:
     """The first node whose (α_t, σ_t) is not the schedule's at its t (`at`: every family's t ↔ α, σ relation,
-    with the file's params), to `REL_TOL`: the check `_invariants.entry_problems` runs on every entry."""
+    with the file's params), to `REL_TOL`: the check `invariants.entry_problems` runs on every entry."""
     coefficients, tol = at(schedule["name"], schedule["params"]), REL_TOL
     for i, x in enumerate(t):
         a, s = coefficients(x)
@@ -170,6 +170,13 @@ def _formula(name: str, items: tuple):
         return 1.0 - sigma, sigma
 
     return flow
+
+
+def timestep_collisions(timesteps: list | tuple) -> list[list[int]]:
+    """Every pair [i, j], i < j, of nodes whose timesteps coincide, in order: an entry's
+    ``timestep_collisions`` (on a discrete schedule it must be empty, `invariants`)."""
+    n = len(timesteps)
+    return [[i, j] for i in range(n) for j in range(i + 1, n) if timesteps[i] == timesteps[j]]
 
 
 def flow_time(shift: float, alpha: float, sigma: float) -> float:

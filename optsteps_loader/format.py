@@ -16,7 +16,7 @@ is the contract), so "what a registry file is" has one definition:
 - paths: `unsafe_path`, the one path-safety rule every reader applies: `path_problem` (the index's path
   syntax) and, symlinks resolved, still under the registry folder; `schema_dir` (the JSON Schemas).
 
-The data invariants (index, file, entry) are `_invariants`, which imports this module (never the reverse).
+The data invariants (index, file, entry) are `invariants`, which imports this module (never the reverse).
 Importing this module costs nothing beyond ``os`` and ``math``; ``json`` and ``hashlib`` load on use.
 """
 
