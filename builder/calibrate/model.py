@@ -79,8 +79,6 @@ def family_alpha_sigma(family: str, lam: torch.Tensor) -> tuple[torch.Tensor, to
 
 def x0_from_output(prediction: str, x: torch.Tensor, out: torch.Tensor, alpha, sigma) -> torch.Tensor:
     """x̂₀ from the model output ``out`` at x = α x₀ + σ ε (`optsteps_loader.model_io.x0_weights`)."""
-    if prediction == "sample":
-        return out
     a, b = x0_weights(prediction, alpha, sigma)
     return a * x + b * out
 
