@@ -61,10 +61,10 @@ def import_closure(root: Path, roots: tuple[str, ...], data: tuple[str, ...] = D
             continue
         seen.add(rel)
         for node in ast.walk(ast.parse((root / rel).read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                base = node.module
-                if node.level:  # relative: resolve against the module's package
-                    base = ".".join(module.split(".")[: -node.level] + [node.module])
+            if isinstance(node, ast.ImportFrom) and (node.module or node.level):
+                base = node.module or ""
+                if node.level:  # relative (``from .x import y``, ``from . import x``): against the module's package
+                    base = ".".join(module.split(".")[: -node.level] + ([base] if base else []))
                 todo += [base] + [f"{base}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
                 todo += [a.name for a in node.names]
