@@ -1,19 +1,26 @@
-"""The promise selection (builder/select/promise.py) over the shipped registry: what each entry would ship.
+"""The held-out choice (builder/select/promise.py) over the shipped registry: what each entry would ship.
 
-For every registry file (``registry/v1/*.json``, read with json), solver and order of its solver entries
-(UniPC-2/3 bh2, DPM++ 1/2M/3M), ending and NFE:
+The sweep makes these decisions itself (builder/registry/sweep/choice.py); this re-runs them on a registry
+folder with other settings, to measure a setting before it goes into the sweep. For every registry file
+(``registry/v1/*.json``, read with json), solver and order of its solver entries (UniPC-2/3 bh2, DPM++
+1/2M/3M), ending and NFE:
 
-- NFE 3-10: :func:`builder.select.promise.decide_cell` with the generic solver entry's grid as ``refined`` and
-  each profile entry's grid as that profile's ``refined`` (against the generic decision's grid);
-- NFE 11-30: the best host rule (no refinement above 10; ``decide_cell`` with no candidate).
+- :func:`builder.select.promise.decide_cell` with the generic solver entry's grid as ``refined`` and each profile
+  entry's grid as that profile's ``refined`` (against the generic decision's grid);
+- where the file has no solver entry (the loader returns the bound's entry): the best host rule (``decide_cell``
+  with no candidate).
 
-"before" is what the loader returns today: the solver entry (NFE <= 10), else the bound's entry (``"eps"``:
-its NFE-N grid for the order; ``"zero"``: its NFE-(N-1) grid then sigma = 0). Figures are on the REPORT problems
-only (the decision used the GATE ones): the geometric-mean ratio of the grid's error to the best single host
-rule's on those problems (profile rows: the profile's kinds), "worst kind" the kind with the highest ratio.
+"before" is what the loader returns: the solver entry, else the bound's entry (``"eps"``: its NFE-N grid for the
+order; ``"zero"``: its NFE-(N-1) grid then sigma = 0), as the file has it. "candidate always" is the solver
+entry's grid as the decisions see it (:func:`builder.select.promise.shipped`, as are the rules'). Figures are
+on the REPORT problems only (the decision used the GATE ones): the geometric-mean ratio of the grid's error to
+the best single host rule's on those problems (profile rows: the profile's kinds), "worst kind" the kind with
+the highest ratio.
 
     python benchmarks/bench_promise.py                     # the whole registry, 2 processes
     python benchmarks/bench_promise.py --files scaled-linear --nfe 8,10 --solvers dpmpp-2,unipc-2
+    python benchmarks/bench_promise.py --files scaled-linear,ddpm-linear,edm,flow-shift3 --nfe 5,8,10,15,20,30 \
+        --solvers dpmpp-2,dpmpp-3,unipc-2 --tolerance 0.05      # the tolerance measurement
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from optsteps_loader.vocabulary import ENDINGS  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SOLVERS = (("unipc", 3), ("unipc", 2), ("dpmpp", 1), ("dpmpp", 2), ("dpmpp", 3))
 NFES = tuple(range(3, 31))
-REFINED_MAX = 10
+REFINED_MAX = 10  # the summary's NFE bands: 3-10 and 11-30
 
 
 def _label(solver: str, order: int) -> str:
@@ -55,6 +62,15 @@ def _schedule(obj: dict):
         if not math.isclose(getattr(schedule, end), rec[end], rel_tol=0, abs_tol=1e-9):
             raise RuntimeError(f"{rec['name']}: builder's {end} {getattr(schedule, end)} != file's {rec[end]}")
     return schedule
+
+
+def _solver_grid(obj: dict, solver: str, order: int, ending: str, nfe: int, profile: str | None):
+    """The λ of the file's solver entry for this request (not a calibrated one), or None."""
+    for e in obj["solver_entries"]:
+        key = (e["solver"], e["order"], e["ending"], e.get("profile"), e["nfe"], e["method"] == "calibrated")
+        if key == (solver, order, ending, profile, nfe, False):
+            return np.asarray(e["lambda"], dtype=np.float64)
+    return None
 
 
 def _before(obj: dict, solver: str, order: int, ending: str, nfe: int, profile: str | None):
@@ -92,12 +108,10 @@ def run_job(job: tuple) -> list[dict]:
         for nfe in nfes:
             memo = {}
             opt = options | {"memo": memo}
-            refined = _before(obj, solver, order, ending, nfe, None) if nfe <= REFINED_MAX else None
-            prof = {}
-            if nfe <= REFINED_MAX:
-                prof = {p: g for p in profiles if (g := _before(obj, solver, order, ending, nfe, p)) is not None}
+            refined = _solver_grid(obj, solver, order, ending, nfe, None)
+            prof = {p: g for p in profiles if (g := _solver_grid(obj, solver, order, ending, nfe, p)) is not None}
             decisions = promise.decide_cell(schedule, solver, order, ending, nfe, refined, prof, options=opt)
-            rules = promise.host_rules(schedule, nfe, ending)
+            rules = {k: promise.shipped(g, schedule) for k, g in promise.host_rules(schedule, nfe, ending).items()}
             for who, d in decisions.items():
                 profile = None if who == "generic" else who
                 before = _before(obj, solver, order, ending, nfe, profile)
@@ -106,8 +120,15 @@ def run_job(job: tuple) -> list[dict]:
                 if before is not None:
                     errs = promise.evaluate({"before": before, **rules}, sp.report, spec, memo)
                     fig = promise.report_figures(errs, sp.report_kinds, "before", list(rules), scope)
+                cand = refined if profile is None else prof.get(profile)
+                cand = None if cand is None else promise.shipped(cand, schedule)
+                cfig = None
+                if cand is not None:
+                    errs = promise.evaluate({"candidate": cand, **rules}, sp.report, spec, memo)
+                    cfig = promise.report_figures(errs, sp.report_kinds, "candidate", list(rules), scope)
                 rows.append(
                     {
+                        "candidate": None if cfig is None else cfig["ratio"],
                         "variant": variant,
                         "profile": who,
                         "solver": solver,
@@ -147,10 +168,11 @@ def summarise(rows: list[dict], echo=print) -> None:
             + (f", fall back to generic {m['generic']}" if tier == "profile" else "")
         )
     if high:
-        rules = Counter(r["name"] for r in high)
+        rules = Counter(r["name"] for r in high if r["method"] == "rule")
+        m = Counter(r["method"] for r in high)
         echo(
-            f"NFE {REFINED_MAX + 1}-30 entries: {len(high)}: rule {len(high)} "
-            f"({', '.join(f'{k} {v}' for k, v in rules.most_common())})"
+            f"NFE {REFINED_MAX + 1}-30 entries: {len(high)}: keep refined {m['refined']}, rule {m['rule']}, "
+            f"generic {m['generic']} ({', '.join(f'{k} {v}' for k, v in rules.most_common())})"
         )
     for label, sel in (("NFE 3-10", low), ("NFE 11-30", high)):
         if sel:
@@ -160,6 +182,15 @@ def summarise(rows: list[dict], echo=print) -> None:
                 f"{label}: geometric-mean ratio vs best single rule (REPORT): before {_gm(before):.3f}, after "
                 f"{_gm(after):.3f}; worst entry before {max(before):.2f}, after {max(after):.2f}"
             )
+            with_entry = [r for r in sel if r["candidate"] is not None]
+            if with_entry:
+                cand = [r["candidate"] for r in with_entry]
+                chosen = [r["after"] for r in with_entry]
+                echo(
+                    f"{label}, the {len(with_entry)} with a solver entry: its grid shipped always {_gm(cand):.3f} "
+                    f"(worst {max(cand):.2f}, {sum(v > 1.0001 for v in cand)} above 1), as chosen {_gm(chosen):.3f} "
+                    f"(worst {max(chosen):.2f}, {sum(v > 1.0001 for v in chosen)} above 1)"
+                )
     echo("")
     echo(
         f"{'variant':<14}{'profile':<9}{'solver':<9}{'end':<5}| {'3-10 before':>11} {'after':>6} {'kept':>5} |"
@@ -214,10 +245,11 @@ def main(argv=None) -> int:
     parser.add_argument("--solvers", help="comma-separated solver-order, e.g. dpmpp-2,unipc-2")
     parser.add_argument("--endings", default=",".join(ENDINGS))
     parser.add_argument("--nfe", help="comma-separated NFEs (default 3-30)")
-    parser.add_argument("--per-kind", type=int, default=1, help="GATE and REPORT problems per kind (default 1)")
+    parser.add_argument("--per-kind", type=int, default=2, help="GATE and REPORT problems per kind (default 2)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--temperature", type=float, help="soft-maximum temperature (default promise.TEMPERATURE)")
+    parser.add_argument("--tolerance", type=float, help="per-kind loss allowed (default promise.TOLERANCE)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     files = sorted((REPO / "registry" / "v1").glob("*.json"))
@@ -231,6 +263,8 @@ def main(argv=None) -> int:
     options = {"per_kind": args.per_kind, "batch": args.batch}
     if args.temperature is not None:
         options["temperature"] = args.temperature
+    if args.tolerance is not None:
+        options["tolerance"] = args.tolerance
     # scaled-linear and ddpm-linear have the most rules: start them first
     jobs = [(str(f), e, nfes, solvers, options) for f in files for e in args.endings.split(",")]
     jobs.sort(key=lambda j: (Path(j[0]).stem not in ("scaled-linear", "ddpm-linear"), j[0], j[1]))

@@ -49,6 +49,9 @@ BENCHES = (
           ("benchmarks/bench_hosts.py", "--by-kind"), ("benchmarks/bench_hosts.py", "--quick")),
     Bench("flow-shift", "the shipped flow variants against each other, and the shifts the loader serves from them",
           ("benchmarks/bench_flow_shift.py",), ("benchmarks/bench_flow_shift.py",)),
+    Bench("held-out", "what the shipped solver entries record about held-out kinds: the held-out verdicts, and "
+          "the entries' figures on REPORT problems", ("benchmarks/bench_held_out.py",),
+          ("benchmarks/bench_held_out.py",)),
     Bench("promise", "the held-out-kinds selection (builder.select.promise) over the shipped registry: what it "
           "would ship, and its figures on REPORT problems before and after", ("benchmarks/bench_promise.py",), None),
     Bench("calibrate", "calibrate on the learned digits network",

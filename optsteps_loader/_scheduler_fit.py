@@ -11,11 +11,10 @@ import warnings
 from typing import Any
 
 from ._endings import evaluated
-from .coefficients import schedule_family
+from .coefficients import FULL_ORDER_FROM, schedule_family
 from .errors import SolverMismatchWarning
 
 __all__ = [
-    "LOWER_ORDER_FINAL_BELOW",
     "check_convention",
     "check_order",
     "check_same_schedule",
@@ -30,7 +29,6 @@ __all__ = [
     "warn_mismatches",
 ]
 
-LOWER_ORDER_FINAL_BELOW = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps
 _LAMBDA_TOLERANCE = 0.5  # |λ(scheduler at the integer timestep) − λ(entry)| above this: wrong schedule
 _SIGMA_MAX_RTOL = 1e-3  # an EDM scheduler's sigma_max vs the entry's first σ (it scales the initial noise)
 # The discrete schedules diffusers configs name, as registry keys: (beta_schedule, beta_start, beta_end).
@@ -217,7 +215,7 @@ def run_step_orders(scheduler: Any, n: int) -> tuple[int, ...] | None:
         return tuple(min(order, i + 1, n - i) if lower else min(order, i + 1) for i in range(n))
     if not names & {"DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler"}:
         return None
-    short = lower and n < LOWER_ORDER_FINAL_BELOW
+    short = lower and n < FULL_ORDER_FROM
     first_final = bool(config.get("euler_at_final")) or short or config.get("final_sigmas_type", "zero") == "zero"
     out = []
     for i in range(n):
@@ -274,10 +272,13 @@ def solver_mismatches(scheduler: Any, steps: Any) -> list[str]:
     runs = run_step_orders(scheduler, steps.nfe)
     measured = tuple(steps.step_orders)[: steps.nfe]
     if runs is not None and runs != measured:
-        if own == "unipc" or steps.nfe < LOWER_ORDER_FINAL_BELOW:
+        if own == "unipc" or steps.nfe < FULL_ORDER_FROM:
             fix = "build it with lower_order_final=True" + ("" if own == "unipc" else ", euler_at_final=False")
         else:
-            fix = f"no setting matches (diffusers lowers the last orders below {LOWER_ORDER_FINAL_BELOW} steps only)"
+            fix = (
+                f"no setting matches (diffusers lowers the last orders below {FULL_ORDER_FROM} steps only); the "
+                "σ = 0 solver entries, get(..., solver='dpmpp', ending='zero'), are measured with its orders"
+            )
         out.append(f"step orders {_orders(runs)} (measured: {_orders(measured)}): {fix}")
     return out
 

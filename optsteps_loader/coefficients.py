@@ -15,7 +15,8 @@ the entry's λ, α, σ; the torch loops (``unipc.py``, ``dpmpp.py``) only multip
 of each formula lives here:
 
 - :func:`phi`: the φ_k functions;
-- :func:`step_orders`: the warm-up / lower-order-final order pattern;
+- :func:`step_orders`: the warm-up / lower-order-final order pattern, and :func:`solver_step_orders`, the
+  pattern each solver's entries are measured with (the hosts' rules);
 - :func:`unipc_coefficients`: UniP predictor and UniC corrector (bh1/bh2), Zhao et al., "UniPC: A Unified
   Predictor-Corrector Framework for Fast Sampling of Diffusion Models", NeurIPS 2023 (arXiv:2302.04867);
 - :func:`dpmpp_coefficients`: DPM-Solver++ multistep 2M/3M, Lu et al., "DPM-Solver++: Fast Solver for
@@ -107,6 +108,23 @@ def step_orders(n_steps: int, order: int, lower_order_final: bool = True) -> tup
     if n_steps < 1:
         raise ValueError(f"need at least one step, got {n_steps}")
     return tuple(min(order, s + 1, n_steps - s) if lower_order_final else min(order, s + 1) for s in range(n_steps))
+
+
+FULL_ORDER_FROM = 15  # diffusers' DPM-Solver lowers its last two steps' order below this many steps only
+
+
+def solver_step_orders(solver: str, n_steps: int, order: int, ending: str = "eps") -> tuple[int, ...]:
+    """The order of each step an entry of ``solver`` runs, as the hosts run it (diffusers 0.3x–0.4x).
+
+    - UniPC, at every N, and DPM-Solver++ below N = 15: :func:`step_orders` (1, 2, 3, …, 3, 2, 1 for order 3).
+    - DPM-Solver++ from N = 15 (:data:`FULL_ORDER_FROM`) on: warm-up only, k_s = min(order, s + 1), except
+      that the step to σ = 0 (``ending="zero"``) is first order: diffusers' ``DPMSolverMultistepScheduler``
+      stops lowering its last orders at 15 steps, and no setting undoes it.
+    """
+    if solver == "dpmpp" and n_steps >= FULL_ORDER_FROM:
+        orders = step_orders(n_steps, order, lower_order_final=False)
+        return (*orders[:-1], 1) if ending == "zero" else orders
+    return step_orders(n_steps, order)
 
 
 def unipc_coefficients(

@@ -35,8 +35,10 @@ def sample(
 
     ``model``, ``x``, ``steps``, ``prediction`` and ``callback`` are as in
     :func:`optsteps_loader.unipc.sample`; ``order`` is 1 (DDIM, which is Euler in σ/α), 2 (2M) or 3 (3M).
-    Warm-up uses orders 1, 2, …; with ``lower_order_final`` the orders also fall to …, 2, 1 on the last
-    steps, for any N (diffusers does this only for N < 15). One model call per step: N = ``steps.nfe`` calls.
+    Warm-up uses orders 1, 2, …; with ``lower_order_final`` the steps run diffusers' orders, those the entries
+    are measured with (:func:`optsteps_loader.coefficients.solver_step_orders`: …, 2, 1 on the last steps below
+    15 steps; from 15 on only the step to σ = 0 of a σ = 0 ending is first order). One model call per step:
+    N = ``steps.nfe`` calls.
 
     Update for s → t (λ = log α − log σ, m = x̂_0, h = λ_t − λ_s, r_0 = (λ_s − λ_{s−1})/h,
     r_1 = (λ_{s−1} − λ_{s−2})/h, φ_k = φ_k(−h) with φ_1(z) = (e^z − 1)/z, φ_{k+1}(z) = (φ_k(z) − 1/k!)/z):
@@ -55,7 +57,7 @@ def sample(
     """
     coefficients._check_choice("order", order, ORDERS)
     denoise = Denoiser(model, steps, prediction, x)
-    grid = Grid(steps, order, bool(lower_order_final))
+    grid = Grid(steps, "dpmpp", order, bool(lower_order_final))
     plan = coefficients.dpmpp_coefficients(
         grid.lambdas,
         grid.alpha_t,

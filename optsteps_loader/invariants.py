@@ -331,8 +331,8 @@ def entry_problems(e: dict, schedule: dict) -> list[str]:
     ends = ((t, "t", 0, "t_start"), (lam, "lambda", 0, "lambda_start"))
     if ending == "eps":
         ends += ((t, "t", -1, "t_end"), (lam, "lambda", -1, "lambda_end"))
-    elif not lam[-1] < schedule["lambda_end"]:
-        out.append(f"ending 'zero': the last evaluated lambda {lam[-1]!r} must be below schedule.lambda_end")
+    elif not (lam[-1] <= schedule["lambda_end"] or _close(lam[-1], schedule["lambda_end"])):
+        out.append(f"ending 'zero': the last evaluated lambda {lam[-1]!r} must not be above schedule.lambda_end")
     for seq, name, pos, decl in ends:
         if not _close(seq[pos], schedule[decl]):
             where = "first" if pos == 0 else "last"

@@ -81,13 +81,18 @@ class Grid:
 
     __slots__ = ("alpha_t", "lambdas", "orders", "sigma_t", "zero")
 
-    def __init__(self, steps: Any, order: int, lower_order_final: bool) -> None:
-        from .coefficients import step_orders
+    def __init__(self, steps: Any, solver: str, order: int, lower_order_final: bool) -> None:
+        from .coefficients import solver_step_orders, step_orders
 
-        self.zero = getattr(steps, "ending", "eps") == "zero"
+        ending = getattr(steps, "ending", "eps")
+        self.zero = ending == "zero"
         n = len(steps.lambdas)
         self.lambdas, self.alpha_t, self.sigma_t = steps.lambdas, steps.alpha_t[:n], steps.sigma_t[:n]
-        self.orders = step_orders(steps.nfe, order, lower_order_final)[: n - 1] if self.zero else None
+        if lower_order_final:
+            orders = solver_step_orders(solver, steps.nfe, order, ending)
+        else:
+            orders = step_orders(steps.nfe, order, lower_order_final=False)
+        self.orders = orders[: n - 1]  # a σ = 0 ending's last step (to σ = 0) is taken apart, by `final`
 
 
 class Denoiser:

@@ -291,10 +291,10 @@ def make_steps(data: DataFile, entry: dict, solver: str, label: str, denoise_aft
         **{k: entry.get(k) for k in ("init", "optimizer", "input_hash", "solver")},
     }
     if denoise_after:
-        from .coefficients import step_orders
+        from .coefficients import solver_step_orders
 
         seqs = {k: (*v, _ZERO_NODE[k]) if k in _ZERO_NODE else v for k, v in seqs.items()}
-        nfe, orders, quality = nfe + 1, step_orders(nfe + 1, entry["order"]), None
+        nfe, orders, quality = nfe + 1, solver_step_orders(solver, nfe + 1, entry["order"], "zero"), None
         extra = {"objective_uniform_lambda": None, "objective_uniform_t": None}
     return Steps(
         schedule=data.rec["schedule"],

@@ -95,17 +95,17 @@ def _comment(text: str) -> list[str]:
 def _block(title: list[str], steps, source: str | None, solver: str, order: int, ending: str, body: list[str]):
     """One block of `format_diffusers`: its title comment, the imports, ``steps = <the entry's get call>`` and
     ``body``; where no entry exists for its solver, order and ending, the title and why instead of code."""
-    from ._scheduler_fit import LOWER_ORDER_FINAL_BELOW
+    from .coefficients import FULL_ORDER_FROM
 
     call, notes = _entry_call(steps, source, solver, order, ending)
     name = title[0].removeprefix("# --- ").split(":")[0]
     if call is None:
         return "\n".join([f"# --- {name}: not printed, as no entry fits it", *notes])
-    if "DPMSolverMultistep" in name and order > 1 and steps.nfe >= LOWER_ORDER_FINAL_BELOW:
+    if "DPMSolverMultistep" in name and order > 1 and ending == "eps" and steps.nfe >= FULL_ORDER_FROM:
         notes += _comment(
-            f"At {LOWER_ORDER_FINAL_BELOW} steps or more diffusers' DPM-Solver does not lower its last steps' "
-            "order as the entries do; where its step orders then differ from the entry's it warns "
-            "SolverMismatchWarning (no setting undoes it)."
+            f"At {FULL_ORDER_FROM} steps or more diffusers' DPM-Solver does not lower its last steps' order as this "
+            "t_eps entry does; it warns SolverMismatchWarning (no setting undoes it). The sigma = 0 entries "
+            "(ending='zero') are measured with diffusers' orders."
         )
     imports = ["import optsteps_loader", "from optsteps_loader.diffusers import configure_scheduler, pipeline_kwargs"]
     return "\n".join([*title, *notes, *imports, f"steps = {call}", *body])

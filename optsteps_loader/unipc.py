@@ -86,7 +86,7 @@ def sample(
     coefficients._check_choice("order", order, coefficients.ORDERS)
     coefficients._check_choice("variant", variant, VARIANTS)
     denoise = Denoiser(model, steps, prediction, x)
-    grid = Grid(steps, order, bool(lower_order_final))
+    grid = Grid(steps, "unipc", order, bool(lower_order_final))
     plan = coefficients.unipc_coefficients(
         grid.lambdas,
         grid.alpha_t,

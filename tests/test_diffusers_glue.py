@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from tests._sampler_fixtures import (
 )
 
 diffusers = pytest.importorskip("diffusers")
+REGISTRY = Path(__file__).resolve().parents[1] / "registry"
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
@@ -350,6 +353,41 @@ def test_run_step_orders_is_what_diffusers_runs():
                             )
                             checked += 1
     assert checked == 3 * 2 * 2 * 4 + 2 * 3 * 2 * 2 * 2 * 4  # UniPC has no euler_at_final
+
+
+def test_entries_are_measured_with_the_orders_diffusers_runs_by_default():
+    """At every NFE 1–40, the step orders an entry of each solver is measured with
+    (`coefficients.solver_step_orders`) are those diffusers' scheduler of that solver runs with its default
+    settings and the entry's ending (the σ = 0 ending: ``final_sigmas_type="zero"``): DPM-Solver++ stops lowering
+    its last orders at 15 steps, so its entries from 15 on are measured that way, and no setting is needed."""
+    from optsteps_loader._scheduler_fit import run_step_orders
+    from optsteps_loader.coefficients import solver_step_orders
+
+    classes = {"unipc": diffusers.UniPCMultistepScheduler, "dpmpp": diffusers.DPMSolverMultistepScheduler}
+    for solver, cls in classes.items():
+        for order in (1, 2, 3):
+            for ending, final in (("zero", "zero"), ("eps", "sigma_min")):
+                scheduler = cls(**SD_BETAS, solver_order=order, final_sigmas_type=final)
+                for n in range(1, 41):
+                    assert solver_step_orders(solver, n, order, ending) == run_step_orders(scheduler, n), (
+                        solver,
+                        order,
+                        ending,
+                        n,
+                    )
+    assert solver_step_orders("dpmpp", 15, 3, "zero")[-3:] == (3, 3, 1)  # not 3, 2, 1 as below 15
+
+
+def test_every_shipped_solver_entry_records_the_orders_its_solver_runs():
+    from optsteps_loader.coefficients import solver_step_orders
+
+    checked = 0
+    for record in json.loads((REGISTRY / "index.json").read_text())["files"]:
+        for e in json.loads((REGISTRY / record["path"]).read_text()).get("solver_entries", []):
+            want = solver_step_orders(e["solver"], e["nfe"], e["order"], e["ending"])
+            assert tuple(e["step_orders"]) == want, (record["path"], e["solver"], e["order"], e["ending"], e["nfe"])
+            checked += 1
+    assert checked > 1000
 
 
 @pytest.mark.parametrize(

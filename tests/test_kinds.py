@@ -109,6 +109,7 @@ def _vp(lam):
         ("sd-unipc", "unipc", 2, 8),
         ("sd-dpmpp", "dpmpp", 2, 8),
         ("sd-dpmpp3", "dpmpp", 3, 8),
+        ("sd-dpmpp3", "dpmpp", 3, 16),  # diffusers' DPM-Solver lowers no order but the last from 15 steps on
         ("flow-unipc", "unipc", 2, 8),
         ("flow-dpmpp", "dpmpp", 2, 8),
     ],

@@ -66,13 +66,21 @@ def test_shift_5_keeps_the_nearest_variants_interior_and_moves_its_ends():
     doc = _file(3.0)
     block = flow_shift.schedule_block(doc["schedule"], 5.0)
     at5 = schedules.at("flow", {"shift": 5.0})
-    kept_t = 0
+    kept_t = refused = 0
     for e in [*doc["solver_entries"], *doc["entries"][::5]]:
         source = optsteps_loader.get("flow", e["nfe"], shift=3.0, **_request(e))
         try:
-            steps = optsteps_loader.get("flow", e["nfe"], shift=5, **_request(e))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FallbackWarning)
+                steps = optsteps_loader.get("flow", e["nfe"], shift=5, **_request(e))
         except EntryNotFoundError as err:  # a fine bound grid whose last node the moved end passes
             assert "p" in e and "does not fit this shift" in str(err) and "builder solve" in str(err)
+            continue
+        if caught:  # a solver grid the moved end passes: the bound's entry served at shift 5, said so
+            assert "p" not in e and steps.method == "bound+denoise", e["nfe"]
+            assert [w.category for w in caught] == [FallbackWarning]
+            assert "does not fit shift=5" in str(caught[0].message)
+            refused += 1
             continue
         assert dict(steps.served_from) == {"shift": 3.0, "file": "v1/flow-shift3.json"}
         assert dict(steps.params) == {"shift": 5.0} and steps.method == source.method
@@ -95,6 +103,7 @@ def test_shift_5_keeps_the_nearest_variants_interior_and_moves_its_ends():
         problems = invariants.entry_problems(_as_entry(steps, e), block)
         assert [p for p in problems if not p.startswith("input_hash")] == [], problems
     assert kept_t > 0  # the σ = 0-ending NFE-3 grids' last node, held one minimal step below λ_ε
+    assert refused <= len(doc["solver_entries"]) // 100  # shift 5 serves (nearly) every shift-3 solver entry
 
 
 def test_nearest_variant_in_log_shift():

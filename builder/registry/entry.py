@@ -85,7 +85,7 @@ def solver_entry(
     ``profile``: only on a profile chain's entries (refined on that data profile's problems). ``calibration``:
     only on a calibrated entry (``builder.calibrate``); its ``identity`` joins the input hash's key.
     """
-    from optsteps_loader.coefficients import step_orders
+    from optsteps_loader.coefficients import solver_step_orders
 
     lam = np.asarray(record["lambda"], dtype=np.float64)
     nfe = int(record["nfe"])
@@ -114,7 +114,7 @@ def solver_entry(
         **profile,
         "method": record["method"],
         "init": record["init"],
-        "step_orders": [int(k) for k in step_orders(nfe, chain.order)],
+        "step_orders": [int(k) for k in solver_step_orders(chain.solver, nfe, chain.order, chain.ending)],
         **nodes,
         "timestep_collisions": timestep_collisions(nodes["timesteps"]),
         "optimizer": record["optimizer"],

@@ -8,7 +8,7 @@ so σ̂ → 0 without overflow), and the denoiser's dependence on (α̂, σ̂). 
 The formulas are those of :mod:`optsteps_loader.coefficients` (UniPC bh1/bh2 orders 1–3 with the UniC
 corrector after every step but the last; DPM-Solver++ 2M/3M), rewritten on tensors: each step is
 ``x_next = scale · x + Σ_j w_j m_j`` with m_j the data predictions, newest first. The order of each step
-is the loader's :func:`~optsteps_loader.coefficients.step_orders` (warm-up and lower-order-final), so the
+is the loader's :func:`~optsteps_loader.coefficients.solver_step_orders` (the hosts' rules), so the
 two implementations agree to rounding (``tests/test_differentiable.py``: ≤ 1e-12 relative).
 
 Endings (``ending``):
@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from optsteps_loader.coefficients import step_orders
+from optsteps_loader.coefficients import solver_step_orders
 from optsteps_loader.vocabulary import ENDINGS, SOLVERS
 
 from .mixtures import GaussianMixture
@@ -213,7 +213,7 @@ def make_plan(
     """The per-step coefficients of ``solver`` on ``lam`` (computed once, shared by every problem)."""
     _check(solver, order, variant, ending)
     n_steps = lam.shape[0] - 1 if ending == "eps" else lam.shape[0]
-    orders = step_orders(n_steps, order)
+    orders = solver_step_orders(solver, n_steps, order, ending)
     if solver == "unipc":
         return _unipc_plan(lam, orders, variant, corrector)
     return _dpmpp_plan(lam, orders)

@@ -1,5 +1,6 @@
-"""The selection that keeps the product's promise: an entry ships a refined grid only where, on held-out kinds of
-data, it beats every recipe a user can pick in the host; otherwise it ships the best such recipe, named.
+"""The held-out verdict: whether a refined grid beats, on held-out kinds of data, every recipe a user can pick in
+the host; if not, the best such recipe, named. The sweep records it in every solver entry and ships it only
+with :data:`builder.registry.sweep.choice.REPLACE` on (off: the measurement is there).
 
 A pure numerical core (no file reading, no registry writing): the sweep hands it λ-grids, it hands back a
 :class:`Decision`. ``benchmarks/bench_promise.py`` runs it over the shipped registry.
@@ -7,20 +8,38 @@ A pure numerical core (no file reading, no registry writing): the sweep hands it
 The grids it weighs are the host rules (:mod:`builder.select.host_rules`); the problems it weighs them on,
 the held-out kinds' GATE and REPORT problems (:mod:`builder.select.held_out`).
 
-**The rule** (:func:`decide`; the issue's text). With e_p(g) the mean over problem p's batch of ‖x_g − x_exact‖₂,
-the per-kind log ratio of grid g to grid r is ℓ_k(g, r) = mean_{p ∈ k} log(e_p(g)/e_p(r)), and the robust
-objective of g is the **soft maximum** over kinds of its log ratio to that kind's best rule:
+**The rule** (:func:`decide`). With e_p(g) the mean over problem p's batch of ‖x_g − x_exact‖₂, the per-kind
+log ratio of grid g to grid r is ℓ_k(g, r) = mean_{p ∈ k} log(e_p(g)/e_p(r)), and the robust objective of g is
+the **soft maximum** over kinds of its log ratio to that kind's best rule:
 
     J(g) = T log( (1/K) Σ_k exp(ℓ_k(g, R*_k) / T) ),   T = :data:`TEMPERATURE` = 0.05,
 
 with R*_k the rule of lowest mean log error on kind k (J lies between the mean and the maximum over kinds; a
 kind 5 % worse than the others weighs e ≈ 2.7× as much). The best single baseline is the rule of lowest J on
-GATE. A ``"refined"`` candidate ships only where J(refined) < J(best rule) and ℓ_k(refined, best rule) ≤
-log(1 + :data:`TOLERANCE`) on every GATE kind; otherwise the entry is the best rule's grid (method ``"rule"``,
-named). A profile decision (``profile="latent"`` / ``"pixel"``: only that profile's kinds,
+GATE. A ``"refined"`` candidate ships only where J(refined) < J(best rule) and it loses to the best rule on no
+GATE kind by more than :data:`TOLERANCE` beyond noise,
+
+    ℓ_k(refined, best rule) − 2 se_k ≤ log(1 + TOLERANCE),   se_k = sd_{p ∈ k, b}(d_pb) / √n_k,
+
+with d_pb = log e_pb(refined) − log e_pb(best rule) the paired per-sample log ratios of the kind's n_k samples
+(every grid of a problem starts from the same x_T); otherwise the entry is the best rule's grid (method
+``"rule"``, named). A profile decision (``profile="latent"`` / ``"pixel"``: only that profile's kinds,
 :data:`PROFILE_KINDS`) also gets the shipped generic grid as candidate ``"generic"``: its refined grid ships
-only where it passes the same test and J(refined) < J(generic); otherwise the alias returns the generic entry
+only where it passes the same test and J(refined) < J(generic); otherwise the alias returns the generic grid
 (method ``"generic"``).
+
+**Why the tolerance is 50 %, not 5 %.** With two GATE problems per kind a per-kind test is decided by those
+few problems. ``python benchmarks/bench_promise.py --files scaled-linear,ddpm-linear,edm,flow-shift3 --nfe
+5,8,10,15,20,30 --solvers dpmpp-2,dpmpp-3,unipc-2 --tolerance T`` on release 2026.12.07.3's refined grids (its
+"with a solver entry" lines: 162 entries at NFE 5-10, 36 at 15-30) measured, on the REPORT problems, the
+geometric mean of the shipped grid's error over the best single rule's, NFE 5-10 / 15-30, and the worst entry:
+every refined grid shipped 0.618 / 0.472, worst 2.02 / 1.38; T = 5 % 0.642 / 0.526, worst 1.84 / 1.85 (it
+ships rules that GATE ranks best and REPORT does not); T = 50 % 0.627 / 0.504, worst 1.47 / 1.15; no per-kind
+test at all (T = 100) 0.627 / 0.506, worst 1.47 / 1.16. The soft maximum does the work; the tolerance only
+refuses a gross loss on one kind.
+
+**Grids as they ship.** Every grid, rule or candidate, is weighed as :func:`shipped` makes it: on a discrete
+schedule its nodes on distinct integer timesteps at those timesteps' λ, the only λ's the model is called at.
 
 **Figures** (REPORT problems of the decision's kinds): against R°, the rule of lowest geometric-mean error over
 those problems (the best single rule in hindsight), ``ratio`` = exp(mean_p log(e_p/e_p(R°))) and per kind the
@@ -58,13 +77,16 @@ __all__ = [
     "decide",
     "evaluate",
     "host_rules",
+    "kind_log_ratios",
+    "kind_noise",
     "objective",
     "report_figures",
+    "shipped",
     "split",
 ]
 
 TEMPERATURE = 0.05  # soft-maximum temperature, in log-ratio units
-TOLERANCE = 0.05  # a refined grid may lose to the best rule on no GATE kind by more than this
+TOLERANCE = 0.5  # a refined grid may lose to the best rule on no GATE kind by more than this, beyond noise
 METHODS = ("refined", "rule", "generic")
 PROFILE_KINDS = {
     "latent": ("latent-like", "latent-fine", "scale", "guided"),
@@ -97,6 +119,22 @@ def objective(
     for name, le in log_err.items():
         ell = np.array([float(le[i].mean()) - best[k] for k, i in idx.items()])
         out[name] = float(temperature * (np.logaddexp.reduce(ell / temperature) - math.log(ell.size)))
+    return out
+
+
+def kind_noise(
+    errs: Mapping[str, Sequence[np.ndarray]],
+    kinds: Sequence[str],
+    grid: str,
+    ref: str,
+    scope: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """{kind: se_k}: the standard error of the mean of the paired per-sample log ratios log(e_pb(grid)/e_pb(ref))
+    over the kind's problems p and samples b (``errs``: {grid: per-problem (B,) errors})."""
+    out = {}
+    for k, i in _kind_index(kinds, scope).items():
+        d = np.concatenate([np.log(np.asarray(errs[grid][j]) / np.asarray(errs[ref][j])) for j in i])
+        out[k] = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
     return out
 
 
@@ -139,7 +177,7 @@ class Decision:
     ``method`` (:data:`METHODS`), ``best_rule`` (the best single rule on GATE), ``objective`` ({grid: J on
     GATE}), ``gate_by_kind`` ({kind: ℓ_k(refined, best rule)} where a refined candidate was tested) and the
     REPORT figures (:func:`report_figures`): ``ratio``, ``by_kind``, ``report_best_rule``, ``mean_l2``,
-    ``median_l2``."""
+    ``median_l2``; ``refined_report``: the same figures of the ``"refined"`` candidate."""
 
     name: str
     lam: tuple[float, ...]
@@ -153,6 +191,7 @@ class Decision:
     mean_l2: float
     median_l2: float
     reasons: tuple[str, ...] = field(default=())
+    refined_report: dict[str, Any] | None = None  # the REPORT figures of the "refined" candidate, where one was weighed
 
 
 def decide(
@@ -179,14 +218,15 @@ def decide(
     chosen, method, by_kind, reasons = best, "rule", {}, []
     if "refined" in grids:
         by_kind = kind_log_ratios(log_err, gate_kinds, "refined", best, scope)
-        worst = max(by_kind, key=by_kind.get)
+        noise = kind_noise(gate_errs, gate_kinds, "refined", best, scope)
+        worst = max(by_kind, key=lambda k: by_kind[k] - 2 * noise[k])
         ok = True
         if not j["refined"] < j[best] - 1e-12:
             ok = False
             reasons.append(f"J(refined) {j['refined']:.4f} ≥ J({best}) {j[best]:.4f}")
-        if by_kind[worst] > math.log1p(tolerance):
+        if by_kind[worst] - 2 * noise[worst] > math.log1p(tolerance):
             ok = False
-            reasons.append(f"loses {math.expm1(by_kind[worst]):.1%} to {best} on {worst}")
+            reasons.append(f"loses {math.expm1(by_kind[worst]):.1%} (se {noise[worst]:.3f}) to {best} on {worst}")
         if "generic" in grids and not j["refined"] < j["generic"] - 1e-12:
             ok = False
             reasons.append(f"J(refined) {j['refined']:.4f} ≥ J(generic) {j['generic']:.4f}")
@@ -197,6 +237,7 @@ def decide(
     elif "generic" in grids:
         chosen, method = "generic", "generic"
     fig = report_figures(report_errs, report_kinds, chosen, rules, scope)
+    refined_fig = report_figures(report_errs, report_kinds, "refined", rules, scope) if "refined" in grids else None
     return Decision(
         name=chosen,
         lam=tuple(float(v) for v in grids[chosen]),
@@ -210,6 +251,7 @@ def decide(
         mean_l2=fig["mean_l2"],
         median_l2=fig["median_l2"],
         reasons=tuple(reasons),
+        refined_report=refined_fig,
     )
 
 
@@ -237,6 +279,16 @@ def evaluate(
     return out
 
 
+def shipped(lambdas: Sequence[float], schedule) -> np.ndarray:
+    """A grid as an entry ships it and a host runs it: nodes on distinct integer timesteps
+    (:func:`~builder.solve.schedules.separate_timesteps`), each at its timestep's λ
+    (:func:`~builder.select.host_grid.as_run`); unchanged on a continuous schedule."""
+    from ..solve.schedules import separate_timesteps
+    from .host_grid import as_run
+
+    return as_run(separate_timesteps(np.asarray(lambdas, dtype=np.float64), schedule), schedule)
+
+
 def choose(
     schedule,
     solver: str,
@@ -262,8 +314,8 @@ def choose(
         raise ValueError(f"candidates must be 'refined' and/or 'generic', got {sorted(unknown)}")
     if profile is not None and profile not in PROFILE_KINDS:
         raise ValueError(f"profile must be None or one of {tuple(PROFILE_KINDS)}, got {profile!r}")
-    rules = host_rules(schedule, nfe, ending)
-    grids = {**rules, **{k: np.asarray(v, dtype=np.float64) for k, v in candidates.items()}}
+    rules = {name: shipped(g, schedule) for name, g in host_rules(schedule, nfe, ending).items()}
+    grids = {**rules, **{k: shipped(v, schedule) for k, v in candidates.items()}}
     sp = split(schedule, ending, per_kind=opt["per_kind"], batch=opt["batch"], kinds=opt["kinds"])
     spec = solver_spec(solver, order)
     memo = opt.get("memo")

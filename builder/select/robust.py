@@ -14,7 +14,9 @@ docs/data-family.md) are refined by
 **The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
 lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry). On a
 discrete schedule the chosen grid's nodes that would share an integer timestep are then moved apart
-(:func:`~builder.solve.schedules.separate_timesteps`), and every figure is of the grid as it ships.
+(:func:`~builder.solve.schedules.separate_timesteps`) and every node is put at the λ of its integer timestep
+(:func:`~builder.select.host_grid.as_run`: the model is only called there, so that is the grid a host runs),
+and every figure is of the grid as it ships.
 
 **Figures** (:func:`figures`), per split, of the chosen grid G against every baseline R (the rules and
 tables, and the bound's entry as ``bound``): with e_p(G) the mean over problem p's batch of ‖x_G − x_exact‖₂,
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..solve.schedules import separate_timesteps
+from .host_grid import as_run
 from .refine import Bound, errors, insert_node, refine, rule_grids
 
 __all__ = ["figures", "refine_chain", "solver_spec"]
@@ -137,7 +140,7 @@ def refine_chain(
             init = "previous-nfe"
         moved = separate_timesteps(grid, schedule)
         separated = int(np.count_nonzero(moved != grid))
-        grid = prev = moved
+        grid = prev = as_run(moved, schedule)
         baselines = dict(rules) | ({"bound": starts["bound"]} if bound is not None else {})
         quality = {}
         for split, problems in (("fit", fit), ("validation", validation)):

@@ -4,6 +4,7 @@
     cache     stage keys hashed from the code each stage runs; self-checking   (cache.py)
     run       solve (expensive) and finalize (cheap) per task, in workers      (run.py)
     chains    the refine stage: solver entries, one chain per sampler          (chains.py)
+    choice    what each solver entry ships, decided on held-out kinds of data  (choice.py)
     pipeline  keep a slice's other entries (checked), shards, assemble, validate (pipeline.py)
     compare   how much a rebuilt file differs, by stage and field              (compare.py)
     write     replace files so readers see old or new, never a mix             (write.py)

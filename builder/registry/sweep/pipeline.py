@@ -16,6 +16,7 @@ from typing import Any
 from ... import __version__
 from ...kernels import require_pinned
 from ..files import data_file, index_file, index_record
+from . import choice
 from .cache import default_cache_dir
 from .chains import Chain, bound_grids, chains_of, continued_starts, generic_grids, load_chain, run_chains
 from .compare import describe
@@ -165,14 +166,35 @@ def solver_entries(
     ]
     run_chains(starts, cache_dir, workers=workers, progress=progress)
     records |= {chain: load_chain(chain, grids, cache_dir)["records"] for chain, grids in starts}
+    decisions = choose_grids(records, dict(generic) | dict(starts), cache_dir, workers=workers, progress=progress)
     out: dict[str, list[dict[str, Any]]] = {}
     for chain in every:
         if chain in keep:
             out.setdefault(chain.file, []).extend(keep[chain])
         else:
             schedule = chain.make_schedule()
-            out.setdefault(chain.file, []).extend(solver_entry(schedule, chain, r) for r in records[chain])
+            shipped = choice.apply(chain, records[chain], decisions[_group_of(chain)])
+            out.setdefault(chain.file, []).extend(solver_entry(schedule, chain, r) for r in shipped)
     return out
+
+
+def choose_grids(
+    records: dict[Chain, list[dict[str, Any]]],
+    starts: dict[Chain, dict[int, Any]],
+    cache_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, str, int, str], dict[str, dict[str, Any]]]:
+    """Stage 4 (:mod:`.choice`): the held-out decisions of every (file, solver, order, ending) that ``records``
+    (the refined chains' records) has, from the cache where they are there; keyed like :func:`_group_of`."""
+    groups = choice.groups_of(records, starts)
+    choice.run_groups(groups, cache_dir, workers=workers, progress=progress)
+    return {_group_of(g.chain): choice.load_decisions(g, cache_dir) for g in groups}
+
+
+def _group_of(chain: Chain) -> tuple[str, str, int, str]:
+    return (chain.file, chain.solver, chain.order, chain.ending)
 
 
 def _chain_key(chain: Chain) -> tuple[str, str, int, str, str | None]:
