@@ -75,12 +75,9 @@ def _solver_grid(obj: dict, solver: str, order: int, ending: str, nfe: int, prof
 
 def _before(obj: dict, solver: str, order: int, ending: str, nfe: int, profile: str | None):
     """The grid the loader returns today for this request (module docstring)."""
-    for e in obj["solver_entries"]:
-        key = (e["solver"], e["order"], e["ending"], e.get("profile"), e["nfe"])
-        if key == (solver, order, ending, profile, nfe):
-            return np.asarray(e["lambda"], dtype=np.float64)
-    if profile is not None:
-        return None
+    grid = _solver_grid(obj, solver, order, ending, nfe, profile)
+    if grid is not None or profile is not None:
+        return grid
     p = obj["defaults"]["p"]
     want = nfe if ending == "eps" else nfe - 1
     for e in obj["entries"]:

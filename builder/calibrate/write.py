@@ -34,6 +34,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .. import __version__
+from ..registry._canonical import significant
 from ..registry.entry import solver_entry
 from ..registry.merge import MergeError, merged_files, write_folder
 from ..select.evaluate import paired
@@ -50,11 +51,6 @@ __all__ = [
     "quality_record",
     "write_entries",
 ]
-
-
-def _sig(x: float) -> float:
-    """``x`` to 4 significant digits, as the records hold figures."""
-    return float(f"{x:.4g}")
 
 
 def calibrated_entry(
@@ -92,7 +88,7 @@ def optimizer_record(fit: OptimizeResult) -> dict[str, Any]:
         "nit": int(fit.nit),
         "nfev": int(fit.nfev),
         "fit_loss_start": 0.0,
-        "fit_loss": _sig(fit.fun),
+        "fit_loss": significant(fit.fun),
     }
 
 
@@ -106,10 +102,10 @@ def quality_record(errs: dict[str, np.ndarray], settings: Settings) -> dict[str,
             continue
         lr, se = paired({"m": mine}, {"m": e})
         baselines[name] = {
-            "mean_l2": _sig(e.mean()),
-            "median_l2": _sig(np.median(e)),
-            "log_ratio": _sig(lr),
-            "log_ratio_se": _sig(se),
+            "mean_l2": significant(e.mean()),
+            "median_l2": significant(np.median(e)),
+            "log_ratio": significant(lr),
+            "log_ratio_se": significant(se),
         }
     rules = [n for n in errs if n not in ("calibrated", "registry")]
     best = min(rules, key=lambda n: float(np.log(errs[n]).mean()))
@@ -121,16 +117,16 @@ def quality_record(errs: dict[str, np.ndarray], settings: Settings) -> dict[str,
         "benchmark": "calibration",
         "problems": [settings.model_id],
         "sampler": sampler,
-        "mean_l2": _sig(mine.mean()),
-        "median_l2": _sig(np.median(mine)),
+        "mean_l2": significant(mine.mean()),
+        "median_l2": significant(np.median(mine)),
         "baselines": baselines,
         "best_baseline": best,
-        "mean_l2_best_baseline": _sig(errs[best].mean()),
-        "mean_l2_uniform_lambda": _sig(errs["uniform-lambda"].mean()),
-        "mean_l2_uniform_t": _sig(errs["uniform-t"].mean()),
-        "ratio_uniform_lambda": _sig(math.exp(paired({"m": mine}, {"m": errs["uniform-lambda"]})[0])),
-        "log_ratio_best_baseline": _sig(lr_best),
-        "log_ratio_best_baseline_se": _sig(se_best),
+        "mean_l2_best_baseline": significant(errs[best].mean()),
+        "mean_l2_uniform_lambda": significant(errs["uniform-lambda"].mean()),
+        "mean_l2_uniform_t": significant(errs["uniform-t"].mean()),
+        "ratio_uniform_lambda": significant(math.exp(paired({"m": mine}, {"m": errs["uniform-lambda"]})[0])),
+        "log_ratio_best_baseline": significant(lr_best),
+        "log_ratio_best_baseline_se": significant(se_best),
         "worse_than_best_baseline": bool(lr_best > 2 * se_best),
         "held_out": {"noises": settings.held_out, "metric": "L2 to the teacher in the schedule's coordinates"},
     }
@@ -157,8 +153,8 @@ def calibration_record(
             "grid": "uniform-lambda",
             "steps": tch.steps,
             "answer": "x at t_eps" if s.ending == "eps" else "the model's x0-prediction at the answer at t_eps",
-            "error_estimate": _sig(scale * tch.error),
-            "relative_error_estimate": _sig(tch.relative_error),
+            "error_estimate": significant(scale * tch.error),
+            "relative_error_estimate": significant(tch.relative_error),
         },
         "start": fit.start,
         "method": fit.method,
@@ -168,7 +164,7 @@ def calibration_record(
         "restarts": s.restarts,
         "restart": fit.restart,
         "starts": starts,
-        "held_out_start": _sig(scale * fit.held_out_start),
+        "held_out_start": significant(scale * fit.held_out_start),
     }
 
 

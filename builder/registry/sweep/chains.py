@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +238,7 @@ def run_chains(
     progress: bool = True,
 ) -> int:
     """Refine every chain not cached yet (in worker processes); returns how many ran."""
-    from .run import _progress_bar, _worker_init
+    from .run import _progress_bar, map_in_workers
 
     prepare_cache(cache_dir)
     todo = [(c, b, chain_key(c, b)) for c, b in chains]
@@ -250,20 +248,10 @@ def run_chains(
     if not todo:
         return 0
     bar = _progress_bar(len(todo), len(chains), progress)
-    workers = workers or os.cpu_count() or 1
     try:
-        if workers == 1:
-            for c, b, k in todo:
-                bar(_compute_any(c, b, str(cache_dir), k))
-        else:
-            import multiprocessing
-
-            context = multiprocessing.get_context()
-            parent = os.getpid() if context.get_start_method() == "fork" else None
-            with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
-                cols = list(zip(*todo, strict=True))
-                for label in pool.map(_compute_any, *cols[:2], [str(cache_dir)] * len(todo), cols[2], chunksize=1):
-                    bar(label)
+        cols = list(zip(*todo, strict=True))
+        for label in map_in_workers(_compute_any, *cols[:2], [str(cache_dir)] * len(todo), cols[2], workers=workers):
+            bar(label)
     finally:
         bar(None)
     return len(todo)

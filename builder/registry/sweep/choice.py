@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._canonical import significant
 from .cache import SOURCE_ROOT, _source_of, code_fingerprint, import_closure, prepare_cache, read_cached, write_cached
 from .chains import PROFILE_ROOT_MODULES, Chain
 from .spec import SweepError
@@ -147,13 +146,13 @@ def _decide(group: Group, cache_dir: str, key: str) -> str:
         for tier in sorted(t for t in tiers if t):
             candidates = {"refined": tiers[tier], "generic": decisions[""].lam if REPLACE else tiers[""]}
             decisions[tier] = promise.choose(*cell, candidates, profile=tier, options=opt)
+        if not REPLACE:
+            out[str(nfe)] = {tier: _record(d, tiers[tier]) for tier, d in decisions.items()}
+            continue
         starts = dict(dict(group.starts).get(nfe, ()))
-        generic = np.asarray(decisions[""].lam if REPLACE else tiers[""], dtype=np.float64)
+        generic = np.asarray(decisions[""].lam, dtype=np.float64)
         row = {}
         for tier, d in decisions.items():
-            if not REPLACE:
-                row[tier] = _record(d, tiers[tier])
-                continue
             lam = np.asarray(d.lam, dtype=np.float64)
             # the chain measured its grid against the bound's grid (generic) or the generic chain's (a profile)
             start = starts.get(tier)
@@ -167,37 +166,28 @@ def _decide(group: Group, cache_dir: str, key: str) -> str:
     return group.label()
 
 
-def _round(x: float) -> float:
-    return float(f"{x:.4g}")
-
-
 def _record(d: Any, candidate: Any = None) -> dict[str, Any]:
     """What an entry keeps of a :class:`builder.select.promise.Decision`: what it ships (the decision's grid, or
     with ``candidate`` that grid, the chain's), its REPORT figures, and the decision (``verdict``: what the rule
     ships)."""
     kept = [k for k in ("refined", "generic", d.best_rule) if k in d.objective]
-    fig = {
-        "ratio": d.ratio,
-        "best_rule": d.report_best_rule,
-        "by_kind": d.by_kind,
-        "mean_l2": d.mean_l2,
-        "median_l2": d.median_l2,
-    }
-    if candidate is not None:
-        fig = d.refined_report
+    fig = d.refined_report
+    if candidate is None:
+        fig = {"ratio": d.ratio, "best_rule": d.report_best_rule, "by_kind": d.by_kind}
+        fig |= {"mean_l2": d.mean_l2, "median_l2": d.median_l2}
     return {
         "method": d.method if candidate is None else "refined",
         "name": d.name if candidate is None else "refined",
         "lambda": list(d.lam) if candidate is None else [float(v) for v in candidate],
         "held_out": {
-            "ratio": _round(fig["ratio"]),
+            "ratio": significant(fig["ratio"]),
             "best_rule": fig["best_rule"],
-            "by_kind": {k: _round(v) for k, v in sorted(fig["by_kind"].items())},
-            "mean_l2": _round(fig["mean_l2"]),
-            "median_l2": _round(fig["median_l2"]),
+            "by_kind": {k: significant(v) for k, v in sorted(fig["by_kind"].items())},
+            "mean_l2": significant(fig["mean_l2"]),
+            "median_l2": significant(fig["median_l2"]),
             "choice": {
                 "best_rule": d.best_rule,
-                "objective": {k: _round(d.objective[k]) for k in kept},
+                "objective": {k: significant(d.objective[k]) for k in kept},
                 "reasons": list(d.reasons),
                 "verdict": d.name,
             },
@@ -207,7 +197,7 @@ def _record(d: Any, candidate: Any = None) -> dict[str, Any]:
 
 def run_groups(groups: list[Group], cache_dir: Path, *, workers: int | None = None, progress: bool = True) -> int:
     """Decide every group not cached yet (in worker processes); returns how many ran."""
-    from .run import _progress_bar, _worker_init
+    from .run import _progress_bar, map_in_workers
 
     prepare_cache(cache_dir)
     todo = [(g, group_key(g)) for g in groups]
@@ -217,20 +207,10 @@ def run_groups(groups: list[Group], cache_dir: Path, *, workers: int | None = No
     # the groups with the most NFEs and profiles first
     todo.sort(key=lambda item: (-sum(len(t) for _, t in item[0].grids), item[0].label()))
     bar = _progress_bar(len(todo), len(groups), progress)
-    workers = workers or os.cpu_count() or 1
     try:
-        if workers == 1:
-            for g, k in todo:
-                bar(_decide(g, str(cache_dir), k))
-        else:
-            import multiprocessing
-
-            context = multiprocessing.get_context()
-            parent = os.getpid() if context.get_start_method() == "fork" else None
-            with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
-                groups_, keys = zip(*todo, strict=True)
-                for label in pool.map(_decide, groups_, [str(cache_dir)] * len(todo), keys, chunksize=1):
-                    bar(label)
+        groups_, keys = zip(*todo, strict=True)
+        for label in map_in_workers(_decide, groups_, [str(cache_dir)] * len(todo), keys, workers=workers):
+            bar(label)
     finally:
         bar(None)
     return len(todo)

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -130,24 +130,28 @@ def run_tasks(
     units = sorted(groups.values(), key=lambda g: (-g[0].nfe, g[0].label()))  # big problems first: load balance
     if not units:
         return 0
-    workers = workers or os.cpu_count() or 1
     bar = _progress_bar(len(todo), len(tasks), progress)
     try:
-        if workers == 1:
-            for unit in units:
-                for label in _compute_group(unit, str(cache_dir), [keys[t] for t in unit]):
-                    bar(label)
-        else:
-            context = multiprocessing.get_context()
-            parent = os.getpid() if context.get_start_method() == "fork" else None
-            with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
-                args = ([str(cache_dir)] * len(units), [[keys[t] for t in unit] for unit in units])
-                for labels in pool.map(_compute_group, units, *args, chunksize=1):
-                    for label in labels:
-                        bar(label)
+        args = ([str(cache_dir)] * len(units), [[keys[t] for t in unit] for unit in units])
+        for labels in map_in_workers(_compute_group, units, *args, workers=workers):
+            for label in labels:
+                bar(label)
     finally:
         bar(None)
     return len(todo)
+
+
+def map_in_workers(function: Callable[..., Any], *columns: list, workers: int | None = None) -> Iterator[Any]:
+    """``function`` over the rows of ``columns`` (as ``map``), in order: in ``workers`` processes (default: all
+    cores) that inherit the pinned kernels and die with this one, or in this process for one worker."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        yield from map(function, *columns)
+        return
+    context = multiprocessing.get_context()
+    parent = os.getpid() if context.get_start_method() == "fork" else None
+    with ProcessPoolExecutor(workers, context, initializer=_worker_init, initargs=(parent,)) as pool:
+        yield from pool.map(function, *columns, chunksize=1)
 
 
 def _progress_bar(todo: int, total: int, enabled: bool) -> Callable[[str | None], None]:
