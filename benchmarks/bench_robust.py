@@ -28,21 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from builder.select import family
+from builder.select.evaluate import paired
+from builder.select.host_grid import as_run
+from builder.select.refine import bind, errors, insert_node, refine, rule_grids, rule_starts
+from builder.solve.schedules import get_schedule
+from optsteps_loader.vocabulary import ENDINGS
 
-from builder.select import family  # noqa: E402
-from builder.select.evaluate import paired  # noqa: E402
-from builder.select.refine import bind, errors, insert_node, refine, round_to_timesteps, rule_grids, rule_starts  # noqa: E402
-from builder.solve.schedules import get_schedule  # noqa: E402
-from optsteps_loader.vocabulary import ENDINGS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SCHEDULES = {
     "vp-linear": ("vp-linear", {}),
@@ -56,6 +55,32 @@ SCHEDULES = {
 SOLVERS = {"unipc3": ("unipc", 3), "dpmpp2": ("dpmpp", 2)}
 DISCRETE = ("ddpm-linear", "scaled-linear")
 
+# The earlier prototype's fit split: pixel D ≤ 256 and a ≤ 2.2, latent a ≥ 0.2 and f ≥ 0.05, lowdim
+# K 12–32 — narrower than validation (which has D = 320, a = 2.5; a = 0.1; f = 0.02; K = 8 and 48).
+PROTOTYPE_FIT_SPECS: tuple[tuple[str, tuple], ...] = (
+    ("pixel", (64, 4, 1.2, 0.3, 1)),
+    ("pixel", (128, 8, 1.8, 0.2, 2)),
+    ("pixel", (256, 6, 2.2, 0.4, 3)),
+    ("pixel", (96, 3, 1.5, 0.5, 4)),
+    ("latent", (16, 4, 0.2, 0.9, 1)),
+    ("latent", (32, 8, 0.5, 0.3, 2)),
+    ("latent", (64, 16, 0.8, 0.05, 3)),
+    ("latent", (24, 12, 0.3, 0.6, 4)),
+    ("lowdim", (2, 16, 0.02, 0.08, 1)),
+    ("lowdim", (4, 32, 0.03, 0.12, 2)),
+    ("lowdim", (8, 12, 0.02, 0.1, 3)),
+    ("digits", ()),
+)
+
+
+def prototype_fit() -> tuple:
+    """The prototype's fit split (``--fit prototype-fit``), built as ``family.split`` builds "fit": batch
+    64, noise seeds 0, 1, …"""
+    return tuple(
+        family.problem(g, a, batch=family.FIT_BATCH, seed=i, split_name="prototype-fit")
+        for i, (g, a) in enumerate(PROTOTYPE_FIT_SPECS)
+    )
+
 
 def registry_grid(key: str, nfe: int, solver: str, order: int, ending: str) -> np.ndarray | None:
     """The shipped entry's λ for this solver (the σ = 0 ending uses the NFE − 1 entry's nodes), or None."""
@@ -64,7 +89,7 @@ def registry_grid(key: str, nfe: int, solver: str, order: int, ending: str) -> n
     name, params = SCHEDULES[key]
     try:
         st = optsteps_loader.get(name, nfe if ending == "eps" else nfe - 1, order=order, solver=solver, **params)
-    except Exception:  # noqa: BLE001 - an entry that does not exist is reported as missing
+    except Exception:
         return None
     return np.asarray(st.lambdas, dtype=np.float64)
 
@@ -126,10 +151,11 @@ def run_entry(key, nfe, solver_key, fit, val, args, warm: np.ndarray | None = No
         grids["registry"] = reg
         candidates.insert(0, "registry")
     if key in DISCRETE:
-        rounded = round_to_timesteps(res.x, sched, ending)
-        if np.all(np.diff(rounded) > 0):
-            grids["refined-rounded"] = rounded
+        try:
+            grids["refined-rounded"] = as_run(res.x, sched)
             candidates.append("refined-rounded")
+        except ValueError:  # two nodes share a timestep: no rounded grid to measure
+            pass
     spec = {"solver": solver, "order": order} | ({"variant": "bh2"} if solver == "unipc" else {})
     errs = {k: errors(g, val, **spec) for k, g in grids.items()}
     return {
@@ -240,7 +266,7 @@ def main() -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - only speed depends on it
         pass
-    args.fit_problems = family.split(args.fit)
+    args.fit_problems = family.split("fit") if args.fit == "fit" else prototype_fit()
     args.val_problems = family.split("validation")
     rows = []
     for solver_key in args.solvers.split(","):

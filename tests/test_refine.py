@@ -18,7 +18,6 @@ from builder.select.refine import (
     insert_node,
     q_from_grid,
     refine,
-    round_to_timesteps,
     rule_grid,
     rule_grids,
     rule_starts,
@@ -104,16 +103,6 @@ def test_insert_node_adds_one_node_and_keeps_endpoints(ending):
     assert out.size == lam.size + 1 and out[0] == lam[0] and np.all(np.diff(out) > 0)
     if ending == "eps":
         assert out[-1] == lam[-1]
-
-
-def test_rounding_hits_integer_timesteps():
-    sched = get_schedule("scaled-linear")
-    lam = np.linspace(sched.lambda_start, sched.lambda_end, 9)
-    out = round_to_timesteps(lam, sched)
-    assert out[0] == lam[0] and out[-1] == lam[-1]
-    steps = sched.model_time(sched.inverse_lambda(out[1:-1]))
-    np.testing.assert_allclose(sched.marginal_lambda((steps + 1) / 1000.0), out[1:-1], atol=1e-9)
-    assert np.max(np.abs(out - lam)) < 0.1
 
 
 @pytest.mark.parametrize("name", ["scaled-linear", "ddpm-linear"])

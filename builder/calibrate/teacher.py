@@ -29,18 +29,13 @@ format's writer, so a rerun or a second NFE reuses it.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from optsteps_loader.format import atomic_write_bytes
-
+from .. import npz_cache
 from ..select.differentiable import make_plan, sample
 from .model import (
     DT,
@@ -72,8 +67,7 @@ class Teacher:
 
 def cache_dir() -> Path:
     """``$OPTSTEPS_CALIBRATE_CACHE`` or ``~/.cache/optsteps/calibrate``."""
-    env = os.environ.get("OPTSTEPS_CALIBRATE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "optsteps" / "calibrate"
+    return npz_cache.folder(True, "OPTSTEPS_CALIBRATE_CACHE", "calibrate")
 
 
 def initial_noise(denoise: ModelDenoiser, lambda_start: float, noises: int, seed: int) -> torch.Tensor:
@@ -125,10 +119,6 @@ def _check_prediction(denoise: ModelDenoiser, x_start: torch.Tensor, x_end: torc
         )
 
 
-def _key(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
 def teacher(
     denoise: ModelDenoiser,
     *,
@@ -162,23 +152,12 @@ def teacher(
         "steps": int(steps),
         "dtype": str(denoise.dtype),
     }
-    key = _key(spec)
-    folder = None if cache is False else (cache_dir() if cache is True else Path(cache))
-    path = None if folder is None else folder / f"teacher-{key[:32]}.npz"
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as z:
-                if str(z["key"]) == key:
-                    return Teacher(
-                        x_start,
-                        torch.from_numpy(z["x_end"]),
-                        steps,
-                        float(z["error"]),
-                        float(z["relative_error"]),
-                        cached=True,
-                    )
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable or foreign: solve again and overwrite
+    key = npz_cache.key_of(spec)
+    folder = npz_cache.folder(cache, "OPTSTEPS_CALIBRATE_CACHE", "calibrate")
+    hit = npz_cache.load(folder, "teacher", key)
+    if hit is not None:
+        x_end = torch.from_numpy(hit["x_end"])
+        return Teacher(x_start, x_end, steps, float(hit["error"]), float(hit["relative_error"]), cached=True)
     x_end = solve_teacher(denoise, x_start, torch.linspace(lambda_start, lambda_end, steps + 1, dtype=DT), batch)
     x_half = solve_teacher(denoise, x_start, torch.linspace(lambda_start, lambda_end, steps // 2 + 1, dtype=DT), batch)
     _check_prediction(denoise, x_start, x_end, lambda_start, lambda_end)  # first: it names the likelier cause
@@ -191,9 +170,7 @@ def teacher(
             "prediction type and the schedule (a model on the wrong schedule has no smooth flow), or raise "
             "teacher_steps (--teacher-steps)"
         )
-    if path is not None:
-        buffer = io.BytesIO()
-        np.savez(buffer, key=np.array(key), x_end=x_end.numpy(), error=error, relative_error=relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buffer.getvalue())
+    npz_cache.store(
+        folder, "teacher", key, x_end=x_end.numpy(), error=np.array(error), relative_error=np.array(relative)
+    )
     return Teacher(x_start, x_end, steps, error, relative)

@@ -34,9 +34,9 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .. import __version__
-from ..registry._canonical import significant
 from ..registry.entry import solver_entry
 from ..registry.merge import MergeError, merged_files, write_folder
+from ..rounding import significant
 from ..select.evaluate import paired
 from ..solve.schedules import Schedule
 from .model import CalibrationError

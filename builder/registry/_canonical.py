@@ -11,10 +11,5 @@ from __future__ import annotations
 from optsteps_loader.format import PUBLISHED_MODE, atomic_write_bytes, canonical_bytes
 from optsteps_loader.format import sha256_id as sha256_of
 
-__all__ = ["PUBLISHED_MODE", "atomic_write_bytes", "canonical_bytes", "sha256_of", "significant"]
+__all__ = ["PUBLISHED_MODE", "atomic_write_bytes", "canonical_bytes", "sha256_of"]
 
-
-def significant(x: float) -> float:
-    """``x`` to 4 significant digits, as the registry's records hold measured figures (the refine chains round
-    theirs the same way in ``builder.select.robust``, which the chains' cache keys hash)."""
-    return float(f"{x:.4g}")

@@ -22,9 +22,7 @@ diffusion models see:
 nothing but the figures recorded. No (profile, seed, dims, spectrum) is shared; the digits data set is in
 both with different noise seeds (different x_T). The fit ranges bracket the validation ranges in every
 parameter (dimension, spectrum exponent, between-mode fraction, mode count), so validation asks the
-refined grids to interpolate, not to extrapolate. :data:`PROTOTYPE_FIT_SPECS` is the narrower fit split of
-an earlier, narrower prototype, kept so ``benchmarks/bench_robust.py --fit prototype`` can reproduce the
-comparison that motivated the widening.
+refined grids to interpolate, not to extrapolate.
 
 :func:`digest` hashes a split's problems (every parameter array, batch and seed): a cache key and the
 version figures record.
@@ -42,7 +40,6 @@ from .mixtures import GaussianMixture, digits_mixture
 
 __all__ = [
     "FIT_SPECS",
-    "PROTOTYPE_FIT_SPECS",
     "VALIDATION_SPECS",
     "FamilyProblem",
     "digest",
@@ -52,7 +49,9 @@ __all__ = [
     "split",
 ]
 
-PROFILES = ("pixel", "latent", "lowdim", "digits")
+# The family's generators of problems. A problem's ``profile`` names its generator; "latent" and "pixel" are
+# also the data profiles of the same name (`builder.select.profile`, `optsteps_loader.vocabulary.PROFILES`).
+GENERATORS = ("pixel", "latent", "lowdim", "digits")
 LATENT_RANK = 24  # leading eigen-directions of a latent mode that keep their own (jittered) eigenvalue
 FIT_BATCH = 64
 VALIDATION_BATCH = 128
@@ -152,38 +151,22 @@ VALIDATION_SPECS: tuple[tuple[str, tuple], ...] = (
     ("lowdim", (5, 8, 0.04, 0.12, 103)),
     ("digits", ()),
 )
-# The earlier prototype's fit split: pixel D ≤ 256 and a ≤ 2.2, latent a ≥ 0.2 and f ≥ 0.05, lowdim
-# K 12–32 — narrower than validation (which has D = 320, a = 2.5; a = 0.1; f = 0.02; K = 8 and 48).
-PROTOTYPE_FIT_SPECS: tuple[tuple[str, tuple], ...] = (
-    ("pixel", (64, 4, 1.2, 0.3, 1)),
-    ("pixel", (128, 8, 1.8, 0.2, 2)),
-    ("pixel", (256, 6, 2.2, 0.4, 3)),
-    ("pixel", (96, 3, 1.5, 0.5, 4)),
-    ("latent", (16, 4, 0.2, 0.9, 1)),
-    ("latent", (32, 8, 0.5, 0.3, 2)),
-    ("latent", (64, 16, 0.8, 0.05, 3)),
-    ("latent", (24, 12, 0.3, 0.6, 4)),
-    ("lowdim", (2, 16, 0.02, 0.08, 1)),
-    ("lowdim", (4, 32, 0.03, 0.12, 2)),
-    ("lowdim", (8, 12, 0.02, 0.1, 3)),
-    ("digits", ()),
-)
-SPECS = {"fit": FIT_SPECS, "validation": VALIDATION_SPECS, "prototype-fit": PROTOTYPE_FIT_SPECS}
+SPECS = {"fit": FIT_SPECS, "validation": VALIDATION_SPECS}
 _BUILD = {"pixel": pixel_mixture, "latent": latent_mixture, "lowdim": lowdim_mixture}
-_NOISE_SEED = {"fit": 0, "validation": 1000, "prototype-fit": 0}
+_NOISE_SEED = {"fit": 0, "validation": 1000}
 
 
 def problem(profile: str, args: tuple, *, batch: int, seed: int, split_name: str = "custom") -> FamilyProblem:
     """One family problem from its spec (see :data:`FIT_SPECS` for the argument order)."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if profile not in GENERATORS:
+        raise ValueError(f"profile must be one of the generators {GENERATORS}, got {profile!r}")
     mix = digits_mixture() if profile == "digits" else _BUILD[profile](*args)
     return FamilyProblem(f"{split_name}:{mix.name}", profile, mix, int(batch), int(seed), (profile, tuple(args)))
 
 
 def split(name: str, *, batch: int | None = None, profiles: Sequence[str] | None = None) -> tuple[FamilyProblem, ...]:
     """The problems of split ``"fit"`` (batch 64, noise seeds 0, 1, …), ``"validation"`` (batch 128, noise
-    seeds 1000, 1001, …) or ``"prototype-fit"``; ``profiles`` keeps only those profiles (same seeds)."""
+    seeds 1000, 1001, …); ``profiles`` keeps only those profiles (same seeds)."""
     if name not in SPECS:
         raise ValueError(f"split must be one of {tuple(SPECS)}, got {name!r}")
     b = batch or (VALIDATION_BATCH if name == "validation" else FIT_BATCH)

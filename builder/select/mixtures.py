@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..solve.schedules import vp_log_alpha_from_lambda
+
 Array = NDArray[np.float64]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -41,11 +43,10 @@ __all__ = [
 
 
 def vp_alpha_sigma(lam: float) -> tuple[float, float]:
-    """(α̂, σ̂) = ((1 + e^{−2λ})^{−1/2}, (1 + e^{2λ})^{−1/2}), computed through log1p/exp without overflow."""
+    """(α̂, σ̂) = ((1 + e^{−2λ})^{−1/2}, (1 + e^{2λ})^{−1/2}) as floats, from the schedules' one formula
+    log α̂(λ) (`builder.solve.schedules.vp_log_alpha_from_lambda`, without overflow) and log σ̂(λ) = log α̂(−λ)."""
     lam = float(lam)
-    log_alpha = -0.5 * float(np.logaddexp(0.0, -2.0 * lam))
-    log_sigma = -0.5 * float(np.logaddexp(0.0, 2.0 * lam))
-    return float(np.exp(log_alpha)), float(np.exp(log_sigma))
+    return float(np.exp(vp_log_alpha_from_lambda(lam))), float(np.exp(vp_log_alpha_from_lambda(-lam)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,7 @@ from .family import FamilyProblem
 
 __all__ = ["GENERIC", "PROFILES", "problems", "profile_chain"]
 
+# what each data profile of `optsteps_loader.vocabulary.PROFILES` stands for (a test keeps the two in step)
 PROFILES = {
     "latent": "latent-space models (Stable Diffusion 1.x/2.x, SDXL, SD3, FLUX): data of std about 1, flat spectra",
     "pixel": "pixel-space models (DDPM, score-SDE, EDM on images): data in [-1, 1], power-law spectra",

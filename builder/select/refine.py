@@ -27,10 +27,10 @@ loss wins (ties: the earlier start), and callers compare it with the start's own
 fixed problems and noises, no random restarts; run with ``torch.set_num_threads(1)`` for bit-identical
 results across machines' thread counts.
 
-Discrete schedules (ddpm-linear, scaled-linear) feed the model integer timesteps; :func:`round_to_timesteps`
-moves a grid's nodes to the nearest integer timestep so a benchmark can report what rounding costs, and
+Discrete schedules (ddpm-linear, scaled-linear) feed the model integer timesteps:
 :func:`~builder.solve.schedules.separate_timesteps` moves nodes that would share one apart (two nodes on one
-timestep are a wasted model call or a zero-length step in diffusers).
+timestep are a wasted model call or a zero-length step in diffusers) and :func:`builder.select.host_grid.as_run`
+puts every node at its timestep's λ (the grid a host runs).
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ __all__ = [
     "q_from_grid",
     "unsaturated",
     "refine",
-    "round_to_timesteps",
     "rule_grid",
     "rule_grids",
     "rule_starts",
@@ -285,17 +284,3 @@ def refine(
         mean_log_ratio=plain,
         seconds=time.perf_counter() - t0,
     )
-
-
-def round_to_timesteps(lambdas: Sequence[float], schedule, ending: str = "eps") -> np.ndarray:
-    """A discrete schedule's grid with interior nodes moved to the nearest integer timestep n (t = (n+1)/N_train,
-    the schedule's own embedding); endpoints kept. Nodes that collide are left colliding: check with
-    ``np.all(np.diff(out) > 0)``."""
-    lam = np.asarray(lambdas, dtype=np.float64)
-    n_train = schedule.num_train_timesteps
-    steps = np.clip(schedule.model_time(schedule.inverse_lambda(lam)), 0, n_train - 1)
-    out = schedule.marginal_lambda((steps + 1.0) / n_train)
-    out[0] = lam[0]
-    if ending == "eps":
-        out[-1] = lam[-1]
-    return out

@@ -18,8 +18,9 @@ discrete schedule the chosen grid's nodes that would share an integer timestep a
 (:func:`~builder.select.host_grid.as_run`: the model is only called there, so that is the grid a host runs),
 and every figure is of the grid as it ships.
 
-**Figures** (:func:`figures`), per split, of the chosen grid G against every baseline R (the rules and
-tables, and the bound's entry as ``bound``): with e_p(G) the mean over problem p's batch of ‖x_G − x_exact‖₂,
+**Figures** (:func:`figures`; an entry's ``quality`` is :func:`split_figures`), per split, of the chosen
+grid G against every baseline R (the rules and tables, and the bound's entry as ``bound``): with e_p(G) the
+mean over problem p's batch of ‖x_G − x_exact‖₂,
 
     log_ratio(R) = mean_p log(e_p(G)/e_p(R)),   log_ratio_se(R) = sd_p(·)/√P,
 
@@ -37,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from ..rounding import significant
 from ..solve.schedules import separate_timesteps
 from .host_grid import as_run
 from .refine import Bound, errors, insert_node, refine, rule_grids
 
-__all__ = ["figures", "refine_chain", "solver_spec"]
+__all__ = ["figures", "refine_chain", "solver_spec", "split_figures"]
 
 MAXITER = 60
 
@@ -49,10 +51,6 @@ MAXITER = 60
 def solver_spec(solver: str, order: int) -> dict[str, Any]:
     """The sampler the entries are measured with: UniPC bh2 (with corrector) or DPM-Solver++ (multistep)."""
     return {"solver": solver, "order": order} | ({"variant": "bh2"} if solver == "unipc" else {})
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.4g}")
 
 
 def figures(errs: Mapping[str, list[np.ndarray]], chosen: str, rules: Sequence[str]) -> dict[str, Any]:
@@ -72,22 +70,42 @@ def figures(errs: Mapping[str, list[np.ndarray]], chosen: str, rules: Sequence[s
             continue
         lr, se = ratio(mean[name])
         baselines[name] = {
-            "mean_l2": _round(mean[name].mean()),
-            "median_l2": _round(median[name].mean()),
-            "log_ratio": _round(lr),
-            "log_ratio_se": _round(se),
+            "mean_l2": significant(mean[name].mean()),
+            "median_l2": significant(median[name].mean()),
+            "log_ratio": significant(lr),
+            "log_ratio_se": significant(se),
         }
     best, best_se = ratio(np.min(np.stack([mean[r] for r in rules]), axis=0))
     return {
         "problems": n,
-        "mean_l2": _round(mean[chosen].mean()),
-        "median_l2": _round(median[chosen].mean()),
+        "mean_l2": significant(mean[chosen].mean()),
+        "median_l2": significant(median[chosen].mean()),
         "baselines": baselines,
-        "log_ratio_best_rule": _round(best),
-        "log_ratio_best_rule_se": _round(best_se),
+        "log_ratio_best_rule": significant(best),
+        "log_ratio_best_rule_se": significant(best_se),
         "worst": max(baselines, key=lambda r: baselines[r]["log_ratio"]),
         "above_uniform_lambda": int(np.sum(mean[chosen] > mean["uniform-lambda"] * (1 + 1e-12))),
     }
+
+
+def split_figures(
+    grid: np.ndarray,
+    baselines: Mapping[str, np.ndarray],
+    rules: Sequence[str],
+    splits: Mapping[str, Bound],
+    spec: Mapping[str, Any],
+) -> dict[str, Any]:
+    """An entry's ``quality``: per split (``"fit"``, ``"validation"``) the :func:`figures` of ``grid`` against
+    every baseline, measured with the sampler ``spec`` (:func:`solver_spec`), and ``loses_on_validation``
+    (some rule or table of ``rules`` beats it on the validation split)."""
+    quality: dict[str, Any] = {}
+    for split, problems in splits.items():
+        errs = {name: errors(g, problems, **spec) for name, g in baselines.items()}
+        errs["chosen"] = errors(grid, problems, **spec)
+        quality[split] = figures(errs, "chosen", rules)
+    val = quality["validation"]["baselines"]
+    quality["loses_on_validation"] = any(val[r]["log_ratio"] > 0 for r in rules)
+    return quality
 
 
 def refine_chain(
@@ -142,13 +160,7 @@ def refine_chain(
         separated = int(np.count_nonzero(moved != grid))
         grid = prev = as_run(moved, schedule)
         baselines = dict(rules) | ({"bound": starts["bound"]} if bound is not None else {})
-        quality = {}
-        for split, problems in (("fit", fit), ("validation", validation)):
-            errs = {name: errors(g, problems, **spec) for name, g in baselines.items()}
-            errs["chosen"] = errors(grid, problems, **spec)
-            quality[split] = figures(errs, "chosen", list(rules))
-        val = quality["validation"]["baselines"]
-        quality["loses_on_validation"] = any(val[r]["log_ratio"] > 0 for r in rules)
+        quality = split_figures(grid, baselines, list(rules), {"fit": fit, "validation": validation}, spec)
         records.append(
             {
                 "nfe": nfe,
@@ -161,8 +173,8 @@ def refine_chain(
                     "status": int(res.status),
                     "nit": int(res.nit),
                     "nfev": int(res.nfev_total),
-                    "fit_loss_start": _round(start_loss),
-                    "fit_loss": _round(min(res.mean_log_ratio, start_loss)),
+                    "fit_loss_start": significant(start_loss),
+                    "fit_loss": significant(min(res.mean_log_ratio, start_loss)),
                     **({"separated": separated} if separated else {}),
                 },
                 "quality": quality,

@@ -43,8 +43,8 @@ problems not used to choose it.
 
 Measurements are memoised per process by (grid, order, problem set) (:func:`measure`); the sweep hands a
 worker every p of an (nfe, order) together, so their baselines are measured once.
-Stored figures are rounded to 4 significant digits (decisions use the unrounded values), which keeps the
-registry's bytes stable against last-bit differences of BLAS builds.
+Stored figures are rounded to 4 significant digits (`builder.rounding`; decisions use the unrounded values),
+which keeps the registry's bytes stable against last-bit differences of BLAS builds.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ import numpy as np
 from optsteps_loader.schedules import timestep_collisions
 
 from ..kernels import single_threaded_blas
+from ..rounding import significant
 from ..solve.grids import STARTS, baseline_grids
 from ..solve.objective import objective
 from ..solve.optimize import lowest_bound_index
@@ -78,7 +79,6 @@ __all__ = [
 
 SAMPLER: dict[str, Any] = {"sampler": "unipc", "variant": "bh2", "corrector": True, "lower_order_final": True}
 NOISE_SE = 2.0  # "beyond noise" = more than this many standard errors
-SIGNIFICANT = 4
 SAME_GRID_TOL = 1e-6  # candidates whose λ differ by less than this (max abs) are one local optimum
 DEGENERATE_STEP = 1 / 50  # a step shorter than this fraction of the uniform step wastes an evaluation
 # how ``selection_reason`` begins when a wasteful lowest-bound optimum was replaced (the report counts these)
@@ -198,10 +198,6 @@ def _distinct(candidates: Sequence[dict[str, Any]], first: int) -> list[int]:
     return kept
 
 
-def _round(x: float) -> float:
-    return float(f"{x:.{SIGNIFICANT}g}")
-
-
 def _grid_nodes(schedule: Schedule, lambdas: Sequence[float]) -> dict[str, Any]:
     """An entry's node arrays for a λ-grid (t = t(λ), the schedule's own endpoints) and its ``timestep_collisions``."""
     t = schedule.inverse_lambda(np.asarray(lambdas, dtype=np.float64))
@@ -229,10 +225,10 @@ def _comparison(m: Measurement, baselines: dict[str, Measurement], best: str) ->
     for name, mb in baselines.items():
         lr, se = paired(m.errors, mb.errors)
         rows[name] = {
-            "mean_l2": _round(mb.mean_l2),
-            "median_l2": _round(mb.median_l2),
-            "log_ratio": _round(lr),
-            "log_ratio_se": _round(se),
+            "mean_l2": significant(mb.mean_l2),
+            "median_l2": significant(mb.median_l2),
+            "log_ratio": significant(lr),
+            "log_ratio_se": significant(se),
             "_raw": (lr, se),
         }
     return {"rows": rows, "best": best}
@@ -303,13 +299,13 @@ def choose_and_measure(
         "benchmark": "standard",
         "problems": sorted(chosen.errors),
         "sampler": {"name": "unipc", "variant": SAMPLER["variant"], "order": order, "corrector": True},
-        "mean_l2": _round(chosen.mean_l2),
-        "median_l2": _round(chosen.median_l2),
+        "mean_l2": significant(chosen.mean_l2),
+        "median_l2": significant(chosen.median_l2),
         "baselines": _strip(comp["rows"]),
         "best_baseline": best,
         "mean_l2_best_baseline": comp["rows"][best]["mean_l2"],
-        "log_ratio_best_baseline": _round(best_lr),
-        "log_ratio_best_baseline_se": _round(best_se),
+        "log_ratio_best_baseline": significant(best_lr),
+        "log_ratio_best_baseline_se": significant(best_se),
         "worse_than_best_baseline": bool(best_lr > NOISE_SE * best_se),
         "selection": selection,
         "selection_reason": reason,
@@ -317,7 +313,7 @@ def choose_and_measure(
     }
     if "uniform-lambda" in baselines:
         quality["mean_l2_uniform_lambda"] = comp["rows"]["uniform-lambda"]["mean_l2"]
-        quality["ratio_uniform_lambda"] = _round(math.exp(comp["rows"]["uniform-lambda"]["_raw"][0]))
+        quality["ratio_uniform_lambda"] = significant(math.exp(comp["rows"]["uniform-lambda"]["_raw"][0]))
     if "uniform-t" in baselines:
         quality["mean_l2_uniform_t"] = comp["rows"]["uniform-t"]["mean_l2"]
     if selection != "lowest-bound":
@@ -371,12 +367,12 @@ def _held_out(
     out: dict[str, Any] = {
         "benchmark": "held-out",
         "problems": sorted(mc.errors),
-        "mean_l2": _round(mc.mean_l2),
-        "median_l2": _round(mc.median_l2),
+        "mean_l2": significant(mc.mean_l2),
+        "median_l2": significant(mc.median_l2),
     }
     for key, m in refs.items():
         lr, se = paired(mc.errors, m.errors)
-        out[f"mean_l2_{key}"] = _round(m.mean_l2)
-        out[f"log_ratio_{key}"] = _round(lr)
-        out[f"log_ratio_{key}_se"] = _round(se)
+        out[f"mean_l2_{key}"] = significant(m.mean_l2)
+        out[f"log_ratio_{key}"] = significant(lr)
+        out[f"log_ratio_{key}_se"] = significant(se)
     return out

@@ -15,22 +15,19 @@ covariance eigenvalue s, below 1e-18 for every s ≥ 1e-8.
 The batch is drawn from ``np.random.default_rng(seed)``: first the x₀ (:meth:`GaussianMixture.sample`),
 then ε ~ N(0, I). Results are cached as .npz files named by a sha256 of (mixture digest, λ_start, λ_end,
 seed, batch, rtol, atol) under ``$OPTSTEPS_QUALITY_CACHE`` (default ``~/.cache/optsteps/quality``),
-written atomically (temporary file in the same folder, then ``os.replace``), so concurrent sweep
-workers can share them.
+written atomically (`builder.npz_cache`), so concurrent sweep workers can share them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .. import npz_cache
 from .mixtures import Array, GaussianMixture, vp_alpha_sigma
 
 __all__ = ["LAMBDA_INFINITY", "Truth", "cache_dir", "initial_batch", "solve_truth", "ground_truth"]
@@ -54,8 +51,7 @@ class Truth:
 
 def cache_dir() -> Path:
     """``$OPTSTEPS_QUALITY_CACHE`` or ``~/.cache/optsteps/quality``."""
-    env = os.environ.get("OPTSTEPS_QUALITY_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "optsteps" / "quality"
+    return npz_cache.folder(True, "OPTSTEPS_QUALITY_CACHE", "quality")
 
 
 def initial_batch(mixture: GaussianMixture, lambda_start: float, batch: int, seed: int) -> Array:
@@ -120,7 +116,7 @@ def cache_key(
         "rtol": repr(float(rtol)),
         "atol": repr(float(atol)),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return npz_cache.key_of(spec)
 
 
 def ground_truth(
@@ -144,30 +140,12 @@ def ground_truth(
         lambda_end = LAMBDA_INFINITY
     if not lambda_start < lambda_end:
         raise ValueError(f"need lambda_start < lambda_end, got {lambda_start}, {lambda_end}")
-    folder = None if cache is False else (cache_dir() if cache is True else Path(cache))
+    folder = npz_cache.folder(cache, "OPTSTEPS_QUALITY_CACHE", "quality")
     key = cache_key(mixture, lambda_start, lambda_end, seed, batch, rtol, atol)
-    path = None if folder is None else folder / f"truth-{key[:32]}.npz"
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as z:
-                if str(z["key"]) == key:
-                    return Truth(z["x_start"], z["x_end"], lambda_start, lambda_end, int(z["nfev"]))
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable or foreign file: recompute and overwrite
+    hit = npz_cache.load(folder, "truth", key)
+    if hit is not None:
+        return Truth(hit["x_start"], hit["x_end"], lambda_start, lambda_end, int(hit["nfev"]))
     x_start = initial_batch(mixture, lambda_start, batch, seed)
     x_end, nfev = solve_truth(mixture, x_start, lambda_start, lambda_end, rtol=rtol, atol=atol)
-    if path is not None:
-        _atomic_savez(path, key=np.array(key), x_start=x_start, x_end=x_end, nfev=np.array(nfev))
+    npz_cache.store(folder, "truth", key, x_start=x_start, x_end=x_end, nfev=np.array(nfev))
     return Truth(x_start, x_end, lambda_start, lambda_end, nfev)
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez into memory, then the registry format's atomic write (`optsteps_loader.format`)."""
-    import io
-
-    from optsteps_loader.format import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())

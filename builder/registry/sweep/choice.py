@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._canonical import significant
+from ...rounding import significant
 from .cache import SOURCE_ROOT, _source_of, code_fingerprint, import_closure, prepare_cache, read_cached, write_cached
 from .chains import PROFILE_ROOT_MODULES, Chain
 from .spec import SweepError
@@ -109,8 +109,8 @@ def _decide(group: Group, cache_dir: str, key: str) -> str:
 
     from ...select import family, promise
     from ...select.profile import GENERIC, problems
-    from ...select.refine import bind, errors, rule_grids
-    from ...select.robust import figures, solver_spec
+    from ...select.refine import bind, rule_grids
+    from ...select.robust import solver_spec, split_figures
 
     c = group.chain
     schedule = c.make_schedule()
@@ -126,15 +126,7 @@ def _decide(group: Group, cache_dir: str, key: str) -> str:
                 s: bind(family.split(s) if not tier else problems(s, tier), *ends) for s in ("fit", "validation")
             }
         rules = rule_grids(schedule, nfe, c.ending)
-        baselines = dict(rules) | extra
-        quality = {}
-        for split, bound in splits[tier].items():
-            errs = {name: errors(g, bound, **spec) for name, g in baselines.items()}
-            errs["chosen"] = errors(lam, bound, **spec)
-            quality[split] = figures(errs, "chosen", list(rules))
-        val = quality["validation"]["baselines"]
-        quality["loses_on_validation"] = any(val[r]["log_ratio"] > 0 for r in rules)
-        return quality
+        return split_figures(lam, dict(rules) | extra, list(rules), splits[tier], spec)
 
     out: dict[str, dict[str, Any]] = {}
     for nfe, tiers in group.grids:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS
+
 from ...solve.schedules import Schedule, get_schedule
 from .._canonical import atomic_write_bytes
 
@@ -160,8 +162,7 @@ def _aliases(aliases: Any, schedules: list, bad: Any) -> dict[str, Any]:
     return aliases
 
 
-SOLVER_ORDERS = {"unipc": (1, 2, 3), "dpmpp": (1, 2, 3)}
-ENDINGS = ("eps", "zero")
+SOLVER_ORDERS = {solver: ORDERS for solver in SOLVERS}
 
 
 def _solver_entries(block: Any, bad: Any) -> dict[str, Any] | None:
