@@ -23,7 +23,6 @@ A random network has no data distribution, so only the cost figures mean anythin
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,16 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from builder.calibrate import calibrate, teacher_answers  # noqa: E402
-from builder.calibrate.examples import digits  # noqa: E402
-from builder.calibrate.model import ModelDenoiser  # noqa: E402
-from builder.calibrate.optimize import grid_errors  # noqa: E402
-from builder.calibrate.teacher import teacher  # noqa: E402
-from builder.select.refine import rule_grids  # noqa: E402
-from builder.solve.schedules import get_schedule  # noqa: E402
-from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS  # noqa: E402
+from builder.calibrate import calibrate, teacher_answers
+from builder.calibrate.examples import digits
+from builder.calibrate.model import ModelDenoiser
+from builder.calibrate.optimize import grid_errors
+from builder.calibrate.teacher import teacher
+from builder.select.refine import rule_grids
+from builder.solve.schedules import get_schedule
+from optsteps_loader.vocabulary import ENDINGS, ORDERS, SOLVERS
 
 
 def digits_figures(args: argparse.Namespace, cache: Path) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -44,15 +43,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import optsteps_loader
+from builder.registry.sweep.chains import chains_of
+from builder.registry.sweep.spec import load_spec
+from builder.select import family
+from builder.select.refine import bind, errors, refine, rule_grids
+from builder.select.robust import figures, solver_spec
 
-import optsteps_loader  # noqa: E402
-from builder.registry.sweep.chains import chains_of  # noqa: E402
-from builder.registry.sweep.spec import load_spec  # noqa: E402
-from builder.select import family  # noqa: E402
-from builder.select.refine import bind, errors, refine, rule_grids  # noqa: E402
-from builder.select.robust import figures, solver_spec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # The 13 generic rows of 2026.11.27.3 that miss the ≤ 0.85 or ≤ 0.95 target (python benchmarks/bench_targets.py):
 # UniPC-3 and DPM++ 2M (the entries the targets name) first, then UniPC-2 and first order (Euler).

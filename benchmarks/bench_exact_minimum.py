@@ -17,21 +17,16 @@ ratio to uniform-λ with its standard error (< 1 is better). One core: ``taskset
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from reference import solve_released_way  # noqa: E402
-
-from builder.select import compare, standard_problems  # noqa: E402
-from builder.solve.grids import start_grid  # noqa: E402
-from builder.solve.optimize import solve  # noqa: E402
-from builder.solve.schedules import get_schedule  # noqa: E402
+from benchmarks.reference import solve_released_way
+from builder.select import compare, standard_problems
+from builder.solve.grids import start_grid
+from builder.solve.optimize import solve
+from builder.solve.schedules import get_schedule
 
 
 def main() -> None:

@@ -107,7 +107,6 @@ def main() -> None:
     root = args.registry or REPO / "registry"
     tmp = None
     if not (root / "index.json").is_file():
-        sys.path.insert(0, str(REPO))
         from tests.registry_factory import make_registry
 
         tmp = tempfile.TemporaryDirectory()
@@ -118,7 +117,6 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "0"}
     env.pop("OPTSTEPS_REGISTRY_DIR", None)
 
-    sys.path.insert(0, str(REPO))
     import optsteps_loader
 
     index = json.loads((root / "index.json").read_bytes())

@@ -28,8 +28,7 @@ import statistics
 import time
 import warnings
 
-from reference import solve_released_way
-
+from benchmarks.reference import solve_released_way
 from builder.solve.optimize import solve
 from builder.solve.schedules import get_schedule
 

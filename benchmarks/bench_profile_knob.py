@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import optsteps_loader
+from builder.select import family
+from builder.select.refine import bind, errors, refine, rule_starts
+from builder.select.robust import solver_spec
+from builder.solve.schedules import get_schedule
 
-import optsteps_loader  # noqa: E402
-from builder.select import family  # noqa: E402
-from builder.select.refine import bind, errors, refine, rule_starts  # noqa: E402
-from builder.select.robust import solver_spec  # noqa: E402
-from builder.solve.schedules import get_schedule  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {"scaled-linear": ("scaled-linear", {}), "flow-s3": ("flow", {"shift": 3.0})}
 VARIANTS |= {"edm": ("edm", {}), "vp-linear": ("vp-linear", {}), "flow-s1": ("flow", {"shift": 1.0})}

@@ -38,9 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from optsteps_loader.vocabulary import ENDINGS  # noqa: E402
+from optsteps_loader.vocabulary import ENDINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SOLVERS = (("unipc", 3), ("unipc", 2), ("dpmpp", 1), ("dpmpp", 2), ("dpmpp", 3))

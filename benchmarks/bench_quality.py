@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from builder.select import (  # noqa: E402
+from builder.select import (
     baseline_grids,
     compare,
     evaluate_grid,
     held_out_problems,
     standard_problems,
 )
-from builder.solve.schedules import get_schedule  # noqa: E402
+from builder.solve.schedules import get_schedule
 
 
 def _optimized(schedule, nfe: int) -> dict:

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from optsteps_loader import dpmpp, unipc  # noqa: E402
-from optsteps_loader.steps import Steps  # noqa: E402
+from optsteps_loader import dpmpp, unipc
+from optsteps_loader.steps import Steps
 
 NFE = 10
 

@@ -23,8 +23,8 @@ import argparse
 import warnings
 
 import numpy as np
-from reference import solve_released_way
 
+from benchmarks.reference import solve_released_way
 from builder.solve.grids import start_grid
 from builder.solve.optimize import solve
 from builder.solve.schedules import get_schedule

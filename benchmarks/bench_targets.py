@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import optsteps_loader
 
-import optsteps_loader  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SOLVER_KEYS = {"unipc3": ("unipc", 3), "unipc2": ("unipc", 2), "dpmpp1": ("dpmpp", 1), "dpmpp2": ("dpmpp", 2)}
 SOLVER_KEYS["dpmpp3"] = ("dpmpp", 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from builder.kernels import pin_environment
@@ -11,9 +10,6 @@ from builder.kernels import pin_environment
 pin_environment()  # before numpy, OpenBLAS and torch load: the tests build registry bytes as `python -m builder` does
 
 import pytest  # noqa: E402
-
-# benchmarks/reference.py (the released solve, re-implemented) is a baseline the tests compare against too
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture(scope="session", autouse=True)

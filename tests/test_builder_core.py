@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import reference_objective, released_objective, solve_released_way
 
+from benchmarks.reference import reference_objective, released_objective, solve_released_way
 from builder.cli import cli
 from builder.solve.grids import start_grid
 from builder.solve.objective import error_model, lagrange_weights, objective, objective_and_gradient

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import solve_released_way
 
+from benchmarks.reference import solve_released_way
 from builder.cli import cli
 from builder.solve.epigraph import SplitBound
 from builder.solve.grids import start_grid

@@ -158,3 +158,21 @@ def test_no_module_over_400_lines(folder):
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+@pytest.mark.parametrize("folder", ["benchmarks", "tests"])
+def test_no_script_edits_sys_path(folder):
+    """Benchmarks and tests import the project as installed (the editable install puts the checkout on
+    sys.path; `benchmarks` is a package), never by inserting folders into sys.path."""
+    edits = [
+        f"{p.relative_to(ROOT)}:{node.lineno}"
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("insert", "append", "extend")
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "path"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "sys"
+    ]
+    assert edits == []

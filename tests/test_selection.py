@@ -1,5 +1,5 @@
-"""Per-entry quality, selection by measurement, measured defaults, the quality CLI (builder/quality/{registry,
-gate,cli,report}.py)."""
+"""Per-entry quality, selection by measurement, measured defaults, the quality CLI (builder/select/{selection,gate,
+report}.py, builder/cli/quality.py)."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ SMALL = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def small_registry(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qreg")
+    root = tmp_path_factory.mktemp("selection")
     sweep.build(root / "registry", spec=SMALL, cache_dir=root / "cache", workers=1, progress=False)
     return root / "registry"
 
