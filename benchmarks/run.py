@@ -47,6 +47,9 @@ BENCHES = (
     Bench("hosts", "optsteps through diffusers' schedulers and k-diffusion loops against every recipe they "
           "offer, on held-out kinds of data",
           ("benchmarks/bench_hosts.py", "--by-kind"), ("benchmarks/bench_hosts.py", "--quick")),
+    Bench("diffusers-paths", "diffusers' two optsteps paths on one entry, configure_scheduler against pipeline_kwargs "
+          "(solver entries: one grid; bound entries: the entry's sigma against the model's timestep)",
+          ("benchmarks/bench_diffusers_paths.py",), ("benchmarks/bench_diffusers_paths.py",)),
     Bench("flow-shift", "the shipped flow variants against each other, and the shifts the loader serves from them",
           ("benchmarks/bench_flow_shift.py",), ("benchmarks/bench_flow_shift.py",)),
     Bench("held-out", "what the shipped solver entries record about held-out kinds: the held-out verdicts, and "
