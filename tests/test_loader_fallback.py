@@ -46,9 +46,9 @@ def test_unipc_order_1_is_the_bound_entry_and_says_so():
     assert named.requested is None and named.lambdas == steps.lambdas
 
 
-@pytest.mark.parametrize(("nfe", "ending", "method"), [(11, "eps", "bound"), (31, "zero", "bound+denoise")])
+@pytest.mark.parametrize(("nfe", "ending", "method"), [(35, "eps", "bound"), (31, "zero", "bound+denoise")])
 def test_beyond_the_solver_entries_the_alias_profile_and_the_solver_entry_are_dropped_loudly(nfe, ending, method):
-    shipped = "nfe 3-10" if ending == "eps" else "nfe 3-30"
+    shipped = "nfe 3-30"
     with pytest.warns(FallbackWarning, match=rf"get\('sdxl', {nfe}.*profile 'latent'.*{shipped}.*p=1") as caught:
         steps = optsteps_loader.get("sdxl", nfe, ending=ending)
     assert caught[0].filename == __file__  # the caller's line
@@ -59,9 +59,14 @@ def test_beyond_the_solver_entries_the_alias_profile_and_the_solver_entry_are_dr
 
 
 def test_above_the_profile_s_nfes_an_alias_returns_the_generic_solver_entry_quietly():
-    for solver, order in (("dpmpp", 2), ("unipc", 3), ("dpmpp", 1)):
-        steps = quiet("sdxl", 20, solver=solver, order=order, ending="zero")
-        generic = quiet("scaled-linear", 20, solver=solver, order=order, ending="zero")
+    for solver, order, ending in (
+        ("dpmpp", 2, "zero"),
+        ("unipc", 3, "zero"),
+        ("dpmpp", 1, "zero"),
+        ("unipc", 3, "eps"),
+    ):
+        steps = quiet("sdxl", 20, solver=solver, order=order, ending=ending)
+        generic = quiet("scaled-linear", 20, solver=solver, order=order, ending=ending)
         assert steps == generic and steps.profile is None and steps.method in ("refined", "rule")
         assert steps.requested is None and steps.quality["validation"]["problems"] > 0
 
