@@ -50,8 +50,6 @@ from builder.select import family
 from builder.select.refine import bind, errors, refine, rule_grids
 from builder.select.robust import figures, solver_spec
 
-REPO = Path(__file__).resolve().parents[1]
-
 # The 13 generic rows of 2026.11.27.3 that miss the ≤ 0.85 or ≤ 0.95 target (python benchmarks/bench_targets.py):
 # UniPC-3 and DPM++ 2M (the entries the targets name) first, then UniPC-2 and first order (Euler).
 DEFAULT_ROWS = (

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,8 +27,6 @@ from builder.select import family
 from builder.select.refine import bind, errors, refine, rule_starts
 from builder.select.robust import solver_spec
 from builder.solve.schedules import get_schedule
-
-REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {"scaled-linear": ("scaled-linear", {}), "flow-s3": ("flow", {"shift": 3.0})}
 VARIANTS |= {"edm": ("edm", {}), "vp-linear": ("vp-linear", {}), "flow-s1": ("flow", {"shift": 1.0})}

@@ -41,8 +41,6 @@ from builder.select.refine import bind, errors, insert_node, refine, rule_grids,
 from builder.solve.schedules import get_schedule
 from optsteps_loader.vocabulary import ENDINGS
 
-REPO = Path(__file__).resolve().parents[1]
-
 SCHEDULES = {
     "vp-linear": ("vp-linear", {}),
     "vp-cosine": ("vp-cosine", {}),
@@ -89,7 +87,7 @@ def registry_grid(key: str, nfe: int, solver: str, order: int, ending: str) -> n
     name, params = SCHEDULES[key]
     try:
         st = optsteps_loader.get(name, nfe if ending == "eps" else nfe - 1, order=order, solver=solver, **params)
-    except Exception:
+    except Exception:  # an entry that does not exist is reported as missing
         return None
     return np.asarray(st.lambdas, dtype=np.float64)
 

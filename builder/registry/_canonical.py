@@ -12,4 +12,3 @@ from optsteps_loader.format import PUBLISHED_MODE, atomic_write_bytes, canonical
 from optsteps_loader.format import sha256_id as sha256_of
 
 __all__ = ["PUBLISHED_MODE", "atomic_write_bytes", "canonical_bytes", "sha256_of"]
-
