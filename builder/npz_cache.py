@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def load(where: Path | None, prefix: str, key: str) -> dict[str, np.ndarray] | N
             if str(z["key"]) != key:
                 return None
             return {name: z[name] for name in z.files if name != "key"}
-    except (OSError, KeyError, ValueError, EOFError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # a zip whose directory is garbled
         return None
 
 

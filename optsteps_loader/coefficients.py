@@ -23,6 +23,10 @@ of each formula lives here:
   Guided Sampling of Diffusion Probabilistic Models" (arXiv:2211.01095), in the form of the reference
   code (LuChengTHU/dpm-solver) and diffusers.
 
+The formulas themselves (φ and each solver's step) are written once, over any arithmetic, in
+:mod:`optsteps_loader.solver_formulas`: this module runs them on Python floats, the builder's
+differentiable sampler on torch tensors. Standard library only.
+
 These are *not* the weights of the step-optimisation objective (docs/method.md, 'The bound': exact Lagrange-in-λ
 weights); that objective lives in the builder.
 """
@@ -32,6 +36,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .solver_formulas import FLOATS, dpmpp_plan, phi, unipc_plan
 
 __all__ = [
     "LinearStep",
@@ -71,30 +77,6 @@ class UniPCStep:
 
     predictor: LinearStep
     corrector: LinearStep | None
-
-
-def phi(k: int, z: float) -> float:
-    """φ_k(z) = Σ_{n≥0} zⁿ / (n+k)!, the exponential-integrator functions.
-
-    φ_0(z) = e^z, φ_{k+1}(z) = (φ_k(z) − 1/k!) / z, so φ_1(z) = (e^z − 1)/z, φ_2(z) = (e^z − 1 − z)/z².
-    The recursion cancels badly for small |z|; there the Taylor series is summed instead (|z| < 1: the
-    terms fall faster than 1/n!, 30 terms reach double precision).
-    Identity used throughout: ∫_0^h e^{u−h} uⁿ du = n! h^{n+1} φ_{n+1}(−h).
-    """
-    if k < 0:
-        raise ValueError(f"phi: k must be >= 0, got {k}")
-    if abs(z) < 1.0:
-        total, term = 0.0, 1.0 / math.factorial(k)
-        for n in range(1, 30):
-            total += term
-            term *= z / (n + k)
-        return total
-    value = math.expm1(z) / z  # φ_1, computed without the φ_0 − 1 cancellation
-    if k == 0:
-        return math.exp(z)
-    for j in range(1, k):
-        value = (value - 1.0 / math.factorial(j)) / z
-    return value
 
 
 def step_orders(n_steps: int, order: int, lower_order_final: bool = True) -> tuple[int, ...]:
@@ -165,33 +147,15 @@ def unipc_coefficients(
     _check_choice("variant", variant, UNIPC_VARIANTS)
     lam = _check_grid(lambdas, alphas, sigmas)
     orders = _orders(orders, len(lam) - 1, order, lower_order_final)
-    result = []
-    for s, k in enumerate(orders):
-        h = lam[s + 1] - lam[s]
-        hh = -h
-        alpha_t = float(alphas[s + 1])
-        scale = float(sigmas[s + 1]) / float(sigmas[s])
-        h_phi_1 = math.expm1(hh)
-        b_of_h = hh if variant == "bh1" else h_phi_1
-        # b_i = i!·g_i/B(h) with g_i = hh·φ_{i+1}(hh)
-        b = [math.factorial(i) * hh * phi(i + 1, hh) / b_of_h for i in range(1, k + 1)]
-        r = [(lam[s - i] - lam[s]) / h for i in range(1, k)]
-        rows = [[*(ri ** (row - 1) for ri in r), 1.0] for row in range(1, k + 1)]
-
-        if k == 1:
-            rho_p: list[float] = []
-        elif k == 2:
-            rho_p = [0.5]
-        else:
-            rho_p = _solve([row[:-1] for row in rows[:-1]], b[:-1])
-        predictor = _bh_weights(scale, alpha_t, h_phi_1, b_of_h, r, rho_p, k)
-
-        corr = None
-        if corrector and s < len(orders) - 1:
-            rho_c = [0.5] if k == 1 else _solve(rows, b)
-            corr = _bh_weights(scale, alpha_t, h_phi_1, b_of_h, r, rho_c, k)
-        result.append(UniPCStep(predictor, corr))
-    return tuple(result)
+    steps = [t - s for s, t in zip(lam, lam[1:], strict=False)]
+    phis = {j: _PhiOfSteps(j, steps) for j in range(2, max(orders) + 2)}
+    expm1s = [math.expm1(-h) for h in steps]
+    alpha, sigma = [float(v) for v in alphas], [float(v) for v in sigmas]
+    plan = unipc_plan(lam, alpha, sigma, steps, expm1s, phis, orders, variant=variant, corrector=corrector, ops=FLOATS)
+    return tuple(
+        UniPCStep(LinearStep(k, scale, tuple(pred)), None if corr is None else LinearStep(k, scale, tuple(corr)))
+        for k, (scale, pred, corr) in zip(orders, plan, strict=True)
+    )
 
 
 def dpmpp_coefficients(
@@ -222,31 +186,21 @@ def dpmpp_coefficients(
     if order not in (1, 2, 3):
         raise ValueError(f"DPM-Solver++ multistep order must be one of (1, 2, 3), got {order!r}")
     orders = _orders(orders, len(lam) - 1, order, lower_order_final)
-    result = []
-    for s, k in enumerate(orders):
-        h = lam[s + 1] - lam[s]
-        alpha_t = float(alphas[s + 1])
-        scale = float(sigmas[s + 1]) / float(sigmas[s])
-        c1 = alpha_t * h * phi(1, -h)
-        if k == 1:
-            weights: tuple[float, ...] = (c1,)
-        elif k == 2:
-            r0 = (lam[s] - lam[s - 1]) / h
-            weights = (c1 * (1.0 + 0.5 / r0), -c1 * 0.5 / r0)
-        else:
-            r0 = (lam[s] - lam[s - 1]) / h
-            r1 = (lam[s - 1] - lam[s - 2]) / h
-            c2 = alpha_t * h * phi(2, -h)
-            c3 = alpha_t * h * phi(3, -h)
-            # D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, as coefficient vectors on (m0, m1, m2)
-            d10 = (1.0 / r0, -1.0 / r0, 0.0)
-            d11 = (0.0, 1.0 / r1, -1.0 / r1)
-            diff = tuple(a - b for a, b in zip(d10, d11, strict=True))
-            d1 = tuple(a + r0 / (r0 + r1) * d for a, d in zip(d10, diff, strict=True))
-            d2 = tuple(d / (r0 + r1) for d in diff)
-            weights = tuple(c1 * e + c2 * p + c3 * q for e, p, q in zip((1.0, 0.0, 0.0), d1, d2, strict=True))
-        result.append(LinearStep(k, scale, weights))
-    return tuple(result)
+    steps = [t - s for s, t in zip(lam, lam[1:], strict=False)]
+    phis = {j: _PhiOfSteps(j, steps) for j in range(1, max(orders) + 1)}
+    alpha, sigma = [float(v) for v in alphas], [float(v) for v in sigmas]
+    plan = dpmpp_plan(lam, alpha, sigma, steps, phis, orders)
+    return tuple(LinearStep(k, scale, tuple(w)) for k, (scale, w) in zip(orders, plan, strict=True))
+
+
+class _PhiOfSteps:
+    """φ_j(−h_s) for the steps s of a grid, computed when a step's formula asks for it (``[s]``)."""
+
+    def __init__(self, j: int, steps: list[float]) -> None:
+        self.j, self.steps = j, steps
+
+    def __getitem__(self, s: int) -> float:
+        return phi(self.j, -self.steps[s])
 
 
 def _orders(orders: Sequence[int] | None, n_steps: int, order: int, lower_order_final: bool) -> tuple[int, ...]:
@@ -266,48 +220,6 @@ def schedule_family(alphas: Sequence[float], sigmas: Sequence[float], tol: float
     if all(abs(a + s - 1.0) <= tol for a, s in pairs):
         return "flow"
     return "other"
-
-
-def _bh_weights(
-    scale: float,
-    alpha_t: float,
-    h_phi_1: float,
-    b_of_h: float,
-    r: list[float],
-    rho: list[float],
-    k: int,
-) -> LinearStep:
-    """Expand −α_t·(e^{hh}−1)·m_s − α_t·B(h)·(Σ_i ρ_i D_i [+ ρ_k D_t]) into weights.
-
-    ``len(rho) == len(r)`` (predictor): weights on (m_s, m_{s−1}, …). ``len(rho) == len(r) + 1`` (corrector):
-    weights on (m_t, m_s, m_{s−1}, …).
-    """
-    c = -alpha_t * b_of_h
-    history = [c * rho_i / r_i for rho_i, r_i in zip(rho, r, strict=False)]  # on m_{s−i}
-    w_s = -alpha_t * h_phi_1 - sum(history)  # D_i = (m_{s_i} − m_s)/r_i puts −1/r_i on m_s
-    if len(rho) == len(r) + 1:
-        w_t = c * rho[-1]
-        return LinearStep(k, scale, (w_t, w_s - w_t, *history))
-    return LinearStep(k, scale, (w_s, *history))
-
-
-def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
-    """Solve a small dense system by Gaussian elimination with partial pivoting (float64)."""
-    n = len(rhs)
-    a = [[float(v) for v in row] + [float(rhs[i])] for i, row in enumerate(matrix)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda i: abs(a[i][col]))
-        if a[pivot][col] == 0.0:
-            raise ValueError("singular UniPC system: two grid nodes share the same lambda")
-        a[col], a[pivot] = a[pivot], a[col]
-        for i in range(col + 1, n):
-            f = a[i][col] / a[col][col]
-            for j in range(col, n + 1):
-                a[i][j] -= f * a[col][j]
-    x = [0.0] * n
-    for i in reversed(range(n)):
-        x[i] = (a[i][n] - sum(a[i][j] * x[j] for j in range(i + 1, n))) / a[i][i]
-    return x
 
 
 def _check_grid(lambdas: Sequence[float], alphas: Sequence[float], sigmas: Sequence[float]) -> list[float]:

@@ -30,6 +30,10 @@ def test_a_foreign_garbled_or_pickled_file_is_a_miss_and_is_overwritten(tmp_path
     np.savez(path, key=np.array(key), x=np.array([{"pickled": True}], dtype=object))
     assert npz_cache.load(tmp_path, "truth", key) is None  # an object array would need pickle: refused
     npz_cache.store(tmp_path, "truth", key, x=np.ones(2))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2] + whole[-22:])  # a zip whose central directory points nowhere
+    assert npz_cache.load(tmp_path, "truth", key) is None
+    npz_cache.store(tmp_path, "truth", key, x=np.ones(2))
     assert npz_cache.load(tmp_path, "truth", key)["x"].tolist() == [1.0, 1.0]
 
 

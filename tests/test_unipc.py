@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from scipy.integrate import quad
 
 from optsteps_loader import unipc
-from optsteps_loader.coefficients import _solve, phi, step_orders, unipc_coefficients
+from optsteps_loader.coefficients import phi, step_orders, unipc_coefficients
+from optsteps_loader.solver_formulas import _solve
 from tests._sampler_fixtures import (
     GRID_TIMESTEPS,
     SD_BETAS,

@@ -5,11 +5,12 @@ coefficients, the VP-normalised α̂ = (1 + e^{−2λ})^{−1/2}, σ̂ = (1 + e^
 so σ̂ → 0 without overflow), and the denoiser's dependence on (α̂, σ̂). Autograd then gives the exact
 ∂(sample error)/∂λ that the refine stage (:mod:`builder.select.refine`) hands to scipy.
 
-The formulas are those of :mod:`optsteps_loader.coefficients` (UniPC bh1/bh2 orders 1–3 with the UniC
-corrector after every step but the last; DPM-Solver++ 2M/3M), rewritten on tensors: each step is
-``x_next = scale · x + Σ_j w_j m_j`` with m_j the data predictions, newest first. The order of each step
-is the loader's :func:`~optsteps_loader.coefficients.solver_step_orders` (the hosts' rules), so the
-two implementations agree to rounding (``tests/test_differentiable.py``: ≤ 1e-12 relative).
+The coefficients are the loader's own formulas (:func:`optsteps_loader.solver_formulas.unipc_plan` and
+``dpmpp_plan``: UniPC bh1/bh2 orders 1–3 with the UniC corrector after every step but the last; DPM-Solver++
+1 / 2M / 3M), run on tensors through :data:`TENSORS`: each step is ``x_next = scale · x + Σ_j w_j m_j`` with
+m_j the data predictions, newest first. The order of each step is the loader's
+:func:`~optsteps_loader.coefficients.solver_step_orders` (the hosts' rules), so the loader's float64
+samplers and these agree to rounding (``tests/test_differentiable.py``: ≤ 1e-12 relative).
 
 Endings (``ending``):
 
@@ -24,12 +25,12 @@ Endings (``ending``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from optsteps_loader import solver_formulas
 from optsteps_loader.coefficients import solver_step_orders
 from optsteps_loader.vocabulary import ENDINGS, SOLVERS
 
@@ -46,24 +47,28 @@ def vp(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.exp(-0.5 * sp(-2.0 * lam)), torch.exp(-0.5 * sp(2.0 * lam))
 
 
+class _Tensors:
+    """:class:`~optsteps_loader.solver_formulas.Arithmetic` on float64 torch tensors (differentiable)."""
+
+    where = staticmethod(torch.where)
+    expm1 = staticmethod(torch.expm1)
+    exp = staticmethod(torch.exp)
+
+    @staticmethod
+    def solve(rows: list[list], rhs: list[torch.Tensor]) -> list[torch.Tensor]:
+        like = rhs[0]
+        matrix = [
+            torch.stack([v if isinstance(v, torch.Tensor) else torch.full_like(like, v) for v in row]) for row in rows
+        ]
+        return list(torch.linalg.solve(torch.stack(matrix), torch.stack(rhs)))
+
+
+TENSORS = _Tensors()
+
+
 def phi(k: int, z: torch.Tensor) -> torch.Tensor:
-    """φ_k(z) = Σ_{n≥0} zⁿ/(n+k)!: the Taylor series (30 terms) for |z| < 1, the expm1 recursion
-    φ_1 = (e^z − 1)/z, φ_{j+1} = (φ_j − 1/j!)/z elsewhere (both on safe inputs, then selected, so the
-    unused branch never produces a NaN gradient)."""
-    if k == 0:
-        return torch.exp(z)
-    small = z.abs() < 1.0
-    zs = torch.where(small, z, torch.zeros_like(z))
-    total = torch.zeros_like(z)
-    term = torch.ones_like(z) / math.factorial(k)
-    for n in range(1, 30):
-        total = total + term
-        term = term * zs / (n + k)
-    zl = torch.where(small, torch.ones_like(z), z)
-    val = torch.expm1(zl) / zl
-    for j in range(1, k):
-        val = (val - 1.0 / math.factorial(j)) / zl
-    return torch.where(small, total, val)
+    """φ_k(z) on a tensor (:func:`optsteps_loader.solver_formulas.phi`, the one definition, in torch)."""
+    return solver_formulas.phi(k, z, TENSORS)
 
 
 class TorchMixture:
@@ -110,83 +115,24 @@ class TorchMixture:
         return r @ self.mu + a * ((r[:, :, None] * zv).reshape(b, -1) @ self.back)
 
 
-def _bh_weights(alpha_t, h_phi_1, b_of_h, r, rho) -> list[torch.Tensor]:
-    """−α_t(e^{hh} − 1) m_s − α_t B(h)(Σ_i ρ_i D_i [+ ρ_k D_t]) as weights on (m_s, m_{s−1}, …), or on
-    (m_t, m_s, m_{s−1}, …) when ρ has one more entry than r (the corrector)."""
-    c = -alpha_t * b_of_h
-    history = [c * rho_i / r_i for rho_i, r_i in zip(rho, r, strict=False)]
-    w_s = -alpha_t * h_phi_1 - sum(history) if history else -alpha_t * h_phi_1
-    if len(rho) == len(r) + 1:
-        w_t = c * rho[-1]
-        return [w_t, w_s - w_t, *history]
-    return [w_s, *history]
-
-
 def _unipc_plan(lam: torch.Tensor, orders: tuple[int, ...], variant: str, corrector: bool) -> list[tuple]:
     """[(scale, predictor weights, corrector weights or None)] for the steps λ_s → λ_{s+1} of ``lam``."""
     alpha, sigma = vp(lam)
-    n_run = lam.shape[0] - 1
-    half = torch.tensor(0.5, dtype=DT)
     steps = lam[1:] - lam[:-1]
     phis = {j: phi(j, -steps) for j in range(2, max(orders) + 2)}  # every step's φ_j(−h) at once
     expm1s = torch.expm1(-steps)
-    plan = []
-    for s in range(n_run):
-        k = orders[s]
-        h = steps[s]
-        hh = -h
-        h_phi_1 = expm1s[s]
-        b_of_h = hh if variant == "bh1" else h_phi_1
-        b = [math.factorial(i) * hh * phis[i + 1][s] / b_of_h for i in range(1, k + 1)]
-        r = [(lam[s - i] - lam[s]) / h for i in range(1, k)]
-        if k == 1:
-            rho_p = []
-        elif k == 2:
-            rho_p = [half]
-        else:
-            m = torch.stack([torch.stack([torch.ones_like(r[0]), torch.ones_like(r[1])]), torch.stack(r)])
-            rho_p = list(torch.linalg.solve(m, torch.stack(b[:-1])))
-        pred = _bh_weights(alpha[s + 1], h_phi_1, b_of_h, r, rho_p)
-        corr = None
-        if corrector and s < n_run - 1:
-            if k == 1:
-                rho_c = [half]
-            else:
-                rows = [torch.stack([*(ri ** (row - 1) for ri in r), torch.ones_like(h)]) for row in range(1, k + 1)]
-                rho_c = list(torch.linalg.solve(torch.stack(rows), torch.stack(b)))
-            corr = _bh_weights(alpha[s + 1], h_phi_1, b_of_h, r, rho_c)
-        plan.append((sigma[s + 1] / sigma[s], pred, corr))
-    return plan
+    run = orders[: lam.shape[0] - 1]  # a σ = 0 ending's last step is not on the grid
+    return solver_formulas.unipc_plan(
+        lam, alpha, sigma, steps, expm1s, phis, run, variant=variant, corrector=corrector, ops=TENSORS
+    )
 
 
 def _dpmpp_plan(lam: torch.Tensor, orders: tuple[int, ...]) -> list[tuple]:
-    """[(scale, weights on (m_s, m_{s−1}, …))] for DPM-Solver++ 1 / 2M / 3M steps (loader's formulas)."""
+    """[(scale, weights on (m_s, m_{s−1}, …))] for DPM-Solver++ 1 / 2M / 3M steps."""
     alpha, sigma = vp(lam)
     steps = lam[1:] - lam[:-1]
     phis = {j: phi(j, -steps) for j in range(1, max(orders) + 1)}  # every step's φ_j(−h) at once
-    plan = []
-    for s in range(lam.shape[0] - 1):
-        k = orders[s]
-        h = steps[s]
-        c1 = alpha[s + 1] * h * phis[1][s]
-        if k == 1:
-            w = [c1]
-        elif k == 2:
-            r0 = (lam[s] - lam[s - 1]) / h
-            w = [c1 * (1.0 + 0.5 / r0), -c1 * 0.5 / r0]
-        else:
-            r0 = (lam[s] - lam[s - 1]) / h
-            r1 = (lam[s - 1] - lam[s - 2]) / h
-            c2 = alpha[s + 1] * h * phis[2][s]
-            c3 = alpha[s + 1] * h * phis[3][s]
-            d10 = (1.0 / r0, -1.0 / r0, 0.0)
-            d11 = (0.0, 1.0 / r1, -1.0 / r1)
-            diff = [p - q for p, q in zip(d10, d11, strict=True)]
-            d1 = [p + r0 / (r0 + r1) * d for p, d in zip(d10, diff, strict=True)]
-            d2 = [d / (r0 + r1) for d in diff]
-            w = [c1 * e + c2 * p + c3 * q for e, p, q in zip((1.0, 0.0, 0.0), d1, d2, strict=True)]
-        plan.append((sigma[s + 1] / sigma[s], w))
-    return plan
+    return solver_formulas.dpmpp_plan(lam, alpha, sigma, steps, phis, orders[: lam.shape[0] - 1])
 
 
 def _check(solver: str, order: int, variant: str, ending: str) -> None:
