@@ -55,6 +55,10 @@ class _Tensors:
     exp = staticmethod(torch.exp)
 
     @staticmethod
+    def next_term(term: torch.Tensor, z: torch.Tensor, n: int) -> torch.Tensor:
+        return term * z / n
+
+    @staticmethod
     def solve(rows: list[list], rhs: list[torch.Tensor]) -> list[torch.Tensor]:
         like = rhs[0]
         matrix = [
