@@ -92,10 +92,10 @@ def phi(k: int, z: Any, ops: Arithmetic = FLOATS) -> Any:
 
 def _phi_series(k: int, z: Any, ops: Arithmetic) -> Any:
     """Σ_{n<30} zⁿ/(n+k)! (φ_k for |z| < 1)."""
-    total, term = 0.0, 1.0 / math.factorial(k)
+    total, term, next_term = 0.0, 1.0 / math.factorial(k), ops.next_term
     for n in range(1, 30):
         total = total + term
-        term = ops.next_term(term, z, n + k)
+        term = next_term(term, z, n + k)
     return total
 
 
