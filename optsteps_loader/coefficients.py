@@ -11,10 +11,9 @@ one step is a *linear combination*
     x_next = scale · x + Σ_j weights[j] · m_j,                 scale = σ_t / σ_s,
 
 with the m_j newest first. This module computes ``scale`` and ``weights`` once per sampling call, from
-the entry's λ, α, σ; the torch loops (``unipc.py``, ``dpmpp.py``) only multiply and add. One definition
-of each formula lives here:
+the entry's λ, α, σ; the torch loops (``unipc.py``, ``dpmpp.py``) only multiply and add. Here:
 
-- :func:`phi`: the φ_k functions;
+- :func:`phi`: the φ_k functions (re-exported from :mod:`optsteps_loader.solver_formulas`);
 - :func:`step_orders`: the warm-up / lower-order-final order pattern, and :func:`solver_step_orders`, the
   pattern each solver's entries are measured with (the hosts' rules);
 - :func:`unipc_coefficients`: UniP predictor and UniC corrector (bh1/bh2), Zhao et al., "UniPC: A Unified
@@ -24,8 +23,8 @@ of each formula lives here:
   code (LuChengTHU/dpm-solver) and diffusers.
 
 The formulas themselves (φ and each solver's step) are written once, over any arithmetic, in
-:mod:`optsteps_loader.solver_formulas`: this module runs them on Python floats, the builder's
-differentiable sampler on torch tensors. Standard library only.
+:mod:`optsteps_loader.solver_formulas`: the two functions above run them on Python floats and document the
+updates; the builder's differentiable sampler runs them on torch tensors. Standard library only.
 
 These are *not* the weights of the step-optimisation objective (docs/method.md, 'The bound': exact Lagrange-in-λ
 weights); that objective lives in the builder.

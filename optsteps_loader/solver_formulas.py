@@ -24,8 +24,8 @@ class Arithmetic(Protocol):
     """The few operations the formulas below need beyond + − × ÷ and ``abs``, for one kind of number.
 
     Python floats use :data:`FLOATS`; the builder's differentiable sampler passes torch's (``torch.where``,
-    ``torch.expm1``, ``torch.exp``, ``torch.linalg.solve``), so one text of each formula serves the loader's
-    samplers and autograd.
+    ``torch.expm1``, ``torch.exp``, its own :meth:`next_term`, ``torch.linalg.solve``), so one text of each
+    formula serves the loader's samplers and autograd.
     """
 
     def where(self, condition: Any, a: Any, b: Any) -> Any: ...
@@ -37,8 +37,9 @@ class Arithmetic(Protocol):
     def next_term(self, term: Any, z: Any, n: int) -> Any:
         """term · z / n: the next Taylor term of :func:`phi`. Each backend keeps the rounding order the shipped
         registry was computed with (floats: term · (z/n), finalize's figures; tensors: (term · z)/n, refine's
-        gradients); the two differ in the last bit for a few per cent of arguments, which moves stored figures
-        and, through them, a refined grid, so unifying it is a data release (a full rebuild), not a refactor."""
+        gradients). The two differ in the last bit for a few per cent of arguments, which moves the registry's
+        noise-level figures (log ratios of ~1e-15 between grids equal to the last bits), so unifying them is a
+        data release (a full rebuild), not a refactor."""
         ...
 
     def solve(self, rows: list[list[Any]], rhs: list[Any]) -> list[Any]:
