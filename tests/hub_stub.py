@@ -207,8 +207,12 @@ class HubStub:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def release_stalls(self) -> None:
+        """Answer every stalled request (503) now, and any later one at once."""
         self._stopping.set()
+
+    def stop(self) -> None:
+        self.release_stalls()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,21 @@ def hub(tmp_path, monkeypatch, local):
         stub.first_commit = stub.commit_folder(REPO_ID, local, tags=["v1"])
         clear_cache()
         yield stub
+        finish_abandoned_downloads(stub)
         clear_cache()
+
+
+def finish_abandoned_downloads(stub: HubStub) -> None:
+    """Let the downloads a timed-out ``get`` left running finish against a healthy stub before it stops.
+
+    Left to retry against a stopped stub, such a thread gets "connection refused", on which huggingface_hub
+    closes its one shared HTTP client, under whatever the next test in this process is sending."""
+    stub.faults.clear()
+    stub.release_stalls()
+    for worker in threading.enumerate():
+        if worker.name.startswith("optsteps-hub-"):
+            worker.join(60)
+            assert not worker.is_alive(), f"{worker.name} still running 60 s after its test"
 
 
 def resolves(stub: HubStub) -> list[tuple[str, str]]:
