@@ -147,3 +147,75 @@ def single_threaded_blas() -> contextlib.AbstractContextManager:
     """
     controller = _blas_controller()
     return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
+
+
+def fingerprint() -> str:
+    """16 hex digits of the sha256 of float64 results computed through every kernel the pins choose: numpy's
+    dispatched loops (exp, log, expm1, log1p), OpenBLAS and its LAPACK (a product, a solve), torch's vectorised
+    kernels (exp, expm1, log, log1p, softplus, softmax), its BLAS (MKL: products of the mixture denoiser's shapes)
+    and its LAPACK (a batched 3 × 3 solve, the samplers' coefficient systems).
+
+    Two processes with the same fingerprint computed every probe to the same bits; a different fingerprint means
+    the registry's bytes may differ between them in rounding-level figures (and, through an optimizer's path,
+    now and then a grid). The registry's files record the fingerprint of the process that built them
+    (``provenance.kernels``), and ``sweep --check`` compares it with its own. The inputs are exact (uniform
+    doubles from a seeded PCG64 stream, which numpy generates with integer arithmetic only)."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    rng = np.random.Generator(np.random.PCG64(20261208))
+    x = rng.random(4096) * 40.0 - 20.0
+    a, b = rng.random((64, 256)) - 0.5, rng.random((256, 24)) - 0.5
+    small, vec = rng.random((16, 8)) - 0.5, rng.random((8, 3)) - 0.5
+    systems = rng.random((7, 3, 3)) + 3.0 * np.eye(3)
+    rhs = rng.random((7, 3))
+    results = [
+        np.exp(x),
+        np.log(np.abs(x)),
+        np.expm1(x),
+        np.log1p(np.abs(x)),  # numpy's loops
+        a @ b,
+        np.linalg.solve(systems, rhs[..., None]),  # OpenBLAS, its LAPACK
+    ]
+    tx, ta, tb = torch.from_numpy(x), torch.from_numpy(a), torch.from_numpy(b)
+    results += [
+        t.numpy()
+        for t in (
+            torch.exp(tx), torch.expm1(tx), torch.log(tx.abs()), torch.log1p(tx.abs()),
+            torch.nn.functional.softplus(tx), torch.softmax(ta, dim=-1),
+            ta @ tb, torch.from_numpy(small) @ torch.from_numpy(vec), ta.T @ ta,
+            torch.linalg.solve(torch.from_numpy(systems), torch.from_numpy(rhs)),
+        )
+    ]  # fmt: skip
+    digest = hashlib.sha256()
+    for r in results:
+        digest.update(np.ascontiguousarray(r, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cpu_name() -> str:
+    """The CPU's model name as Linux reports it (else the machine type)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return platform.machine() or "unknown"
+
+
+def fingerprint_difference(reference: str | None) -> str | None:
+    """Why a rebuild in this process may differ from the release whose spec names the fingerprint
+    ``reference``: a sentence naming both fingerprints and the fix, or None (the same, or no reference)."""
+    if reference is None:
+        return None
+    here = fingerprint()
+    if here == reference:
+        return None
+    return (
+        f"this machine's numerical kernels round differently from those the release was built with (kernel "
+        f"fingerprint {here}, the spec's {reference}; CPU: {cpu_name()}), so a rebuild here may differ in "
+        "rounding-level figures and, through an optimizer's path, in a refined grid. Check on a machine where "
+        f"`python -m builder kernels` prints {reference} (docs/registry-format.md, 'Known gap')"
+    )

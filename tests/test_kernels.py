@@ -58,6 +58,16 @@ def test_a_refine_under_another_cpus_kernels_writes_the_same_bytes(tmp_path):
 
 
 @needs_pin
+def test_the_kernel_fingerprint_is_stable_and_sees_the_blas_branch():
+    """MKL_CBWR=AVX2 and COMPATIBLE round torch's float64 products differently on Intel and AMD CPUs alike
+    (measured on a Xeon with AVX-512 and an EPYC): the fingerprint sees MKL."""
+    code = "from builder.kernels import fingerprint; print(fingerprint())"
+    pinned = [_run(["-c", code], PINNED_ENV) for _ in range(2)]
+    other = _run(["-c", code], {**PINNED_ENV, "MKL_CBWR": "COMPATIBLE"})
+    assert pinned[0] == pinned[1] and len(pinned[0].strip()) == 16 and other != pinned[0]
+
+
+@needs_pin
 def test_an_unpinned_process_may_not_compute_registry_bytes(tmp_path):
     code = (
         "from builder.kernels import require_pinned\n"

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import optsteps_loader
 from builder.cli import cli
+from builder.kernels import fingerprint
 from builder.registry import sweep
 from builder.registry.sweep import pipeline
 from builder.registry.validate import validate_registry
@@ -153,10 +154,28 @@ def test_cli_sweep_and_validate(tmp_path):
     check = runner.invoke(
         cli, ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
     )
-    assert check.exit_code == 0 and "byte-identical" in check.output
+    assert check.exit_code == 0 and "byte-identical" in check.output and "warning" not in check.output
     (registry / "v1/edm.json").write_bytes((registry / "v1/edm.json").read_bytes().replace(b'"nfe": 3', b'"nfe": 4'))
     bad = runner.invoke(cli, ["validate", str(registry)])
     assert bad.exit_code == 1 and "v1/edm.json" in bad.output
+    # a release built where the kernels round differently: the check says so before it starts and as its verdict
+    spec_path.write_text(json.dumps({**raw, "kernels": "0123456789abcdef"}))
+    other = runner.invoke(
+        cli, ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
+    )
+    here = fingerprint()
+    assert other.exit_code == 1 and other.output.count(f"kernel fingerprint {here}, the spec's 0123456789abcdef") == 2
+    assert "commit the rebuilt registry" not in other.output and "prints 0123456789abcdef" in other.output
+    spec_path.write_text(json.dumps({**raw, "kernels": here}))
+    same = runner.invoke(
+        cli, ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
+    )
+    assert same.exit_code == 1 and f"fingerprint is the release's, {here}): commit the rebuilt registry" in same.output
+    kernels = runner.invoke(cli, ["kernels", "--spec", str(spec_path)])
+    assert kernels.exit_code == 0 and f"kernel fingerprint: {here}\n" in kernels.output and "the same" in kernels.output
+    spec_path.write_text(json.dumps({**raw, "kernels": "ABC"}))
+    typo = runner.invoke(cli, ["kernels", "--spec", str(spec_path)])
+    assert typo.exit_code == 1 and "'kernels' must be 16 lowercase hex digits" in typo.output
     typo = runner.invoke(cli, ["sweep", "--registry", str(registry), "--schedule", "edn"])
     assert typo.exit_code != 0 and "Did you mean 'edm'" in typo.output
 

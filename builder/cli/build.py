@@ -1,4 +1,4 @@
-"""Build commands: ``solve`` one grid, ``sweep`` the registry, ``validate``, ``publish``, ``demo``."""
+"""Build commands: ``solve`` one grid, ``sweep`` the registry, ``validate``, ``publish``, ``demo``, ``kernels``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from optsteps_loader.errors import ScheduleNotFoundError
 
+from ..kernels import fingerprint_difference
 from ..solve.optimize import INIT_CHOICES, MAX_NFE, METHODS
 from ..solve.schedules import SCHEDULE_NAMES
 from ._common import (
@@ -222,6 +223,8 @@ def sweep(
         spec = sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()
         kwargs = {"spec": spec, "selection": selection or None, "workers": workers, "progress": not no_progress}
         if check:
+            if kernels_differ := fingerprint_difference(spec.kernels):
+                click.echo(f"warning: {kernels_differ}", err=True)
             diffs = sweep_mod.check(registry, cache_dir=cache_dir, **kwargs)
         else:
             files = sweep_mod.build(registry, cache_dir=cache_dir, force=force, **kwargs)
@@ -230,7 +233,10 @@ def sweep(
     if check:
         if diffs:
             click.echo("\n\n".join(diffs), err=True)
-            raise click.ClickException(f"{len(diffs)} file(s) differ from a rebuild: commit the rebuilt registry")
+            if kernels_differ:
+                raise click.ClickException(f"{len(diffs)} file(s) differ from a rebuild; {kernels_differ}")
+            same = f" (this machine's kernel fingerprint is the release's, {spec.kernels})" if spec.kernels else ""
+            raise click.ClickException(f"{len(diffs)} file(s) differ from a rebuild{same}: commit the rebuilt registry")
         click.echo(f"{registry}: byte-identical to a rebuild")
         return
     click.echo(f"wrote {len(files)} files to {registry}")
@@ -254,6 +260,37 @@ def _sweep_shard(
     except sweep_mod.SweepError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"shard {k}/{n}: {', '.join(files) or 'no schedule variant'} computed into {cache_dir}")
+
+
+@cli.command()
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Grid spec whose 'kernels' fingerprint to compare with (default: builder/registry/spec.json).",
+)
+def kernels(spec_path: Path | None) -> None:
+    """Print the numerical kernels this machine runs for the builder and their fingerprint, against the release's."""
+    from .. import kernels as k
+    from ..registry import sweep as sweep_mod
+
+    click.echo(f"CPU: {k.cpu_name()} ({'runs' if k.cpu_can_pin() else 'cannot run'} the pinned x86-64-v3 level)")
+    click.echo("pinned: " + " ".join(f"{name}={value}" for name, value in k.PINNED_ENV.items()))
+    problems = k.unpinned_kernels()
+    click.echo("loaded libraries: " + ("; ".join(problems) if problems else "run the pinned kernels"))
+    here = k.fingerprint()
+    click.echo(f"kernel fingerprint: {here}")
+    try:
+        reference = (sweep_mod.load_spec(spec_path) if spec_path else sweep_mod.load_spec()).kernels
+    except sweep_mod.SweepError as exc:
+        raise click.ClickException(str(exc)) from None
+    if reference is None:
+        click.echo("the spec names no release fingerprint")
+    elif reference == here:
+        click.echo(f"the release's fingerprint ({reference}): the same, so a rebuild here is expected byte-identical")
+    else:
+        click.echo(f"the release's fingerprint ({reference}): different, so a rebuild here may differ in rounding")
 
 
 @cli.command()

@@ -65,6 +65,8 @@ class Spec:
     solver_entries: dict[str, Any] | None = (
         None  # optional: {nfe, solvers [[name, order]], endings, maxiter, continue?}
     )
+    # optional: builder.kernels.fingerprint() of the machines that rebuild this release byte-identically
+    kernels: str | None = None
 
 
 _SPEC_KEYS = ("data_version", "license", "citation", "nfe", "orders", "p", "tau", "init", "schedules")
@@ -122,7 +124,15 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
         schedules=tuple(schedules),
         aliases=_aliases(raw.get("aliases", {}), schedules, bad),
         solver_entries=_solver_entries(raw.get("solver_entries"), bad),
+        kernels=_kernels(raw.get("kernels"), bad),
     )
+
+
+def _kernels(value: Any, bad: Any) -> str | None:
+    """The optional ``kernels`` fingerprint: 16 lowercase hex digits, as ``python -m builder kernels`` prints."""
+    if value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{16}", value)):
+        return value
+    raise bad(f"'kernels' must be 16 lowercase hex digits (`python -m builder kernels` prints them), got {value!r}")
 
 
 def alias_names(alias: dict[str, Any], name: str, shift: float | None) -> bool:
