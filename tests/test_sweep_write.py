@@ -161,3 +161,47 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
         for pid in [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]:
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_log_ratios_below_the_noise_floor_are_written_as_ties():
+    """A log ratio between two grids that are one grid up to their last bits is rounding noise (~1e-15): the
+    writer stores it as 0, whatever its digits came out as; other figures, and real ratios, pass unchanged."""
+    from builder.registry.files import NOISE_FLOOR, data_file, without_noise
+    from builder.solve.schedules import get_schedule
+
+    record = {
+        "quality": {
+            "log_ratio_best_baseline": -1.845e-15,
+            "log_ratio_best_baseline_se": 3.6e-16,
+            "mean_l2": 3e-12,
+            "baselines": {"uniform-lambda": {"log_ratio": 2e-16}, "karras-rho7": {"log_ratio": -0.2164}},
+        },
+        "optimizer": {"fit_loss_start": -4e-17, "fit_loss": -0.05, "nit": 0},
+        "lambda": [-2.5, 1e-12, 3.5],
+    }
+    clean = without_noise(record)
+    assert clean["quality"]["log_ratio_best_baseline"] == clean["quality"]["log_ratio_best_baseline_se"] == 0.0
+    assert clean["quality"]["baselines"] == {
+        "uniform-lambda": {"log_ratio": 0.0},
+        "karras-rho7": {"log_ratio": -0.2164},
+    }
+    assert clean["optimizer"] == {"fit_loss_start": 0.0, "fit_loss": -0.05, "nit": 0}
+    assert clean["quality"]["mean_l2"] == 3e-12 and clean["lambda"] == record["lambda"]
+    entry = json.loads(next((REPO_ROOT / "registry" / "v1").glob("vp-linear.json")).read_bytes())["entries"][0]
+    noisy = {**entry, "quality": {**entry["quality"], "log_ratio_best_baseline": NOISE_FLOOR / 2}}
+    written = json.loads(data_file(get_schedule("vp-linear"), [noisy], data_version="2026.12.08", defaults={}))
+    assert written["entries"][0]["quality"]["log_ratio_best_baseline"] == 0.0
+
+
+def test_the_shipped_registry_holds_no_log_ratio_below_the_noise_floor():
+    from builder.registry.files import NOISE_FLOOR
+
+    def small(value, name=""):
+        if isinstance(value, dict):
+            return sum(small(v, k) for k, v in value.items())
+        if isinstance(value, list):
+            return sum(small(v, name) for v in value)
+        return int(name.startswith(("log_ratio", "fit_loss")) and value != 0 and abs(value) < NOISE_FLOOR)
+
+    files = sorted((REPO_ROOT / "registry" / "v1").glob("*.json"))
+    assert files and all(small(json.loads(f.read_bytes())) == 0 for f in files)
