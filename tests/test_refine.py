@@ -14,6 +14,7 @@ from builder.select.refine import (
     MIN_STEP_FRACTION,
     SATURATION_FLOOR,
     bind,
+    errors,
     grid_from_q,
     insert_node,
     q_from_grid,
@@ -159,3 +160,23 @@ def test_rule_grids_are_the_applicable_rules_and_tables_that_fit(ending):
     assert rule_grids(sched, 6, ending, FORMULA_BASELINES).keys() == rule_starts(sched, 6, ending).keys()
     # GITS has rows for 2..20 steps: with the σ = 0 ending, 2 calls leave a 1-step table, which does not fit
     assert "gits" in rule_grids(sched, 3, "zero") and "gits" not in rule_grids(sched, 2, "zero")
+
+
+def test_errors_are_memoised_per_bound_grid_and_sampler(bound):
+    """The memo returns what a fresh measurement gives, bit for bit, hands out copies, and stays with its bound
+    (a bound made by ``dataclasses.replace`` with other problems measures afresh)."""
+    import dataclasses
+
+    sched, by_ending = bound
+    b = by_ending["eps"]
+    lam = rule_grid("uniform-lambda", sched, 5)
+    first = errors(lam, b, solver="dpmpp", order=2)
+    first[0][:] = -1.0  # a caller's change never reaches the memo
+    again = errors(list(lam), b, solver="dpmpp", order=2)
+    fresh = errors(lam, dataclasses.replace(b), solver="dpmpp", order=2)
+    assert all(np.array_equal(a, f) and a.min() > 0 for a, f in zip(again, fresh, strict=True))
+    assert not np.array_equal(errors(lam, b, solver="dpmpp", order=1)[1], again[1])  # another sampler, its own
+    swapped = dataclasses.replace(b, x_exact=tuple(x + 1.0 for x in b.x_exact))
+    assert not any(
+        np.array_equal(s, a) for s, a in zip(errors(lam, swapped, solver="dpmpp", order=2), again, strict=True)
+    )
