@@ -91,7 +91,7 @@ def test_the_spec_checks_its_continue_block(tmp_path, more, message):
 
 
 @pytest.mark.slow  # a tiny sweep with a continued chain: the family's exact answers cold (about a minute)
-def test_a_continued_chain_writes_measured_entries_above_its_base_and_reuses_the_base(tmp_path):
+def test_a_continued_chain_writes_measured_entries_above_its_base_and_reuses_the_base(tmp_path, monkeypatch):
     spec = continued_spec()
     files = sweep.build(tmp_path / "registry", spec=spec, cache_dir=tmp_path / "cache", workers=1, progress=False)
     doc = json.loads(files["v1/edm.json"])
@@ -111,13 +111,57 @@ def test_a_continued_chain_writes_measured_entries_above_its_base_and_reuses_the
         if not c.after
     }
     assert len(records) == 2
-    # a slice of the bound stage keeps the continued entries it does not touch
+    # a slice of the bound stage keeps the continued entries it does not touch: its base chains are refined
+    # again (a cold cache) and come out as the files have them, so the continued chain is not refined again
+    from builder.registry.sweep import pipeline
+
+    ran, original = [], pipeline.run_chains
+    monkeypatch.setattr(
+        pipeline, "run_chains", lambda chains, *a, **k: ran.extend(c for c, _ in chains) or original(chains, *a, **k)
+    )
     again = sweep.build(
         tmp_path / "registry",
         spec=spec,
-        cache_dir=tmp_path / "cache",
         workers=1,
         progress=False,
         selection={"nfe": {"3"}},
+        cache_dir=tmp_path / "cold",
     )
-    assert again == files
+    assert again == files and ran and not any(c.after for c in ran)
+
+
+def test_a_dependent_chain_keeps_its_entries_only_when_its_starts_are_those_it_was_built_from():
+    """In a slice, a continued (or profile) chain that is there only through its generic chain keeps its
+    entries when the generic chain's fresh grids and the bound entries are what the kept files hold; any
+    change to either, or a missing entry, and it is refined again."""
+    from builder.registry.entry import solver_nodes
+    from builder.registry.sweep.pipeline import _settled
+
+    spec = continued_spec()
+    every = chains_mod.chains_of(spec)
+    cont = next(c for c in every if c.after)
+    base = cont.continues(every)
+    rel = cont.file
+    bound = [{"nfe": n, "order": 2, "p": 1, "lambda": [-3.0, 0.1 * n, 2.0]} for n in (3, 4)]
+    grids = {3: [-3.0, -1.0, 0.5], 4: [-3.0, -1.5, 0.0, 1.0]}
+
+    def solver_entry(chain, n, lam):
+        written = solver_nodes(chain.make_schedule(), chain.ending, lam)["lambda"]  # λ(t(λ)), as an entry has it
+        return {"solver": chain.solver, "order": chain.order, "ending": chain.ending, "nfe": n, "lambda": written}
+
+    kept = {
+        rel: {
+            "entries": bound,
+            "solver_entries": [solver_entry(base, n, g) for n, g in grids.items()]
+            + [solver_entry(cont, 5, [-3.0, -1.6, -0.2, 0.5, 1.2])],
+        }
+    }
+    fresh = {base: [{"nfe": n, "lambda": list(g)} for n, g in grids.items()]}
+    args = (every, fresh, {rel: bound}, {rel: 1})
+    assert _settled([cont], *args, kept) == {cont}
+    moved = {base: [fresh[base][0], {"nfe": 4, "lambda": [-3.0, -1.5, 0.1, 1.0]}]}
+    assert _settled([cont], every, moved, {rel: bound}, {rel: 1}, kept) == set()
+    other_bound = [bound[0], {**bound[1], "lambda": [-3.0, 0.5, 2.0]}]
+    assert _settled([cont], every, fresh, {rel: other_bound}, {rel: 1}, kept) == set()
+    missing = {rel: {**kept[rel], "solver_entries": kept[rel]["solver_entries"][:2]}}
+    assert _settled([cont], *args, missing) == set()

@@ -6,6 +6,7 @@ entry's t, λ, α, σ and σ/α are mutually consistent to rounding; the endpoin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,20 @@ def _number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def solver_nodes(schedule: Schedule, ending: str, lambdas: Sequence[float]) -> dict[str, list]:
+    """A solver entry's node arrays (:func:`node_arrays`) of a refined grid: t = t(λ) with the schedule's own
+    endpoints (t_end only for ``"eps"``), and for ``"zero"`` the σ = 0 node appended to t, α, σ and sigmas."""
+    t = schedule.inverse_lambda(np.asarray(lambdas, dtype=np.float64))
+    t[0] = schedule.t_start
+    if ending == "eps":
+        t[-1] = schedule.t_end
+    nodes = node_arrays(schedule, t)
+    if ending == "zero":
+        for key, last in (("t", 0.0), ("alpha_t", 1.0), ("sigma_t", 0.0), ("sigmas", 0.0)):
+            nodes[key].append(last)
+    return nodes
+
+
 def solver_entry(
     schedule: Schedule, chain: Any, record: dict[str, Any], calibration: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -87,16 +102,8 @@ def solver_entry(
     """
     from optsteps_loader.coefficients import solver_step_orders
 
-    lam = np.asarray(record["lambda"], dtype=np.float64)
     nfe = int(record["nfe"])
-    t = schedule.inverse_lambda(lam)
-    t[0] = schedule.t_start
-    if chain.ending == "eps":
-        t[-1] = schedule.t_end
-    nodes = node_arrays(schedule, t)
-    if chain.ending == "zero":
-        for key, last in (("t", 0.0), ("alpha_t", 1.0), ("sigma_t", 0.0), ("sigmas", 0.0)):
-            nodes[key].append(last)
+    nodes = solver_nodes(schedule, chain.ending, record["lambda"])
     profile = {"profile": chain.profile} if getattr(chain, "profile", None) else {}
     key = {
         **{k: v for k, v in problem_key(schedule, nfe, chain.order, 0.0, 0).items() if k not in ("p", "tau")},

@@ -39,7 +39,8 @@ def build(
     """Solve what is missing and write the registry folder; returns the bytes written (path → bytes).
 
     With a ``selection`` (a slice), every stage honours it: the slice's tasks are recomputed, and so are the
-    refine chains that start from one of their entries (:func:`chains_depending_on`); every other bound and
+    refine chains that start from one of their entries (:func:`chains_depending_on`), and the profile and
+    continued chains of those whose starts then differ from the kept files' (:func:`_settled`); every other bound and
     solver entry is kept from the registry files already in ``registry`` once they are checked against its
     index and the data invariants (or taken from the cache if no registry is there yet, else computed). A
     selection that matches nothing, a folder that is neither empty nor a registry (unless ``force``), or a
@@ -66,8 +67,9 @@ def build(
             entry = existing[_existing_key(task)]
         entries_by_file.setdefault(task.file, []).append(entry)
     chains = chains_depending_on(spec, to_solve) if selection else None
+    direct = chains_depending_on(spec, to_solve, dependents=False) if selection else None
     solver_entries_by_file = solver_entries(
-        spec, entries_by_file, cache_dir, workers=workers, progress=progress, recompute=chains, kept=kept
+        spec, entries_by_file, cache_dir, workers=workers, progress=progress, recompute=chains, direct=direct, kept=kept
     )
     files = assemble(spec, entries_by_file, solver_entries_by_file)
     _check_data(files)
@@ -107,10 +109,10 @@ def build_shard(
     return files
 
 
-def chains_depending_on(spec: Spec, tasks: list[Task]) -> set[Chain]:
+def chains_depending_on(spec: Spec, tasks: list[Task], *, dependents: bool = True) -> set[Chain]:
     """The refine chains whose start grids come from one of ``tasks``' entries (:func:`bound_grids`: the
     entry of the chain's order and the schedule's default p at NFE N, or N − 1 for a ``"zero"`` chain), and
-    the profile and continued chains of those."""
+    (``dependents``) the profile and continued chains of those."""
     defaults_p = {s["file"]: float(s["defaults"]["p"]) for s in spec.schedules}
     used = {(t.file, t.order, t.nfe) for t in tasks if float(t.p) == defaults_p[t.file]}
     every = chains_of(spec)
@@ -118,6 +120,8 @@ def chains_depending_on(spec: Spec, tasks: list[Task]) -> set[Chain]:
         c for c in every if not c.profile and any((c.file, c.order, n - (c.ending == "zero")) in used for n in c.nfes)
     }
     generic = {c for c in direct if not c.after}
+    if not dependents:
+        return direct
     return direct | {
         c for c in every if (c.profile and c.generic() in generic) or (c.after and c.continues(every) in generic)
     }
@@ -131,6 +135,7 @@ def solver_entries(
     workers: int | None = None,
     progress: bool = True,
     recompute: set[Chain] | None = None,
+    direct: set[Chain] | None = None,
     kept: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Stage 3: the chains of the files in ``entries_by_file`` refined (from the cache where it is there), as
@@ -138,17 +143,20 @@ def solver_entries(
     default p, the chain's order); each profile chain from its generic chain's grids, so the generic chains
     run first. With ``recompute`` (a slice), a chain outside it keeps its solver entries from the checked
     registry files ``kept`` where they are there. Continued chains start from their generic chain's grid at
-    its last NFE, so they run after the generic ones too."""
+    its last NFE, so they run after the generic ones too. A chain of ``recompute`` that is not in ``direct`` (the
+    slice's own chains) is there only through its generic chain: when the generic chain's grids come out as the
+    kept files have them, its starts are the ones it was built from, and it keeps its entries too
+    (:func:`_settled`)."""
     from ..entry import solver_entry
 
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
     every = [c for c in chains_of(spec) if c.file in entries_by_file]
     shipped = _solver_entries(kept or {})
-    keep = {
-        c: [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
-        for c in every
-        if recompute is not None and c not in recompute
-    }
+
+    def shipped_of(c: Chain) -> list[dict[str, Any]]:
+        return [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
+
+    keep = {c: shipped_of(c) for c in every if recompute is not None and c not in recompute}
     keep = {c: entries for c, entries in keep.items() if len(entries) == len(c.nfes)}
     profiled = [c for c in every if c.profile and c not in keep]
     continued = [c for c in every if c.after and c not in keep]
@@ -160,6 +168,13 @@ def solver_entries(
     ]
     run_chains(generic, cache_dir, workers=workers, progress=progress)
     records = {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in generic}
+    if recompute is not None and direct is not None:
+        settled = _settled(
+            [c for c in profiled + continued if c not in direct], every, records, entries_by_file, defaults_p, kept or {}
+        )
+        keep |= {c: shipped_of(c) for c in settled}
+        profiled = [c for c in profiled if c not in settled]
+        continued = [c for c in continued if c not in settled]
     starts = [(c, generic_grids(records[c.generic()])) for c in profiled] + [
         (c, continued_starts(c, entries_by_file[c.file], defaults_p[c.file], records[c.continues(every)]))
         for c in continued
@@ -173,8 +188,8 @@ def solver_entries(
             out.setdefault(chain.file, []).extend(keep[chain])
         else:
             schedule = chain.make_schedule()
-            shipped = choice.apply(chain, records[chain], decisions[_group_of(chain)])
-            out.setdefault(chain.file, []).extend(solver_entry(schedule, chain, r) for r in shipped)
+            applied = choice.apply(chain, records[chain], decisions[_group_of(chain)])
+            out.setdefault(chain.file, []).extend(solver_entry(schedule, chain, r) for r in applied)
     return out
 
 
@@ -191,6 +206,44 @@ def choose_grids(
     groups = choice.groups_of(records, starts)
     choice.run_groups(groups, cache_dir, workers=workers, progress=progress)
     return {_group_of(g.chain): choice.load_decisions(g, cache_dir) for g in groups}
+
+
+def _settled(
+    dependents: list[Chain],
+    every: list[Chain],
+    records: dict[Chain, list[dict[str, Any]]],
+    entries_by_file: dict[str, list[dict[str, Any]]],
+    defaults_p: dict[str, Any],
+    kept: dict[str, dict[str, Any]],
+) -> set[Chain]:
+    """The profile and continued chains of ``dependents`` that start where the kept files' entries were built
+    from: their generic chain's fresh ``records``, written as solver entries, give the grids the kept generic
+    entries hold (while :data:`choice.REPLACE` is off an entry ships its chain's grid), a continued chain's
+    bound entries in ``entries_by_file`` are the kept ones at its NFEs, and the kept files hold the chain's
+    entries at every NFE. A written grid is λ(t(λ)) of the chain's, so two grids that differ only in their last
+    bits can be written alike: "the same" here is what the registry can tell, as everywhere else in a slice."""
+    from ..entry import solver_nodes
+
+    if choice.REPLACE:
+        return set()
+    shipped = _solver_entries(kept)
+    bound = {rel: data["entries"] for rel, data in kept.items()}
+    out = set()
+    for c in dependents:
+        base = c.generic() if c.profile else c.continues(every)
+        mine = [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
+        was = generic_grids(shipped.get(_chain_key(base), []))
+        if base not in records or c.file not in bound or len(mine) != len(c.nfes):
+            continue
+        schedule = base.make_schedule()
+        now = {int(r["nfe"]): solver_nodes(schedule, base.ending, r["lambda"])["lambda"] for r in records[base]}
+        used = now.keys() if c.profile else {c.after}
+        if any(now.get(n) != was.get(n) for n in used):
+            continue
+        p = defaults_p[c.file]
+        if c.profile or bound_grids(c, entries_by_file[c.file], p) == bound_grids(c, bound[c.file], p):
+            out.add(c)
+    return out
 
 
 def _group_of(chain: Chain) -> tuple[str, str, int, str]:
