@@ -160,16 +160,14 @@ def test_cli_sweep_and_validate(tmp_path):
     assert bad.exit_code == 1 and "v1/edm.json" in bad.output
     # a release built where the kernels round differently: the check says so before it starts and as its verdict
     spec_path.write_text(json.dumps({**raw, "kernels": "0123456789abcdef"}))
-    other = runner.invoke(
-        cli, ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
-    )
+    check_args = ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
+    check_args += ["--cache-dir", str(tmp_path / "cache")]  # both checks below reuse one cache (their keys agree)
+    other = runner.invoke(cli, check_args)
     here = fingerprint()
     assert other.exit_code == 1 and other.output.count(f"kernel fingerprint {here}, the spec's 0123456789abcdef") == 2
     assert "commit the rebuilt registry" not in other.output and "prints 0123456789abcdef" in other.output
     spec_path.write_text(json.dumps({**raw, "kernels": here}))
-    same = runner.invoke(
-        cli, ["sweep", "--registry", str(registry), "--spec", str(spec_path), "--check", "--no-progress"]
-    )
+    same = runner.invoke(cli, check_args)
     assert same.exit_code == 1 and f"fingerprint is the release's, {here}): commit the rebuilt registry" in same.output
     kernels = runner.invoke(cli, ["kernels", "--spec", str(spec_path)])
     assert kernels.exit_code == 0 and f"kernel fingerprint: {here}\n" in kernels.output and "the same" in kernels.output
