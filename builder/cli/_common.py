@@ -25,6 +25,12 @@ def registry_option(help_text: str, *, exists: bool = False):  # noqa: ANN202 - 
     )
 
 
+def spec_option(help_text: str = "Grid spec (default: builder/registry/spec.json)."):  # noqa: ANN201 - a click decorator
+    """``--spec FILE`` (default None: builder/registry/spec.json), as ``spec_path``."""
+    kind = click.Path(dir_okay=False, exists=True, path_type=Path)
+    return click.option("--spec", "spec_path", type=kind, default=None, help=help_text)
+
+
 def parse_tau(value: str) -> int | str:
     if value == "auto":
         return "auto"

@@ -19,6 +19,7 @@ from ._common import (
     cli,
     parse_tau,
     registry_option,
+    spec_option,
 )
 
 # ---- build: solve one grid, sweep the registry, validate, publish, demo
@@ -167,13 +168,7 @@ def _shipped_difference(sched, result) -> dict:
     help="Where finished entries are kept for resuming (default: .optsteps-cache beside the registry, "
     "or $OPTSTEPS_BUILD_CACHE).",
 )
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Grid spec (default: builder/registry/spec.json).",
-)
+@spec_option()
 @click.option(
     "--check",
     is_flag=True,
@@ -263,13 +258,7 @@ def _sweep_shard(
 
 
 @cli.command()
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Grid spec whose 'kernels' fingerprint to compare with (default: builder/registry/spec.json).",
-)
+@spec_option("Grid spec whose 'kernels' fingerprint to compare with (default: builder/registry/spec.json).")
 def kernels(spec_path: Path | None) -> None:
     """Print the numerical kernels this machine runs for the builder and their fingerprint, against the release's."""
     from .. import kernels as k
