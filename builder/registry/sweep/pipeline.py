@@ -238,7 +238,7 @@ def _settled(
         schedule = base.make_schedule()
         now = {int(r["nfe"]): solver_nodes(schedule, base.ending, r["lambda"])["lambda"] for r in records[base]}
         used = now.keys() if c.profile else {c.after}
-        if any(now.get(n) != was.get(n) for n in used):
+        if any(n not in now or now[n] != was.get(n) for n in used):
             continue
         p = defaults_p[c.file]
         if c.profile or bound_grids(c, entries_by_file[c.file], p) == bound_grids(c, bound[c.file], p):
