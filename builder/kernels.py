@@ -157,9 +157,9 @@ def fingerprint() -> str:
 
     Two processes with the same fingerprint computed every probe to the same bits; a different fingerprint means
     the registry's bytes may differ between them in rounding-level figures (and, through an optimizer's path,
-    now and then a grid). The registry's files record the fingerprint of the process that built them
-    (``provenance.kernels``), and ``sweep --check`` compares it with its own. The inputs are exact (uniform
-    doubles from a seeded PCG64 stream, which numpy generates with integer arithmetic only)."""
+    now and then a grid). The spec's ``kernels`` field names the fingerprint of the machines a release rebuilds
+    on, and ``sweep --check`` compares this machine's with it (:func:`fingerprint_difference`). The inputs are
+    exact (uniform doubles from a seeded PCG64 stream, which numpy generates with integer arithmetic only)."""
     import hashlib
 
     import numpy as np
@@ -199,10 +199,10 @@ def cpu_name() -> str:
     """The CPU's model name as Linux reports it (else the machine type)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
     except OSError:
-        pass
-    return platform.machine() or "unknown"
+        name = ""
+    return name or platform.machine() or "unknown"
 
 
 def fingerprint_difference(reference: str | None) -> str | None:
@@ -217,5 +217,5 @@ def fingerprint_difference(reference: str | None) -> str | None:
         f"this machine's numerical kernels round differently from those the release was built with (kernel "
         f"fingerprint {here}, the spec's {reference}; CPU: {cpu_name()}), so a rebuild here may differ in "
         "rounding-level figures and, through an optimizer's path, in a refined grid. Check on a machine where "
-        f"`python -m builder kernels` prints {reference} (docs/registry-format.md, 'Known gap')"
+        f"`python -m builder kernels` prints {reference} (docs/registry-format.md, 'Which machines rebuild a release')"
     )
