@@ -135,7 +135,7 @@ def test_a_dependent_chain_keeps_its_entries_only_when_its_starts_are_those_it_w
     entries when the generic chain's fresh grids and the bound entries are what the kept files hold; any
     change to either, or a missing entry, and it is refined again."""
     from builder.registry.entry import solver_nodes
-    from builder.registry.sweep.pipeline import _settled
+    from builder.registry.sweep.pipeline import _settled, _solver_entries
 
     spec = continued_spec()
     every = chains_mod.chains_of(spec)
@@ -158,10 +158,10 @@ def test_a_dependent_chain_keeps_its_entries_only_when_its_starts_are_those_it_w
     }
     fresh = {base: [{"nfe": n, "lambda": list(g)} for n, g in grids.items()]}
     args = (every, fresh, {rel: bound}, {rel: 1})
-    assert _settled([cont], *args, kept) == {cont}
+    assert _settled([cont], *args, kept, _solver_entries(kept)) == {cont}
     moved = {base: [fresh[base][0], {"nfe": 4, "lambda": [-3.0, -1.5, 0.1, 1.0]}]}
-    assert _settled([cont], every, moved, {rel: bound}, {rel: 1}, kept) == set()
+    assert _settled([cont], every, moved, {rel: bound}, {rel: 1}, kept, _solver_entries(kept)) == set()
     other_bound = [bound[0], {**bound[1], "lambda": [-3.0, 0.5, 2.0]}]
-    assert _settled([cont], every, fresh, {rel: other_bound}, {rel: 1}, kept) == set()
+    assert _settled([cont], every, fresh, {rel: other_bound}, {rel: 1}, kept, _solver_entries(kept)) == set()
     missing = {rel: {**kept[rel], "solver_entries": kept[rel]["solver_entries"][:2]}}
-    assert _settled([cont], *args, missing) == set()
+    assert _settled([cont], *args, missing, _solver_entries(missing)) == set()

@@ -25,8 +25,7 @@ def without_noise(record: Any, name: str = "") -> Any:
     cannot keep the noise of a log ratio between two grids that are one grid up to their last bits (an entry
     whose optimum is the uniform-λ grid, measured against uniform λ) out of the bytes. Such a ratio is ~1e-15,
     every digit of it rounding noise that changes with the order the evaluation's operations ran in; written
-    as 0, it reads as the tie it is. Stored log ratios of distinct grids start around 1e-9: in release
-    2026.12.07.5, 2,168 figures lay below 1e-9 (nearly all 1e-18 to 1e-13), 58 between 1e-9 and 1e-5."""
+    as 0, it reads as the tie it is. Stored log ratios of distinct grids start around 1e-9 (docs/registry-format.md)."""
     if isinstance(record, dict):
         return {k: without_noise(v, k) for k, v in record.items()}
     if isinstance(record, list):

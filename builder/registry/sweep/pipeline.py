@@ -152,12 +152,8 @@ def solver_entries(
     defaults_p = {s["file"]: s["defaults"]["p"] for s in spec.schedules}
     every = [c for c in chains_of(spec) if c.file in entries_by_file]
     shipped = _solver_entries(kept or {})
-
-    def shipped_of(c: Chain) -> list[dict[str, Any]]:
-        return [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
-
-    keep = {c: shipped_of(c) for c in every if recompute is not None and c not in recompute}
-    keep = {c: entries for c, entries in keep.items() if len(entries) == len(c.nfes)}
+    keep = {c: _complete(shipped, c) for c in every if recompute is not None and c not in recompute}
+    keep = {c: entries for c, entries in keep.items() if entries is not None}
     profiled = [c for c in every if c.profile and c not in keep]
     continued = [c for c in every if c.after and c not in keep]
     needed = {c.generic() for c in profiled} | {c.continues(every) for c in continued}
@@ -169,10 +165,9 @@ def solver_entries(
     run_chains(generic, cache_dir, workers=workers, progress=progress)
     records = {chain: load_chain(chain, starts, cache_dir)["records"] for chain, starts in generic}
     if recompute is not None and direct is not None:
-        settled = _settled(
-            [c for c in profiled + continued if c not in direct], every, records, entries_by_file, defaults_p, kept or {}
-        )
-        keep |= {c: shipped_of(c) for c in settled}
+        dependents = [c for c in profiled + continued if c not in direct]
+        settled = _settled(dependents, every, records, entries_by_file, defaults_p, kept or {}, shipped)
+        keep |= {c: _complete(shipped, c) for c in settled}
         profiled = [c for c in profiled if c not in settled]
         continued = [c for c in continued if c not in settled]
     starts = [(c, generic_grids(records[c.generic()])) for c in profiled] + [
@@ -215,28 +210,31 @@ def _settled(
     entries_by_file: dict[str, list[dict[str, Any]]],
     defaults_p: dict[str, Any],
     kept: dict[str, dict[str, Any]],
+    shipped: dict[tuple, list[dict[str, Any]]],
 ) -> set[Chain]:
     """The profile and continued chains of ``dependents`` that start where the kept files' entries were built
     from: their generic chain's fresh ``records``, written as solver entries, give the grids the kept generic
     entries hold (while :data:`choice.REPLACE` is off an entry ships its chain's grid), a continued chain's
     bound entries in ``entries_by_file`` are the kept ones at its NFEs, and the kept files hold the chain's
-    entries at every NFE. A written grid is λ(t(λ)) of the chain's, so two grids that differ only in their last
+    entries at every NFE (``shipped``: theirs by chain key). A written grid is λ(t(λ)) of the chain's, so two grids that differ only in their last
     bits can be written alike: "the same" here is what the registry can tell, as everywhere else in a slice."""
     from ..entry import solver_nodes
 
     if choice.REPLACE:
         return set()
-    shipped = _solver_entries(kept)
     bound = {rel: data["entries"] for rel, data in kept.items()}
+    written: dict[Chain, dict[int, list[float]]] = {}  # a generic chain's fresh grids as entries write them
     out = set()
     for c in dependents:
         base = c.generic() if c.profile else c.continues(every)
-        mine = [e for e in shipped.get(_chain_key(c), []) if e["nfe"] in c.nfes]
-        was = generic_grids(shipped.get(_chain_key(base), []))
-        if base not in records or c.file not in bound or len(mine) != len(c.nfes):
+        if base not in records or c.file not in bound or _complete(shipped, c) is None:
             continue
-        schedule = base.make_schedule()
-        now = {int(r["nfe"]): solver_nodes(schedule, base.ending, r["lambda"])["lambda"] for r in records[base]}
+        if base not in written:
+            schedule = base.make_schedule()
+            written[base] = {
+                int(r["nfe"]): solver_nodes(schedule, base.ending, r["lambda"])["lambda"] for r in records[base]
+            }
+        now, was = written[base], generic_grids(shipped.get(_chain_key(base), []))
         used = now.keys() if c.profile else {c.after}
         if any(n not in now or now[n] != was.get(n) for n in used):
             continue
@@ -244,6 +242,12 @@ def _settled(
         if c.profile or bound_grids(c, entries_by_file[c.file], p) == bound_grids(c, bound[c.file], p):
             out.add(c)
     return out
+
+
+def _complete(shipped: dict[tuple, list[dict[str, Any]]], chain: Chain) -> list[dict[str, Any]] | None:
+    """The kept solver entries of ``chain`` (``shipped``: by chain key), if there is one at each of its NFEs."""
+    entries = [e for e in shipped.get(_chain_key(chain), []) if e["nfe"] in chain.nfes]
+    return entries if len(entries) == len(chain.nfes) else None
 
 
 def _group_of(chain: Chain) -> tuple[str, str, int, str]:
