@@ -18,7 +18,8 @@ Each entry's ``input_hash`` is the builder's: sha256 of the canonical JSON of it
 
 `make_registry` writes a grid of these; `write_registry` writes given documents (by default
 `standard_files`, a small registry of three files); `read_json`, `rewrite` and `rehash_index` edit one;
-`bounded` runs a read of one with a deadline (a hang fails the test instead of stalling it).
+`cut_copy` copies a real registry cut down to some of its files and NFEs (validating a whole shipped registry
+takes ~20 s of jsonschema); `bounded` runs a read of one with a deadline (a hang fails the test instead of stalling it).
 """
 
 from __future__ import annotations
@@ -319,6 +320,34 @@ def write_index(root: Path, records: list[dict], **overrides) -> dict:
     }
     write_bytes(Path(root) / "index.json", canonical_bytes(index))
     return index
+
+
+def cut_copy(source: str | os.PathLike, root: str | os.PathLike, paths, nfe=None) -> Path:
+    """Copy the registry at ``source`` to ``root`` with only the data files ``paths``, each cut down to its
+    entries (bound and solver) at the NFEs ``nfe`` (all if None); the index lists only those files (and the
+    model aliases of their schedule variants), each record's counts, NFE lists, hash and size changed to match.
+    A real registry, smaller: still valid."""
+    source, root = Path(source), Path(root)
+    index = read_json(source, "index.json")
+    index["files"] = [rec for rec in index["files"] if rec["path"] in paths]
+    if len(index["files"]) != len(set(paths)):
+        raise ValueError(f"{source} lists {[r['path'] for r in index['files']]}, not every one of {list(paths)}")
+    held = {(rec["schedule"], rec["params"].get("shift")) for rec in index["files"]}
+    aliases = index.get("aliases", {})
+    index["aliases"] = {name: a for name, a in aliases.items() if (a["schedule"], a.get("shift")) in held}
+    for rec in index["files"]:
+        doc = read_json(source, rec["path"])
+        for key in ("entries", "solver_entries") if nfe is not None else ():
+            if key in doc:
+                doc[key] = [e for e in doc[key] if e["nfe"] in nfe]
+        data = canonical_bytes(doc)
+        write_bytes(root / rec["path"], data)
+        rec.update(index_record(rec["path"], doc, data))
+        if "solver_entries" in doc:
+            rec["solver_entries"] = len(doc["solver_entries"])
+            rec["solver_nfe"] = sorted({e["nfe"] for e in doc["solver_entries"]})
+    write_bytes(root / "index.json", canonical_bytes(index))
+    return root
 
 
 def read_json(root: str | os.PathLike, rel: str) -> dict:

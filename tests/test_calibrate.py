@@ -214,11 +214,10 @@ def test_a_closure_around_a_half_precision_network_runs_in_half_precision():
 def test_folders_of_the_earlier_format_still_load(calibrated, tmp_path):
     """Earlier versions wrote calibrated grids as bound-format entries (p, tau, objective): still schema-valid and
     returned by get(..., p=P)."""
-    from tests.registry_factory import rewrite
+    from tests.registry_factory import cut_copy, rewrite
 
     result, _, _ = calibrated
-    old = tmp_path / "old"
-    shutil.copytree(bundled_dir(), old)
+    old = cut_copy(bundled_dir(), tmp_path / "old", ("v1/vp-linear.json",), nfe=(5,))
     doc = json.loads((old / "v1" / "vp-linear.json").read_text())
     entry = next(e for e in doc["entries"] if (e["nfe"], e["order"], e["p"]) == (5, 3, 1))
     entry["method"] = "calibrated"

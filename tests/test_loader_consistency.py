@@ -1,11 +1,11 @@
 """Hash-consistent edits of the shipped registry (the index re-hashed after the edit) that every reader must
 refuse: a node off its schedule, bad schedule params, a replaced input_hash, a missing variant, quality figures
-that contradict each other, a negative objective. Each runs on a copy of two shipped files (the registry's
-own bytes are never touched) through the loader's ``get`` and ``verify`` and ``python -m builder validate``."""
+that contradict each other, a negative objective. Each runs on a copy of two shipped files cut down to their
+entries at NFE 5-7 (`registry_factory.cut_copy`; the registry's own bytes are never touched) through the
+loader's ``get`` and ``verify`` and ``python -m builder validate``."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,9 @@ pytestmark = pytest.mark.usefixtures("fresh_loader_cache")
 
 @pytest.fixture
 def copy(tmp_path) -> Path:
-    root = tmp_path / "registry"
-    for rel in ("index.json", FLOW, VP):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REGISTRY / rel, root / rel)
-    return root
+    """The shipped index and two data files, cut down to their entries at NFE 5-7 (every edit below is of an
+    NFE-6 entry; the rest of a file only costs validation time)."""
+    return factory.cut_copy(REGISTRY, tmp_path / "registry", (FLOW, VP), nfe=(5, 6, 7))
 
 
 def _flow_unipc3_nfe6(doc: dict) -> dict:

@@ -406,7 +406,7 @@ def test_model_aliases_of_the_shipped_registry():
 
 @pytest.mark.parametrize(
     ("solver", "order", "ending", "nfe", "profile"),
-    [("dpmpp", 2, "zero", 8, "generic"), ("unipc", 3, "eps", 6, "generic"), ("dpmpp", 2, "zero", 6, "latent")],
+    [("unipc", 3, "eps", 6, "generic"), ("dpmpp", 2, "zero", 6, "latent")],  # each ending, each tier
 )
 def test_a_shipped_entry_measures_what_it_records(solver, order, ending, nfe, profile):
     """Re-measure a shipped scaled-linear solver entry and uniform-λ on the validation split (a profile entry:

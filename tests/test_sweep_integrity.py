@@ -6,7 +6,6 @@ import dataclasses
 import errno
 import inspect
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,9 +33,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def registry_copy(tmp_path) -> Path:
-    copy = tmp_path / "registry"
-    shutil.copytree(REPO_ROOT / "registry", copy)
-    return copy
+    """The shipped registry's EDM and VP-linear files at NFE 5 and 13 (`registry_factory.cut_copy`)."""
+    files = ("v1/edm.json", "v1/vp-linear.json")
+    return factory.cut_copy(REPO_ROOT / "registry", tmp_path / "registry", files, nfe=(5, 13))
 
 
 def _edm_sigma_80_7(registry: Path, *, rehash: bool) -> None:
