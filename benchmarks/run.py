@@ -47,6 +47,9 @@ BENCHES = (
     Bench("hosts", "optsteps through diffusers' schedulers and k-diffusion loops against every recipe they "
           "offer, on held-out kinds of data",
           ("benchmarks/bench_hosts.py", "--by-kind"), ("benchmarks/bench_hosts.py", "--quick")),
+    Bench("refine-objective", "the refine loss (mean log ratio, or the soft maximum over the fit kinds) judged "
+          "through diffusers' DPM++ 2M on the held-out kinds: one scaled-linear sigma = 0 entry refined both ways",
+          ("benchmarks/bench_refine_objective.py", "--nfe", "6,8,10"), None),
     Bench("diffusers-paths", "diffusers' two optsteps paths on one entry, configure_scheduler against pipeline_kwargs "
           "(solver entries: one grid; bound entries: the entry's sigma against the model's timestep)",
           ("benchmarks/bench_diffusers_paths.py",), ("benchmarks/bench_diffusers_paths.py",)),

@@ -97,6 +97,43 @@ def test_penalty_and_dpmpp_run(bound):
         refine(bounds["eps"], starts, ending="zero")
 
 
+def test_the_robust_loss_is_the_soft_maximum_over_kinds_against_each_kinds_best_rule(bound):
+    """refine(kinds=...): L = T log mean_k exp(ℓ_k / T), ℓ_k the kind's mean log ratio to its best rule, checked
+    against a computation from errors() alone; its gradient against central differences; refining it lowers it."""
+    from builder.select import refine as module
+
+    sched, bounds = bound
+    b = bounds["eps"]
+    starts = rule_starts(sched, 5, "eps")
+    kinds = ["lowdim", "latent"]
+    log_e = {
+        r: np.log([e.mean() for e in errors(g, b, solver="unipc", order=3, variant="bh2")]) for r, g in starts.items()
+    }
+    best = [min(starts, key=lambda r, i=i: log_e[r][i]) for i in range(2)]  # one problem per kind
+    grid = starts["uniform-t"]
+    mine = np.log([e.mean() for e in errors(grid, b, solver="unipc", order=3, variant="bh2")])
+    ell = np.array([mine[i] - log_e[best[i]][i] for i in range(2)])  # kinds sorted: latent (1), lowdim (0)
+    t = 0.05
+    expected = t * np.log(np.mean(np.exp(ell / t)))
+    spec = {"solver": "unipc", "order": 3, "variant": "bh2"}
+    objective = module._objective(b, starts, spec, "uniform-lambda", 0.0, 10.0, kinds, None, t)
+    assert module._loss(grid, b, objective, spec) == pytest.approx(expected, rel=1e-12)
+    assert max(ell) - 1e-12 <= expected + t * np.log(2) and expected >= ell.mean() - 1e-12  # between mean and max
+    q = q_from_grid(grid, b.lambda_start, b.lambda_end, "eps")
+    value, grad = module._loss_and_grad(q, b, objective, spec)
+    assert value == pytest.approx(expected, rel=1e-9)
+    for j in (0, 2):
+        dq = np.zeros_like(q)
+        dq[j] = 1e-6
+        plus, _ = module._loss_and_grad(q + dq, b, objective, spec)
+        minus, _ = module._loss_and_grad(q - dq, b, objective, spec)
+        assert grad[j] == pytest.approx((plus - minus) / 2e-6, rel=1e-4, abs=1e-8)
+    res = refine(b, starts, kinds=kinds, top=1, maxiter=6, **spec)
+    assert res.fun < res.fun_start - 1e-3 and res.fun == pytest.approx(res.mean_log_ratio)
+    with pytest.raises(ValueError, match="2 problems"):
+        refine(b, starts, kinds=["latent"], **spec)
+
+
 @pytest.mark.parametrize("ending", ["eps", "zero"])
 def test_insert_node_adds_one_node_and_keeps_endpoints(ending):
     lam = np.array([-5.0, -1.0, 1.0, 2.5, 4.5])
@@ -158,8 +195,22 @@ def test_rule_grids_are_the_applicable_rules_and_tables_that_fit(ending):
         assert np.array_equal(grid, rule_grid(name, sched, 6, ending))
         assert grid.size == (7 if ending == "eps" else 6)  # N model calls either way
     assert rule_grids(sched, 6, ending, FORMULA_BASELINES).keys() == rule_starts(sched, 6, ending).keys()
-    # GITS has rows for 2..20 steps: with the σ = 0 ending, 2 calls leave a 1-step table, which does not fit
-    assert "gits" in rule_grids(sched, 3, "zero") and "gits" not in rule_grids(sched, 2, "zero")
+    # GITS has rows for 2..20 steps: 2 calls are its 2-step row (σ = 0 ending: without its last node), 1 is none
+    assert "gits" in rule_grids(sched, 2, ending) and "gits" not in rule_grids(sched, 1, "eps")
+
+
+def test_a_sigma_zero_table_is_run_as_the_hosts_run_it():
+    """For N calls ending at σ = 0, AYS / GITS are their N-step row with the last σ set to 0 (ComfyUI's nodes;
+    diffusers' AysSchedules are those N timesteps), the formula rules N nodes from λ_T to λ_ε (then σ = 0)."""
+    from diffusers.schedulers import AysSchedules
+
+    sched = get_schedule("scaled-linear")
+    for name, row in (("ays-sdxl", "StableDiffusionXLTimesteps"), ("ays-sd1", "StableDiffusionTimesteps")):
+        grid = rule_grid(name, sched, 10, "zero")
+        steps = np.rint(sched.model_time(sched.inverse_lambda(grid))).astype(int)
+        assert steps.tolist() == list(AysSchedules[row])
+    lu = rule_grid("uniform-lambda", sched, 10, "zero")
+    np.testing.assert_allclose(lu, np.linspace(sched.lambda_start, sched.lambda_end, 10), rtol=0, atol=1e-12)
 
 
 def test_errors_are_memoised_per_bound_grid_and_sampler(bound):

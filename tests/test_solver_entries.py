@@ -233,6 +233,24 @@ def test_the_report_tables_keep_generic_and_profile_entries_apart(reg):
     assert "vs generic entry" in solver_entry_table(pixel)[0] and "vs bound entry" in solver_entry_table(generic)[0]
 
 
+def test_a_schedules_objective_reaches_its_chains_and_their_keys(tmp_path):
+    """A schedule's spec "objective" is its chains' (generic, profile, continued): in their cache keys, and the
+    other schedules' chains keep the keys they had; a value the builder does not know is refused by name."""
+    base = [c for c in chains_mod.chains_of(SPEC)]
+    robust_spec = dataclasses.replace(SPEC, schedules=tuple({**s, "objective": "kinds"} for s in SPEC.schedules))
+    robust = chains_mod.chains_of(robust_spec)
+    assert [c.objective for c in base] == [None] * len(base) and {c.objective for c in robust} == {"kinds"}
+    assert "objective" not in base[0].fields() and robust[0].fields()["objective"] == "kinds"
+    assert [dataclasses.replace(c, objective=None) for c in robust] == base
+    raw = json.loads(sweep.spec.SPEC_PATH.read_text())
+    raw["schedules"][0]["objective"] = "median"
+    bad = tmp_path / "spec.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(SweepError, match=r"schedules\[0\] \(vp-linear\) 'objective' must be one of \['kinds'\]"):
+        load_spec(bad)
+    assert not any("objective" in s for s in load_spec().schedules)  # measured, not used: docs/data-family.md
+
+
 def test_profile_chains_follow_the_aliases_and_keep_the_generic_keys():
     from builder.select import profile
 

@@ -22,12 +22,13 @@ t = (n + 1)/1000 (the schedule's own embedding); ComfyUI's flow table index i is
   ``beta_scheduler``, which drops repeated timesteps; here a rule with a repeat does not apply). ComfyUI's
   ``normal`` is ``linspace`` without the rounding and is left out.
 
-Each formula gives M finite nodes (noisiest first). **Endings**, in the registry's convention: ``"zero"`` (N
-calls, the last step to σ = 0, as diffusers / k-diffusion / ComfyUI run): the rule's M = N nodes; ``"eps"`` (N
-steps to λ_ε): the M = N + 1 rule when the rule ends at λ_ε (s_min), else the M = N rule followed by λ_ε (a
-diffusers scheduler with ``final_sigmas_type="sigma_min"``). The first node is the schedule's λ_T (every
-sampler here starts from x_T there; ``leading`` and the flow table's t = 1 are moved to it, as
-:mod:`builder.solve.grids` does for tables) and nodes are clipped to ≤ λ_ε; a grid that is then not strictly
+The published tables come from ``rule_grids``, which builds their ``"zero"`` grids as the hosts run them (the
+N-step row with its last σ set to 0). Each formula above gives M finite nodes (noisiest first). **Endings**, in the
+registry's convention: ``"zero"`` (N calls, the last step to σ = 0, as diffusers / k-diffusion / ComfyUI run): the
+rule's M = N nodes; ``"eps"`` (N steps to λ_ε): the M = N + 1 rule when the rule ends at λ_ε (s_min), else the M =
+N rule followed by λ_ε (a diffusers scheduler with ``final_sigmas_type="sigma_min"``). The first node is the
+schedule's λ_T (every sampler here starts from x_T there; ``leading`` and the flow table's t = 1 are moved to it,
+as :mod:`builder.solve.grids` does for tables) and nodes are clipped to ≤ λ_ε; a grid that is then not strictly
 increasing does not apply (left out). Grids equal to an earlier rule's (to 1e-12) are left out too.
 """
 

@@ -65,22 +65,26 @@ def profile_chain(
     nfes: Sequence[int],
     generic: Mapping[int, Sequence[float]],
     maxiter: int,
+    robust: bool = False,
 ) -> list[dict[str, Any]]:
     """The records of :func:`~builder.select.robust.refine_chain` on the ``profile``'s problems, started from
-    (and compared with) ``generic``: {N: λ of the generic solver entry}; ``bound`` renamed ``generic``."""
+    (and compared with) ``generic``: {N: λ of the generic solver entry}; ``bound`` renamed ``generic``.
+    ``robust``: the robust loss over the problems' kinds (their generators)."""
     from .refine import bind  # torch: imported when a chain runs, not with PROFILES
     from .robust import refine_chain
 
     ends = (schedule.lambda_start, schedule.lambda_end, ending)
+    fit = problems("fit", profile)
     records = refine_chain(
         schedule,
         solver=solver,
         order=order,
         ending=ending,
         nfes=nfes,
-        fit=bind(problems("fit", profile), *ends),
+        fit=bind(fit, *ends),
         validation=bind(problems("validation", profile), *ends),
         bound_grids=generic,
         maxiter=maxiter,
+        kinds=[p.profile for p in fit] if robust else None,
     )
     return [_rename(r) for r in records]

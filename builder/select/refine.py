@@ -8,6 +8,15 @@ e_p^ref the same for a reference grid (uniform λ by default), ℓ_p = log(e_p /
 the log of the geometric-mean error ratio plus an optional soft penalty (``penalty=w``, ``sharpness=k``)
 on problems that do worse than the reference (softplus(kℓ) ≈ kℓ for ℓ > 0, ≈ 0 for ℓ < 0).
 
+**Robust over kinds** (``kinds``: a label per problem, e.g. the family's profiles). Each kind k is measured
+against its own best rule R*_k (the start among ``rules`` of lowest mean_{p∈k} log e_p), and the loss is the
+soft maximum over kinds, the objective the held-out verdict uses (:mod:`builder.select.promise`):
+
+    ℓ_k(λ) = mean_{p∈k} log(e_p(λ) / e_p(R*_k)),   L(λ) = T log( (1/K) Σ_k exp(ℓ_k(λ)/T) ),
+
+T = ``temperature``: between the mean over kinds (T → ∞) and the worst kind (T → 0), so no kind is given up
+for the average. The penalty applies to the ℓ_p of each problem against its kind's R*_k.
+
 **Coordinates.** Unconstrained logits q ∈ R^N (:func:`grid_from_q`): the N gaps are
 
     h = h_min + (λ_ε − λ_T − N h_min) · softmax(q),   h_min = (λ_ε − λ_T)/(50 N),
@@ -35,6 +44,7 @@ puts every node at its timestep's λ (the grid a host runs).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +54,7 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult, minimize
 
-from ..solve.grids import FORMULA_BASELINES, applicable_baselines, baseline_lambdas
+from ..solve.grids import FORMULA_BASELINES, LAST_SIGMA_ZEROED, applicable_baselines, baseline_lambdas
 from .differentiable import DT, TorchMixture, make_plan, sample
 from .truth import ground_truth
 
@@ -168,9 +178,14 @@ def q_from_grid(lambdas: Sequence[float], lambda_start: float, lambda_end: float
 
 
 def rule_grid(name: str, schedule, nfe: int, ending: str = "eps") -> np.ndarray | None:
-    """A rule or published table for ``nfe`` model calls: its N-step grid (``"eps"``), or, for ``"zero"``,
-    its (N − 1)-step grid over [λ_T, λ_ε] whose N nodes are followed by σ = 0 — as diffusers and
-    k-diffusion build a σ-table with a trailing zero. None where a table does not fit."""
+    """A rule or published table for ``nfe`` model calls, as the hosts run it: its N-step grid (``"eps"``), or,
+    for ``"zero"``, N nodes followed by σ = 0 — for a formula rule its (N − 1)-step grid over [λ_T, λ_ε] (as
+    diffusers and k-diffusion append a zero to N σ's from σ_max to σ_min), for a table of
+    :data:`~builder.solve.grids.LAST_SIGMA_ZEROED` its N-step row without its last node (as ComfyUI sets that
+    σ to 0, and diffusers runs AYS's 10 timesteps). None where a table does not fit."""
+    if ending == "zero" and name in LAST_SIGMA_ZEROED:
+        grid = baseline_lambdas(name, schedule, nfe)
+        return None if grid is None else grid[:-1]
     return baseline_lambdas(name, schedule, nfe if ending == "eps" else nfe - 1)
 
 
@@ -201,20 +216,72 @@ def insert_node(lambdas: Sequence[float], ending: str = "eps", lambda_end: float
     return out if ending == "eps" else out[:-1]
 
 
-def _loss_and_grad(q, bound: Bound, log_ref: np.ndarray, solver: Mapping, penalty: float, sharpness: float):
+@dataclass(frozen=True)
+class _Objective:
+    """What the loss compares: per problem log e_p of its reference (``log_ref``), and for the robust loss the
+    kind index of every problem (``groups``, None: the plain mean) with the soft maximum's ``temperature``."""
+
+    log_ref: np.ndarray
+    penalty: float = 0.0
+    sharpness: float = 10.0
+    groups: np.ndarray | None = None
+    temperature: float = 0.05
+
+    def combine(self, ell, xp):
+        """L from the per-problem log ratios ``ell`` (torch or numpy, ``xp`` the module; docstring formulas)."""
+        if self.groups is None:
+            loss = ell.mean()
+        else:
+            per_kind = [ell[self.groups == k].mean() for k in range(int(self.groups.max()) + 1)]
+            t = self.temperature
+            if xp is np:
+                loss = t * (np.logaddexp.reduce(np.array(per_kind) / t) - math.log(len(per_kind)))
+            else:
+                loss = t * (torch.logsumexp(torch.stack(per_kind) / t, 0) - math.log(len(per_kind)))
+        if self.penalty:
+            soft = (
+                np.logaddexp(0.0, self.sharpness * ell)
+                if xp is np
+                else torch.nn.functional.softplus(self.sharpness * ell)
+            )
+            loss = loss + self.penalty * soft.mean()
+        return loss
+
+
+def _loss_and_grad(q, bound: Bound, objective: _Objective, solver: Mapping):
     qt = torch.tensor(q, dtype=DT, requires_grad=True)
     lam = grid_from_q(qt, bound.lambda_start, bound.lambda_end, bound.ending)
-    ell = torch.log(torch.stack(_mean_errors(lam, bound, solver))) - torch.from_numpy(log_ref)
-    loss = ell.mean()
-    if penalty:
-        loss = loss + penalty * torch.nn.functional.softplus(sharpness * ell).mean()
+    ell = torch.log(torch.stack(_mean_errors(lam, bound, solver))) - torch.from_numpy(objective.log_ref)
+    loss = objective.combine(ell, torch)
     loss.backward()
     return float(loss.detach()), qt.grad.numpy().copy()
 
 
-def _loss(lam: np.ndarray, bound: Bound, log_ref: np.ndarray, solver: Mapping, penalty: float, sharpness: float):
-    ell = np.log([e.mean() for e in errors(lam, bound, **solver)]) - log_ref
-    return float(ell.mean() + (penalty * np.mean(np.logaddexp(0.0, sharpness * ell)) if penalty else 0.0))
+def _loss(lam: np.ndarray, bound: Bound, objective: _Objective, solver: Mapping):
+    ell = np.log([e.mean() for e in errors(lam, bound, **solver)]) - objective.log_ref
+    return float(objective.combine(ell, np))
+
+
+def _objective(bound: Bound, starts, spec, reference, penalty, sharpness, kinds, rules, temperature) -> _Objective:
+    """The loss's references: uniform λ (or ``reference``) for every problem, or with ``kinds`` each kind's
+    best rule among ``rules`` (the module docstring)."""
+    if kinds is None:
+        ref = starts[reference] if isinstance(reference, str) else reference
+        return _Objective(np.log([e.mean() for e in errors(ref, bound, **spec)]), penalty, sharpness)
+    if len(kinds) != len(bound.names):
+        raise ValueError(f"kinds has {len(kinds)} labels for {len(bound.names)} problems")
+    names = sorted(set(kinds))
+    groups = np.array([names.index(k) for k in kinds])
+    rules = [r for r in (starts if rules is None else rules) if r in starts]
+    if not rules:
+        raise ValueError("a robust refine needs at least one of its rules among the starts")
+    log_e = {r: np.log([e.mean() for e in errors(starts[r], bound, **spec)]) for r in rules}
+    log_ref = np.empty(len(kinds))
+    for k in range(len(names)):
+        mine = groups == k
+        best = min(rules, key=lambda r: (float(log_e[r][mine].mean()), rules.index(r)))
+        log_ref[mine] = log_e[best][mine]
+    return _Objective(log_ref, penalty, sharpness, groups, temperature)
 
 
 def refine(
@@ -228,6 +295,9 @@ def refine(
     reference: str | Sequence[float] = "uniform-lambda",
     penalty: float = 0.0,
     sharpness: float = 10.0,
+    kinds: Sequence[str] | None = None,
+    rules: Sequence[str] | None = None,
+    temperature: float = 0.05,
     top: int | None = 2,
     maxiter: int = 80,
     gtol: float = 1e-6,
@@ -236,11 +306,13 @@ def refine(
     """Refine the interior λ's of the best ``top`` ``starts`` (None: all) on ``problems`` (a :class:`Bound`).
 
     ``reference``: the name of a start or a grid; the loss is relative to its errors (module docstring).
+    ``kinds``: a kind label per problem: the robust loss instead, each kind against its best start among
+    ``rules`` (names of starts; None: every start), soft maximum at ``temperature`` (module docstring).
     ``ending`` must match the bound problems' (None: take theirs). Returns a scipy ``OptimizeResult`` with
     ``x`` (the refined λ-grid), ``fun`` (its loss), ``success``, ``status``, ``message``, ``nit``, ``nfev``
     (of the winning run) and ``q``, ``start`` (the winning start's name), ``fun_start`` (its loss before),
     ``starts`` ({name: (loss before, loss after or None if not refined, iterations)}), ``nfev_total``,
-    ``mean_log_ratio`` (the loss without the penalty), ``seconds``.
+    ``mean_log_ratio`` (the loss without the penalty; robust: the soft maximum without it), ``seconds``.
     """
     t0 = time.perf_counter()
     bound = problems
@@ -249,13 +321,9 @@ def refine(
     if not starts:
         raise ValueError("refine needs at least one start")
     spec = {"solver": solver, "order": order} | ({"variant": variant} if solver == "unipc" else {})
-    ref = starts[reference] if isinstance(reference, str) else reference
-    log_ref = np.log([e.mean() for e in errors(ref, bound, **spec)])
+    objective = _objective(bound, starts, spec, reference, penalty, sharpness, kinds, rules, temperature)
     scored = sorted(
-        (
-            (_loss(np.asarray(g), bound, log_ref, spec, penalty, sharpness), i, name)
-            for i, (name, g) in enumerate(starts.items())
-        ),
+        ((_loss(np.asarray(g), bound, objective, spec), i, name) for i, (name, g) in enumerate(starts.items())),
     )
     chosen = scored if top is None else scored[:top]
     best, log, nfev_total = None, {}, 0
@@ -264,7 +332,7 @@ def refine(
         res = minimize(
             _loss_and_grad,
             q0,
-            args=(bound, log_ref, spec, penalty, sharpness),
+            args=(bound, objective, spec),
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": maxiter, "gtol": gtol, "ftol": ftol},
@@ -277,7 +345,7 @@ def refine(
         log.setdefault(name, (loss0, None, 0))
     res, name, loss0 = best
     lam = grid_from_q(torch.tensor(res.x, dtype=DT), bound.lambda_start, bound.lambda_end, bound.ending).numpy()
-    plain = _loss(lam, bound, log_ref, spec, 0.0, sharpness)
+    plain = _loss(lam, bound, dataclasses.replace(objective, penalty=0.0), spec)
     return OptimizeResult(
         x=lam,
         fun=float(res.fun),

@@ -3,13 +3,14 @@ and their figures on the fit and validation splits.
 
 **A chain** (:func:`refine_chain`) is one (schedule, solver, order, ending) over increasing NFEs. At each
 NFE N the starts are the four formula rules, every published table that applies (:func:`rule_grids`: for
-``"zero"`` the (N − 1)-step table followed by σ = 0), the bound's entry when one is given, and — after the
+``"zero"`` N nodes followed by σ = 0, as the hosts run them), the bound's entry when one is given, and — after the
 first NFE — the refined NFE N − 1 grid with one node inserted (:func:`~builder.select.refine.insert_node`).
 A chain may continue another one (``after``: the chosen grid of the NFE just below its first), so that
 its first NFE is warm-started too. Every start is scored on the fit split; the best two (a first NFE with no
 warm start) or the best one (otherwise: the warm start nearly always wins, at a seventh of the cost,
 docs/data-family.md) are refined by
-:func:`~builder.select.refine.refine` (mean-L2 log-ratio to uniform λ, no penalty).
+:func:`~builder.select.refine.refine` (mean-L2 log-ratio to uniform λ, no penalty; with ``kinds``, a kind
+label per fit problem, the soft maximum over kinds of each kind's log ratio to its best rule or table).
 
 **The choice** is made on the fit split alone: the refined grid, or its start when refinement did not
 lower the fit loss (``method`` ``"rule"`` for a rule or table start, ``"bound"`` for the bound's entry). On a
@@ -120,6 +121,7 @@ def refine_chain(
     bound_grids: Mapping[int, Sequence[float]] | None = None,
     maxiter: int = MAXITER,
     after: Sequence[float] | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per NFE (ascending): ``nfe``, ``lambda`` (the chosen grid: N + 1 nodes for ``"eps"``, N for
     ``"zero"``), ``method``, ``init`` (the start it came from), ``optimizer`` (L-BFGS-B's status, iterations,
@@ -127,7 +129,8 @@ def refine_chain(
     timesteps, where any were) and ``quality`` ({``fit``, ``validation``: :func:`figures`,
     ``loses_on_validation``}). ``bound_grids``: {N: the bound entry's λ for an N-call grid} (optional).
     ``after``: the chosen grid of the NFE just below ``min(nfes)`` when this chain continues another one (its
-    first NFE is then warm-started like every later one)."""
+    first NFE is then warm-started like every later one). ``kinds``: a kind label per ``fit`` problem for the
+    robust loss (module docstring); the recorded fit losses are then that loss."""
     spec = solver_spec(solver, order)
     records, prev = [], None if after is None else np.asarray(after, dtype=np.float64)
     for nfe in sorted(nfes):
@@ -145,6 +148,7 @@ def refine_chain(
             reference="uniform-lambda",
             top=2 if prev is None else 1,
             maxiter=maxiter,
+            **({"kinds": kinds, "rules": list(rules)} if kinds is not None else {}),
             **spec,
         )
         start_loss = res.starts[res.start][0]

@@ -52,6 +52,7 @@ from .schedules import Schedule
 __all__ = [
     "BLENDS",
     "FORMULA_BASELINES",
+    "LAST_SIGMA_ZEROED",
     "STARTS",
     "TABLE_BASELINES",
     "applicable_baselines",
@@ -72,6 +73,12 @@ Array = NDArray[np.float64]
 TABLES_PATH = Path(__file__).with_name("data") / "baselines.json"
 FORMULA_BASELINES = ("uniform-lambda", "uniform-t", "uniform-sqrt-t", "karras-rho7")
 TABLE_BASELINES = ("ays-sd1", "ays-sdxl", "gits", "oss-flux", "oss-wan")
+# Tables whose σ = 0 grid for N calls is the N-step row with its last σ set to 0, as ComfyUI's AYS, GITS and
+# OSS nodes build it (``sigmas[-1] = 0``) and diffusers runs AysSchedules (its 10 timesteps, then σ = 0):
+# builder.select.refine.rule_grid. ComfyUI runs the OSS tables the same way; they join this list when the flow
+# files are next rebuilt (until then their σ = 0 grid is the (N − 1)-step row followed by σ = 0, as the formula
+# rules are built).
+LAST_SIGMA_ZEROED = ("ays-sd1", "ays-sdxl", "gits")
 KARRAS_RHO = 7.0
 GITS_COEFF = "1.20"
 # The optimiser's named starts (the ``init`` values entries store) and the rule each one is.

@@ -71,6 +71,7 @@ class Chain:
     maxiter: int
     profile: str | None = None  # None: the generic chain
     after: int | None = None  # a continued chain: the NFE of the generic chain's grid it starts from
+    objective: str | None = None  # the schedule's spec "objective": None (mean vs uniform λ) or "kinds" (robust)
 
     def make_schedule(self) -> Schedule:
         return get_schedule(self.schedule, **dict(self.params))
@@ -98,10 +99,10 @@ class Chain:
         )
 
     def fields(self) -> dict[str, Any]:
-        """The chain's fields for its cache key (``profile`` and ``after`` only where set, so a chain without
-        them keeps the key it had before they existed)."""
+        """The chain's fields for its cache key (``profile``, ``after`` and ``objective`` only where set, so a
+        chain without them keeps the key it had before they existed)."""
         fields = self.__dict__ | {"params": list(self.params), "nfes": list(self.nfes)}
-        return {k: v for k, v in fields.items() if k not in ("profile", "after") or v is not None}
+        return {k: v for k, v in fields.items() if k not in ("profile", "after", "objective") or v is not None}
 
     def label(self) -> str:
         params = "".join(f" {k}={v}" for k, v in self.params)
@@ -128,7 +129,15 @@ def chains_of(spec: Spec) -> list[Chain]:
         for solver, order in block["solvers"]:
             for ending in block["endings"]:
                 chain = Chain(
-                    sched["name"], params, sched["file"], solver, order, ending, tuple(block["nfe"]), block["maxiter"]
+                    sched["name"],
+                    params,
+                    sched["file"],
+                    solver,
+                    order,
+                    ending,
+                    tuple(block["nfe"]),
+                    block["maxiter"],
+                    objective=sched.get("objective"),
                 )
                 generic.append(chain)
                 profiled += [dataclasses.replace(chain, profile=p) for p in profiles]
@@ -187,6 +196,7 @@ def _compute(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: 
 
     schedule = chain.make_schedule()
     ends = (schedule.lambda_start, schedule.lambda_end, chain.ending)
+    fit = family.split("fit")
     grids = {int(k): v for k, v in starts.items()}
     after = grids.pop(chain.after) if chain.after else None
     records = refine_chain(
@@ -195,11 +205,12 @@ def _compute(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: 
         order=chain.order,
         ending=chain.ending,
         nfes=chain.nfes,
-        fit=bind(family.split("fit"), *ends),
+        fit=bind(fit, *ends),
         validation=bind(family.split("validation"), *ends),
         bound_grids=grids,
         maxiter=chain.maxiter,
         after=after,
+        kinds=[p.profile for p in fit] if chain.objective == "kinds" else None,
     )
     family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
     write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
@@ -219,6 +230,7 @@ def _compute_profile(chain: Chain, generic: dict[int, list[float]], cache_dir: s
         nfes=chain.nfes,
         generic={int(k): v for k, v in generic.items()},
         maxiter=chain.maxiter,
+        robust=chain.objective == "kinds",
     )
     family_digest = {s: family.digest(problems(s, chain.profile)) for s in ("fit", "validation")}
     write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})

@@ -70,6 +70,10 @@ class Spec:
 
 
 _SPEC_KEYS = ("data_version", "license", "citation", "nfe", "orders", "p", "tau", "init", "schedules")
+# A schedule's optional "objective": how its solver chains refine. Left out: the mean log ratio to uniform λ;
+# "kinds": the soft maximum over the fit split's kinds of each kind's log ratio to its best rule
+# (builder.select.refine, "Robust over kinds").
+OBJECTIVES = ("kinds",)
 
 
 def load_spec(path: str | Path = SPEC_PATH) -> Spec:
@@ -108,6 +112,11 @@ def load_spec(path: str | Path = SPEC_PATH) -> Spec:
             raise bad(f"schedules[{i}] must be an object with a 'name' and a 'file'")
         if not isinstance(sched.get("defaults"), dict):
             raise bad(f"schedules[{i}] ({sched['name']}) has no 'defaults' object")
+        if sched.get("objective", "kinds") not in OBJECTIVES:
+            raise bad(
+                f"schedules[{i}] ({sched['name']}) 'objective' must be one of {list(OBJECTIVES)} (or left out: the "
+                f"mean log ratio to uniform λ), got {sched['objective']!r}"
+            )
         try:
             get_schedule(sched["name"], **(sched.get("params") or {}))
         except (KeyError, TypeError, ValueError) as exc:  # ScheduleNotFoundError is a KeyError
