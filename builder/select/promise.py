@@ -62,6 +62,7 @@ import numpy as np
 
 from .held_out import Split, clear_cache, split
 from .host_rules import host_rules
+from .refine import TEMPERATURE
 from .robust import solver_spec
 
 __all__ = [
@@ -85,7 +86,6 @@ __all__ = [
     "split",
 ]
 
-TEMPERATURE = 0.05  # soft-maximum temperature, in log-ratio units
 TOLERANCE = 0.5  # a refined grid may lose to the best rule on no GATE kind by more than this, beyond noise
 METHODS = ("refined", "rule", "generic")
 PROFILE_KINDS = {

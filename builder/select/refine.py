@@ -61,6 +61,7 @@ from .truth import ground_truth
 __all__ = [
     "MIN_STEP_FRACTION",
     "SATURATION_FLOOR",
+    "TEMPERATURE",
     "Bound",
     "bind",
     "errors",
@@ -74,6 +75,7 @@ __all__ = [
     "rule_starts",
 ]
 
+TEMPERATURE = 0.05  # the soft maximum over kinds, in log-ratio units: here and in the held-out verdict (promise)
 MIN_STEP_FRACTION = 1.0 / 50.0  # h_min = span · MIN_STEP_FRACTION / N
 SATURATION_FLOOR = 0.05  # a refinement starts with every gap's softmax weight ≥ this / N (unsaturated)
 
@@ -225,7 +227,7 @@ class _Objective:
     penalty: float = 0.0
     sharpness: float = 10.0
     groups: np.ndarray | None = None
-    temperature: float = 0.05
+    temperature: float = TEMPERATURE
 
     def combine(self, ell, xp):
         """L from the per-problem log ratios ``ell`` (torch or numpy, ``xp`` the module; docstring formulas)."""
@@ -297,7 +299,7 @@ def refine(
     sharpness: float = 10.0,
     kinds: Sequence[str] | None = None,
     rules: Sequence[str] | None = None,
-    temperature: float = 0.05,
+    temperature: float = TEMPERATURE,
     top: int | None = 2,
     maxiter: int = 80,
     gtol: float = 1e-6,
