@@ -92,25 +92,25 @@ def truth_for(problem, family: str):
     return ground_truth(problem.mixture, lam0, math.inf, batch=problem.batch, seed=problem.seed)
 
 
-def measure(hosts: Sequence[Host], problems, nfes: Sequence[int], log=print) -> dict:
+def measure(hosts: Sequence[Host], problems, nfes: Sequence[int], log=print, runner=Runner) -> dict:
     """errors[(host, key, nfe, problem)] = (mean L2, median L2, model calls, tail samples: errors above
-    :data:`TAIL` times the run's median)."""
+    :data:`TAIL` times the run's median); ``runner``: what runs a (host, key) (a :class:`Runner`)."""
     errors: dict = {}
     for host in hosts:
         t0 = time.time()
         family = "flow" if host.family == "flow" else "sd"
         truths = {p.name: truth_for(p, family) for p in problems}
         for key in (*host.optsteps, *host.recipes):
-            runner = Runner(host, key)
+            run = runner(host, key)
             for nfe in nfes:
-                if not runner.applies(nfe):
+                if not run.applies(nfe):
                     continue
                 for p in problems:
                     truth = truths[p.name]
                     model = (FlowModel if family == "flow" else SDModel)(p.mixture)
                     with torch.no_grad():
-                        out = runner.run(model, truth.x_start, nfe).numpy()
-                    if runner.is_optsteps and model.calls != nfe:
+                        out = run.run(model, truth.x_start, nfe).numpy()
+                    if run.is_optsteps and model.calls != nfe:
                         raise RuntimeError(
                             f"{host.name} {key!r} made {model.calls} model calls for NFE {nfe}: optsteps promises "
                             "exactly NFE calls"

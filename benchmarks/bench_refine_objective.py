@@ -33,6 +33,7 @@ import torch
 from benchmarks import bench_hosts
 from benchmarks.host_pipelines import HOSTS, Runner, _base_config, _scheduler_class
 from builder.kernels import single_threaded_blas
+from builder.registry.entry import solver_nodes
 from builder.select import family
 from builder.select import kinds as kinds_mod
 from builder.select.promise import shipped
@@ -47,9 +48,8 @@ MAXITER, TOP = 60, 2  # the sweep's generic chains (spec solver_entries.maxiter;
 class CandidateRunner(Runner):
     """A Runner that also runs grids given as integer timesteps (``grids[key][nfe]``) through ``timesteps=``."""
 
-    grids: dict[str, dict[int, list[int]]] = {}
-
-    def __init__(self, host, key: str) -> None:
+    def __init__(self, host, key: str, grids: dict[str, dict[int, list[int]]]) -> None:
+        self.grids = grids
         if key not in self.grids:
             super().__init__(host, key)
             return
@@ -84,12 +84,6 @@ def refined_grids(schedule_name: str, solver: str, order: int, ending: str, nfe:
     return out
 
 
-def timesteps_of(lambdas: Sequence[float], schedule) -> list[int]:
-    """The integer timesteps of a shipped grid's evaluated nodes, in the order diffusers runs them."""
-    steps = schedule.model_time(schedule.inverse_lambda(np.asarray(lambdas, dtype=np.float64)))
-    return [int(round(float(v))) for v in steps]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -108,14 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for nfe in nfes:
             found = refined_grids("scaled-linear", solver, order, ending, nfe, args.temperature)
             for name, lam in found.items():
-                grids[f"refined {name}"][nfe] = timesteps_of(lam, schedule)
+                grids[f"refined {name}"][nfe] = solver_nodes(schedule, ending, lam)["timesteps"]
                 print(f"#   {name} timesteps: {grids[f'refined {name}'][nfe]}")
-        CandidateRunner.grids = grids
-        bench_hosts.Runner = CandidateRunner
         host = HOSTS[args.host]
         host = type(host)(host.name, host.family, host.label, (*host.optsteps, *grids), host.recipes)
         problems = kinds_mod.problems(None)
-        errors = bench_hosts.measure([host], problems, nfes)
+        errors = bench_hosts.measure([host], problems, nfes, runner=lambda h, k: CandidateRunner(h, k, grids))
     bench_hosts.report(errors, [host], problems, nfes, by_kind=True)
     return 0
 

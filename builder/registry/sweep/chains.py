@@ -212,7 +212,7 @@ def _compute(chain: Chain, starts: dict[int, list[float]], cache_dir: str, key: 
         after=after,
         kinds=[p.profile for p in fit] if chain.objective == "kinds" else None,
     )
-    family_digest = {"fit": family.digest(family.split("fit")), "validation": family.digest(family.split("validation"))}
+    family_digest = {"fit": family.digest(fit), "validation": family.digest(family.split("validation"))}
     write_cached(Path(cache_dir), key, {"chain": chain.label(), "family": family_digest, "records": records})
     return chain.label()
 
